@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine for ser-dist: the system audio libraries torchcodec and
+# soundfile load (ffmpeg, libsndfile), a virtual environment in .venv, and ser-dist with its test and
+# DeepSpeed extras. Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for pkg in ffmpeg libsndfile1 sox; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "setup: installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($python --version)"
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test,deepspeed]"
+echo "setup: ready ($(.venv/bin/python -c 'import torch, transformers, datasets, accelerate; print(f"torch {torch.__version__}, transformers {transformers.__version__}, datasets {datasets.__version__}, accelerate {accelerate.__version__}")'))"

@@ -1,0 +1,346 @@
+"""Typed experiment configuration.
+
+Precedence: dataclass defaults < recipe < ``--config file.yaml`` < ``section.key=value`` on the command
+line. Unknown keys, values of the wrong type and missing required values fail here, before any data
+is read or any model is built. The resolved config is saved beside every run (``config.yaml``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import ConfigError, install_excepthook
+
+SPLITS = ("stratified", "speaker", "leave_one_speaker_out", "leave_one_session_out", "speaker_kfold", "fixed")
+SCHEDULERS = ("plateau", "linear_warmup", "cosine_warmup", "none")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+METRICS = ("ua", "wa", "macro_f1", "loss")
+PRECISIONS = ("auto", "no", "fp16", "bf16")
+HEADS = ("mean", "attentive_stats", "weighted_layers")
+
+
+@dataclass
+class Data:
+    corpus: str = "folder"  # adapter name in ser_dist.registry.CORPORA, or "manifest"
+    root: Optional[str] = None  # required unless data.manifest is given
+    manifest: Optional[str] = None  # CSV/JSONL with path,label[,speaker,session,source]
+    labels: Optional[list[str]] = None  # keep (and order) only these classes; None: all found
+    split: str = "speaker"  # speaker-independent unless told otherwise
+    fold: Optional[int] = None  # for the fold-based protocols (1-based)
+    num_folds: int = 5  # for speaker_kfold
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    speaker_pattern: Optional[str] = None  # regex on the file name; group 1 is the speaker id
+    sample_rate: int = 16000
+    max_seconds: Optional[float] = 10.0  # longer clips are cut to this (None: keep whole clips)
+    batch_seconds: Optional[float] = None  # duration-budget batches instead of train.batch_size
+    cache_dir: Optional[str] = None  # decode-once cache (default: $SER_DIST_CACHE or ~/.cache/ser_dist/audio)
+    num_workers: int = 0
+    augment: list[str] = field(default_factory=list)  # online augmentation ops for training clips
+    augment_prob: float = 0.5
+
+
+@dataclass
+class Model:
+    backbone: str = "bilstm"  # name in ser_dist.registry.BACKBONES, a Hub id or a local directory
+    head: str = "mean"  # pooling for SSL encoders: mean | attentive_stats | weighted_layers
+    n_mfcc: int = 40
+    hidden_size: int = 256
+    embedding_size: int = 128
+    dropout: float = 0.3
+    pretrained: bool = True  # SSL encoders: load pretrained weights (False: random init from the config)
+    checkpoint: Optional[str] = None  # optional local weights for the backbone (e.g. VGGish)
+    freeze_feature_encoder_epochs: int = 0  # SSL: CNN feature encoder frozen for the first N epochs (-1: always)
+    freeze_backbone_epochs: int = 0  # SSL: whole encoder frozen for the first N epochs (-1: always)
+    layerdrop: float = 0.0  # >0 leaves parameters unused in a step, which breaks DDP's gradient reduction
+    classifier: str = "auto"  # linear | cosine | auto (cosine for the AAM loss)
+    attention: str = "auto"  # attention implementation for HF encoders: auto | sdpa | eager
+
+
+@dataclass
+class Loss:
+    name: str = "ce"  # ce | label_smoothing | focal | aam | ccc, or an import path
+    class_weights: bool = False  # weight classes by inverse frequency in the training split
+    label_smoothing: float = 0.1
+    gamma: float = 2.0  # focal
+    alpha: Optional[list[float]] = None  # focal: per-class weights
+    margin: float = 0.2  # AAM
+    scale: float = 30.0  # AAM
+
+
+@dataclass
+class Optim:
+    name: str = "adamw"
+    lr: float = 1e-3
+    backbone_lr: Optional[float] = None  # pretrained encoders: a separate (usually smaller) lr
+    weight_decay: float = 0.0
+    scheduler: str = "plateau"
+    warmup_ratio: float = 0.1
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+
+
+@dataclass
+class Train:
+    epochs: int = 50
+    batch_size: int = 32  # per process
+    grad_accum_steps: int = 1
+    max_grad_norm: Optional[float] = 1.0
+    early_stopping_patience: Optional[int] = 5
+    metric: str = "ua"  # validation metric for early stopping and the best checkpoint
+    seed: int = 42
+    output_dir: str = "runs/default"
+    mixed_precision: str = "auto"  # auto: what the launcher says (accelerate config / --mixed_precision)
+    save_every_steps: int = 0  # 0: checkpoint at each epoch end only
+    keep_last: int = 2
+    resume: Optional[str] = None  # auto | PATH | None
+    log_every_steps: int = 10
+    max_nonfinite_steps: int = 20  # stop after this many skipped non-finite steps in a row
+    tensorboard: bool = True
+    deterministic: bool = False
+    push_to_hub: bool = False
+
+
+@dataclass
+class Hub:
+    repo_id: Optional[str] = None
+    private: bool = False
+    revision: Optional[str] = None
+
+
+@dataclass
+class Experiment:
+    name: str = "experiment"
+    data: Data = field(default_factory=Data)
+    model: Model = field(default_factory=Model)
+    loss: Loss = field(default_factory=Loss)
+    optim: Optim = field(default_factory=Optim)
+    train: Train = field(default_factory=Train)
+    hub: Hub = field(default_factory=Hub)
+
+    def validate(self) -> "Experiment":
+        _check_choice("data.split", self.data.split, SPLITS)
+        _check_choice("optim.scheduler", self.optim.scheduler, SCHEDULERS)
+        _check_choice("optim.name", self.optim.name, OPTIMIZERS)
+        _check_choice("train.metric", self.train.metric, METRICS)
+        _check_choice("train.mixed_precision", self.train.mixed_precision, PRECISIONS)
+        _check_choice("model.head", self.model.head, HEADS)
+        _check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
+        if self.data.root is None and self.data.manifest is None:
+            raise ConfigError("data.root is required: pass data.root=DIR (a folder with one subfolder per emotion) or data.manifest=FILE.csv")
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self.data, key)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"data.{key}={value} must be in [0, 1)")
+        if self.data.val_fraction + self.data.test_fraction >= 1.0:
+            raise ConfigError("data.val_fraction + data.test_fraction must leave clips for training (sum < 1)")
+        positive = {
+            "train.epochs": self.train.epochs,
+            "train.batch_size": self.train.batch_size,
+            "train.grad_accum_steps": self.train.grad_accum_steps,
+            "data.sample_rate": self.data.sample_rate,
+            "optim.lr": self.optim.lr,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{key}={value} must be > 0")
+        if self.data.max_seconds is not None and self.data.max_seconds <= 0:
+            raise ConfigError(f"data.max_seconds={self.data.max_seconds} must be > 0 (or null to keep whole clips)")
+        if not 0.0 <= self.model.layerdrop < 1.0:
+            raise ConfigError(f"model.layerdrop={self.model.layerdrop} must be in [0, 1)")
+        if self.data.fold is not None and self.data.fold < 1:
+            raise ConfigError(f"data.fold={self.data.fold}: folds are numbered from 1")
+        if self.train.resume not in (None, "auto") and not Path(self.train.resume).exists():
+            raise ConfigError(f"train.resume={self.train.resume}: no such checkpoint; use train.resume=auto or a checkpoint folder")
+        return self
+
+
+def _check_choice(key: str, value: str, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
+
+
+
+
+def _sections(exp: Experiment) -> dict[str, Any]:
+    return {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if dataclasses.is_dataclass(getattr(exp, f.name))}
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against a field's annotation, converting what a YAML scalar or CLI string allows."""
+    annotation = _resolve(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: cannot be {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (Any,)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()] if value.strip() not in ("", "[]") else []
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r} must be a list (comma-separated on the command line)")
+        return [_coerce(key, v, item) for v in value]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"{key}={value!r} must be true or false")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} must be an integer")
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value))
+        except ValueError:
+            raise ConfigError(f"{key}={value!r} must be an integer") from None
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} must be a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={value!r} must be a number") from None
+    if annotation is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key}={value!r} must be a string")
+        return str(value)
+    return value
+
+
+def _resolve(annotation: Any) -> Any:
+    if isinstance(annotation, str):  # from __future__ annotations
+        return eval(annotation, {**vars(typing), "Optional": Optional, "list": list})
+    return annotation
+
+
+def _set(exp: Experiment, dotted: str, raw: Any) -> None:
+    sections = _sections(exp)
+    top = {f.name for f in dataclasses.fields(exp)}
+    section_name, _, key = dotted.partition(".")
+    if not key:
+        if section_name in top and section_name not in sections:
+            setattr(exp, section_name, _coerce(section_name, raw, next(f.type for f in dataclasses.fields(exp) if f.name == section_name)))
+            return
+        raise ConfigError(f"unknown config key {dotted!r}; keys look like section.key=value, sections: {', '.join(sections)}")
+    if section_name not in sections:
+        hint = difflib.get_close_matches(section_name, list(sections), n=1)
+        raise ConfigError(f"unknown config section {section_name!r} in {dotted!r}" + (f"; did you mean {hint[0]!r}?" if hint else f"; sections: {', '.join(sections)}"))
+    section = sections[section_name]
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if key not in fields:
+        hint = difflib.get_close_matches(key, list(fields), n=1)
+        raise ConfigError(f"unknown config key {dotted!r}" + (f"; did you mean {section_name}.{hint[0]}?" if hint else f"; {section_name} has: {', '.join(fields)}"))
+    setattr(section, key, _coerce(dotted, raw, fields[key].type))
+
+
+def apply_overrides(exp: Experiment, overrides: dict[str, Any]) -> Experiment:
+    exp = dataclasses.replace(exp, **{name: dataclasses.replace(sec) for name, sec in _sections(exp).items()})
+    for dotted, value in overrides.items():
+        _set(exp, dotted, value)
+    return exp
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (data:, model:, ...)")
+    return _flatten(tree)
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    """``--config FILE`` entries first (in order), then ``section.key=value`` entries."""
+    from_files: dict[str, Any] = {}
+    from_cli: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--config", "-c"):
+            if i + 1 >= len(argv):
+                raise ConfigError("--config needs a file: --config my_run.yaml")
+            from_files.update(load_yaml(argv[i + 1]))
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            from_files.update(load_yaml(arg.split("=", 1)[1]))
+        elif "=" in arg and not arg.startswith("-"):
+            key, _, value = arg.partition("=")
+            try:
+                from_cli[key.strip()] = yaml.safe_load(value) if value.strip() else None
+            except yaml.YAMLError:
+                from_cli[key.strip()] = value
+        else:
+            raise ConfigError(f"unexpected argument {arg!r}; use section.key=value (e.g. train.epochs=5) or --config FILE.yaml")
+        i += 1
+    return {**from_files, **from_cli}
+
+
+def cli(default: Experiment, argv: Optional[list[str]] = None) -> Experiment:
+    """Resolve a recipe's config against ``--config`` files and ``section.key=value`` arguments."""
+    install_excepthook()
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(describe(default))
+        raise SystemExit(0)
+    return apply_overrides(default, parse_args(argv)).validate()
+
+
+def to_dict(exp: Experiment) -> dict[str, Any]:
+    return dataclasses.asdict(exp)
+
+
+def from_dict(tree: dict[str, Any]) -> Experiment:
+    return apply_overrides(Experiment(), _flatten(tree))
+
+
+def save(exp: Experiment, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(exp), sort_keys=False))
+
+
+def load(path: str | Path) -> Experiment:
+    return apply_overrides(Experiment(), load_yaml(path))
+
+
+def describe(exp: Experiment) -> str:
+    lines = [f"{exp.name}: override any key with section.key=value, or --config FILE.yaml", ""]
+    for name, section in _sections(exp).items():
+        for f in dataclasses.fields(section):
+            lines.append(f"  {name}.{f.name}={getattr(section, f.name)!r}")
+    return "\n".join(lines)

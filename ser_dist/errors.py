@@ -1,0 +1,29 @@
+"""User-facing errors: each message is one line naming the file or key and the fix."""
+from __future__ import annotations
+
+import sys
+
+
+class UserError(Exception):
+    """An error in the user's input (config, data, model path). Shown as one line, never a traceback."""
+
+
+class ConfigError(UserError, ValueError):
+    pass
+
+
+def install_excepthook() -> None:
+    """Print ``UserError`` (and its subclasses, wherever they are defined) as ``ser-dist: error: ...`` and exit 2."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if isinstance(value, UserError):
+            print(f"ser-dist: error: {value}", file=sys.stderr)
+            sys.stderr.flush()
+            # Exit code 2 is what argparse uses for bad input; os._exit avoids hanging on process-group teardown.
+            import os
+
+            os._exit(2)
+        previous(kind, value, tb)
+
+    sys.excepthook = hook

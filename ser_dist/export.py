@@ -1,0 +1,101 @@
+"""Exported models: a folder that ``ser-dist predict`` and ``EmotionClassifier.from_pretrained`` load.
+
+Layout (the ``huggingface_hub`` ``PyTorchModelHubMixin`` convention): ``model.safetensors`` (weights,
+never pickle), ``config.json`` and ``ser_dist.json`` (the resolved experiment, label names, sample
+rate, crop policy). A backbone may write its own files instead (``model.export_pretrained``), e.g. a
+stock transformers layout that ``transformers.pipeline`` loads.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+META_FILE = "ser_dist.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+def export_model(model, state_dict: dict, directory: Path, *, exp, label_names: list[str], extra: dict | None = None) -> Path:
+    """Write the export atomically (temp folder, then rename). Call on the main process only."""
+    from safetensors.torch import save_file
+
+    from .config import to_dict
+
+    directory = Path(directory)
+    tmp = directory.parent / f".tmp-{directory.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "labels": list(label_names),
+        "id2label": {str(i): name for i, name in enumerate(label_names)},
+        "label2id": {name: i for i, name in enumerate(label_names)},
+        "sample_rate": exp.data.sample_rate,
+        "max_seconds": exp.data.max_seconds,
+        "backbone": exp.model.backbone,
+        "experiment": to_dict(exp),
+        **(extra or {}),
+    }
+    if hasattr(model, "export_pretrained"):
+        model.export_pretrained(tmp, state_dict, meta)
+    else:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps({"library_name": "ser-dist", **meta}, indent=2))
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    if directory.exists():
+        old = directory.parent / f".old-{directory.name}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, directory)
+    return directory
+
+
+def read_meta(directory: Path) -> dict:
+    path = Path(directory) / META_FILE
+    if not path.exists():
+        raise UserError(f"{directory}: not a ser-dist model (no {META_FILE}); pass a run directory or its model/ folder")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: corrupt model metadata ({err.msg}); re-export the model") from None
+
+
+def load_exported(directory: Path, map_location: str = "cpu"):
+    """Rebuild the model from ``ser_dist.json`` and load its weights. Returns (model, meta)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .config import from_dict
+    from .models import build_model
+
+    directory = Path(directory)
+    meta = read_meta(directory)
+    exp = from_dict(meta["experiment"])
+    exp.model.pretrained = False  # the weights come from the export, not from the Hub
+    exp.model.checkpoint = None
+    model = build_model(exp, len(meta["labels"]))
+    try:
+        if hasattr(model, "load_export"):
+            model.load_export(directory, meta)
+        else:
+            weights = directory / WEIGHTS_FILE
+            if not weights.exists():
+                raise UserError(f"{directory}: no {WEIGHTS_FILE}; the export is incomplete, re-export the model")
+            state = load_file(str(weights), device=map_location)
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise UserError(f"{weights}: weights do not match the model ({len(missing)} missing, {len(unexpected)} unexpected tensors); re-export the model")
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise UserError(f"{directory}: corrupt or truncated weights ({str(err).splitlines()[0]}); re-export the model") from None
+    model.eval()
+    return model, meta

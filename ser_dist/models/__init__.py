@@ -1,0 +1,42 @@
+"""Model builders: ``build_model(experiment, num_classes)`` looks the backbone up by name."""
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..registry import BACKBONES
+from .base import SERModel, SEROutput
+
+_BUILTIN_MODULES = ("recurrent", "vggish", "ssl")
+
+
+def _register_builtins() -> None:
+    import importlib
+
+    for name in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+
+
+def classifier_kind(exp) -> str:
+    if exp.model.classifier != "auto":
+        return exp.model.classifier
+    from ..losses import uses_cosine_classifier
+
+    return "cosine" if uses_cosine_classifier(exp.loss) else "linear"
+
+
+def build_model(exp, num_classes: int) -> SERModel:
+    _register_builtins()
+    name = exp.model.backbone
+    if name in BACKBONES:
+        builder = BACKBONES.get(name)
+    elif "ssl_encoder" in BACKBONES:  # any Hub id or local directory transformers' Auto classes load
+        builder = BACKBONES.get("ssl_encoder")
+    else:
+        raise ConfigError(f"unknown model.backbone={name!r}; known: {', '.join(BACKBONES.names())}")
+    return builder(exp.model, num_classes, exp.data.sample_rate, classifier=classifier_kind(exp), classifier_scale=exp.loss.scale)
+
+
+__all__ = ["SERModel", "SEROutput", "build_model", "classifier_kind"]

@@ -1,0 +1,32 @@
+"""The SER model contract every backbone builder returns.
+
+``forward(input_values [B, T] float waveforms at the data sample rate, lengths [B] in samples)``
+returns ``SEROutput(logits [B, C], embedding [B, D])``. Padding never reaches the prediction: each
+model masks or packs using ``lengths``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class SEROutput:
+    logits: torch.Tensor
+    embedding: torch.Tensor
+
+
+class SERModel(nn.Module):
+    """Base class: subclasses define ``forward`` and may name parameter groups for freezing and lrs."""
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named, disjoint groups covering every parameter. ``head`` is trained with ``optim.lr``;
+        ``feature_encoder`` and ``encoder`` (pretrained parts) with ``optim.backbone_lr`` and can be frozen."""
+        return {"head": list(self.parameters())}
+
+    def set_frozen(self, feature_encoder: bool, encoder: bool, hard: bool = True) -> None:
+        """Freeze pretrained parts (the trainer also holds their lr at 0). ``hard``: also stop computing
+        their gradients (one process only: DDP and ZeRO need every parameter's gradient every step).
+        Models without such parts ignore it."""

@@ -1,0 +1,64 @@
+"""Acoustic front ends computed inside the model, on the model's device, in float32."""
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+
+def frame_lengths(num_samples: torch.Tensor, hop_length: int) -> torch.Tensor:
+    """Frames a centred STFT gives for each clip length (torchaudio's ``center=True`` convention)."""
+    return torch.div(num_samples, hop_length, rounding_mode="floor") + 1
+
+
+def make_buffers_non_persistent(module: nn.Module) -> None:
+    """Keep a fixed front end's buffers (STFT window, mel filterbank, DCT matrix) out of state dicts.
+
+    They are rebuilt from the config, and torchaudio's window is a view into a larger storage, which
+    safetensors refuses to save ("None is covering the entire storage").
+    """
+    for sub in module.modules():
+        for name, buffer in list(sub._buffers.items()):
+            if buffer is not None:
+                sub.register_buffer(name, buffer.contiguous().clone(), persistent=False)
+
+
+def masked_normalize(features: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance mean/variance normalisation over the valid frames only; padded frames are zeroed.
+
+    ``features`` is [B, T, D]; statistics over padding would shift every clip toward silence.
+    """
+    mask = (torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+    count = lengths.clamp(min=1).to(features.dtype)[:, None, None]
+    mean = (features * mask).sum(1, keepdim=True) / count
+    var = (((features - mean) * mask) ** 2).sum(1, keepdim=True) / count
+    return ((features - mean) / torch.sqrt(var + eps)) * mask
+
+
+class MFCCFrontend(nn.Module):
+    """MFCC (``n_mfcc``) + delta + delta-delta, per-utterance normalised: [B, T] -> [B, frames, 3 * n_mfcc].
+
+    25 ms windows, 10 ms hop, 64 mel bands up to 8 kHz (for 16 kHz audio).
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_mfcc: int = 40, n_mels: int = 64, win_ms: float = 25.0, hop_ms: float = 10.0):
+        super().__init__()
+        self.hop_length = int(round(sample_rate * hop_ms / 1000))
+        win_length = int(round(sample_rate * win_ms / 1000))
+        n_fft = 1 << (win_length - 1).bit_length()
+        self.mfcc = torchaudio.transforms.MFCC(
+            sample_rate=sample_rate,
+            n_mfcc=n_mfcc,
+            melkwargs={"n_fft": n_fft, "win_length": win_length, "hop_length": self.hop_length, "n_mels": n_mels, "f_min": 20.0, "f_max": sample_rate / 2},
+        )
+        self.output_size = 3 * n_mfcc
+        make_buffers_non_persistent(self.mfcc)
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            mfcc = self.mfcc(waveforms.float())  # [B, n_mfcc, T]
+            delta = torchaudio.functional.compute_deltas(mfcc)
+            delta2 = torchaudio.functional.compute_deltas(delta)
+            features = torch.cat([mfcc, delta, delta2], dim=1).transpose(1, 2)  # [B, T, 3 * n_mfcc]
+            frames = frame_lengths(lengths, self.hop_length).clamp(max=features.shape[1])
+            return masked_normalize(features, frames), frames
