@@ -6,9 +6,15 @@ import torchaudio
 from torch import nn
 
 
-def frame_lengths(num_samples: torch.Tensor, hop_length: int) -> torch.Tensor:
-    """Frames a centred STFT gives for each clip length (torchaudio's ``center=True`` convention)."""
-    return torch.div(num_samples, hop_length, rounding_mode="floor") + 1
+def frame_lengths(num_samples: torch.Tensor, hop_length: int, n_fft: int, context: int = 0) -> torch.Tensor:
+    """Frames of a centred STFT (torchaudio's ``center=True``) that depend on a clip's own samples only.
+
+    A frame whose window reaches past the clip's last sample sees the zero padding of a batch (or the
+    reflection of an unpadded clip), and ``context`` frames more at the end feed on those through the
+    delta windows; leaving them out makes a clip's features the same alone or in any batch.
+    """
+    full = torch.div(num_samples - n_fft // 2, hop_length, rounding_mode="floor") + 1
+    return (full - context).clamp(min=1)
 
 
 def make_buffers_non_persistent(module: nn.Module) -> None:
@@ -46,6 +52,7 @@ class MFCCFrontend(nn.Module):
         self.hop_length = int(round(sample_rate * hop_ms / 1000))
         win_length = int(round(sample_rate * win_ms / 1000))
         n_fft = 1 << (win_length - 1).bit_length()
+        self.n_fft = n_fft
         self.mfcc = torchaudio.transforms.MFCC(
             sample_rate=sample_rate,
             n_mfcc=n_mfcc,
@@ -60,5 +67,6 @@ class MFCCFrontend(nn.Module):
             delta = torchaudio.functional.compute_deltas(mfcc)
             delta2 = torchaudio.functional.compute_deltas(delta)
             features = torch.cat([mfcc, delta, delta2], dim=1).transpose(1, 2)  # [B, T, 3 * n_mfcc]
-            frames = frame_lengths(lengths, self.hop_length).clamp(max=features.shape[1])
+            # Each delta pass looks 2 frames ahead (compute_deltas' win_length=5), two passes: 4 frames.
+            frames = frame_lengths(lengths, self.hop_length, self.n_fft, context=4).clamp(max=features.shape[1])
             return masked_normalize(features, frames), frames

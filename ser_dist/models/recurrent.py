@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..registry import BACKBONES
 from .base import SERModel, SEROutput
@@ -11,12 +10,57 @@ from .classifier import build_classifier
 from .features import MFCCFrontend
 
 
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence's first ``lengths[b]`` frames of ``x`` [B, T, D]; padding stays at the end."""
+    steps = torch.arange(x.shape[1], device=x.device)[None, :]
+    valid = lengths.to(x.device)[:, None]
+    index = torch.where(steps < valid, valid - 1 - steps, steps)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+class MaskedLSTM(nn.Module):
+    """Stacked (bi)directional LSTM layers over zero-padded batches, exactly as packed sequences would run.
+
+    Padding always follows the valid frames: the forward direction reads the batch as is, the backward
+    direction reads each sequence reversed in place (``reverse_padded``), and an LSTM is causal, so no
+    valid output ever depends on a padded frame. This gives what ``pack_padded_sequence`` gives, but
+    packed sequences run their backward pass step by step with shrinking batches, about 14x slower on
+    CPU. Dropout is applied between layers, as ``nn.LSTM(dropout=...)`` does.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float):
+        super().__init__()
+        self.bidirectional = bidirectional
+        self.output_size = hidden_size * (2 if bidirectional else 1)
+        sizes = [input_size] + [self.output_size] * (num_layers - 1)
+        self.forward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
+        self.backward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes) if bidirectional else None
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (outputs [B, T, output_size], final state [B, output_size]: the forward direction at
+        the last valid frame, concatenated with the backward direction after reading back to frame 0)."""
+        last = (lengths.to(x.device) - 1).clamp(min=0)
+        rows = torch.arange(x.shape[0], device=x.device)
+        for i, forward_layer in enumerate(self.forward_layers):
+            if i:
+                x = self.dropout(x)
+            out, _ = forward_layer(x)
+            final = out[rows, last]
+            if self.bidirectional:
+                reversed_out, _ = self.backward_layers[i](reverse_padded(x, lengths))
+                final = torch.cat([final, reversed_out[rows, last]], dim=-1)
+                out = torch.cat([out, reverse_padded(reversed_out, lengths)], dim=-1)
+            x = out
+        return x, final
+
+
 class RecurrentSER(SERModel):
-    """MFCC front end -> stacked (Bi)LSTMs on packed sequences -> dense embedding -> classifier.
+    """MFCC front end -> stacked (Bi)LSTM layers -> dense embedding -> classifier.
 
     The seed's BiLSTM: Bi-LSTM 256 x 2 layers -> Bi-LSTM 256 -> dense 128 -> classes, dropout 0.3.
-    The utterance vector is the last layer's final hidden state of each direction, read from packed
-    sequences, so padded frames never enter it.
+    The utterance vector is the last layer's final state of each direction over the valid frames
+    (see :class:`MaskedLSTM`), so padded frames never enter it.
     """
 
     def __init__(
@@ -35,63 +79,40 @@ class RecurrentSER(SERModel):
     ):
         super().__init__()
         self.frontend = MFCCFrontend(sample_rate=sample_rate, n_mfcc=n_mfcc)
-        directions = 2 if bidirectional else 1
-        self.lstms = nn.ModuleList()
-        input_size = self.frontend.output_size
-        for num_layers in layer_sizes:
-            self.lstms.append(
-                nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True, bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
-            )
-            input_size = hidden_size * directions
+        # The seed's stacks (an LSTM of 2 layers, then one of 1) are one stack of 3 layers with dropout between each.
+        self.lstm = MaskedLSTM(self.frontend.output_size, hidden_size, sum(layer_sizes), bidirectional, dropout)
         self.dropout = nn.Dropout(dropout)
-        self.dense = nn.Sequential(nn.Linear(input_size, embedding_size), nn.ReLU())
+        self.dense = nn.Sequential(nn.Linear(self.lstm.output_size, embedding_size), nn.ReLU())
         self.classifier = build_classifier(embedding_size, num_classes, classifier, classifier_scale)
 
     def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
         features, frames = self.frontend(input_values, lengths)
-        hidden = features
-        for i, lstm in enumerate(self.lstms):
-            packed = pack_padded_sequence(hidden, frames.cpu(), batch_first=True, enforce_sorted=False)
-            output, (h_n, _) = lstm(packed)
-            if i + 1 < len(self.lstms):
-                hidden, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=features.shape[1])
-                hidden = self.dropout(hidden)
-        directions = 2 if lstm.bidirectional else 1
-        # h_n: [layers * directions, B, H]; the last layer's forward (and backward) final states.
-        last = h_n[-directions:].transpose(0, 1).reshape(h_n.shape[1], -1)
+        _, last = self.lstm(features, frames)
         embedding = self.dense(self.dropout(last))
         return SEROutput(logits=self.classifier(self.dropout(embedding)), embedding=embedding)
+
+
+def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, classifier_scale: float, **shape) -> RecurrentSER:
+    return RecurrentSER(
+        num_classes,
+        sample_rate=sample_rate,
+        n_mfcc=model_cfg.n_mfcc,
+        hidden_size=model_cfg.hidden_size,
+        embedding_size=model_cfg.embedding_size,
+        dropout=model_cfg.dropout,
+        classifier=classifier,
+        classifier_scale=classifier_scale,
+        **shape,
+    )
 
 
 @BACKBONES.register("bilstm")
 def bilstm(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> RecurrentSER:
     """The seed's BiLSTM: Bi-LSTM(256) x 2 layers -> Bi-LSTM(256) -> dense(128)."""
-    return RecurrentSER(
-        num_classes,
-        sample_rate=sample_rate,
-        n_mfcc=model_cfg.n_mfcc,
-        hidden_size=model_cfg.hidden_size,
-        layer_sizes=(2, 1),
-        bidirectional=True,
-        embedding_size=model_cfg.embedding_size,
-        dropout=model_cfg.dropout,
-        classifier=classifier,
-        classifier_scale=classifier_scale,
-    )
+    return _recurrent(model_cfg, num_classes, sample_rate, classifier, classifier_scale, layer_sizes=(2, 1), bidirectional=True)
 
 
 @BACKBONES.register("lstm")
 def lstm(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> RecurrentSER:
     """The study's unidirectional LSTM: LSTM(256) x 2 layers -> dense(128)."""
-    return RecurrentSER(
-        num_classes,
-        sample_rate=sample_rate,
-        n_mfcc=model_cfg.n_mfcc,
-        hidden_size=model_cfg.hidden_size,
-        layer_sizes=(2,),
-        bidirectional=False,
-        embedding_size=model_cfg.embedding_size,
-        dropout=model_cfg.dropout,
-        classifier=classifier,
-        classifier_scale=classifier_scale,
-    )
+    return _recurrent(model_cfg, num_classes, sample_rate, classifier, classifier_scale, layer_sizes=(2,), bidirectional=False)

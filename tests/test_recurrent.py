@@ -1,0 +1,49 @@
+"""The recurrent backbones: padding never reaches the prediction, and the fast masked LSTM equals packed sequences."""
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ser_dist.models.recurrent import MaskedLSTM, RecurrentSER, reverse_padded
+
+
+def test_reverse_padded_keeps_padding_at_the_end():
+    x = torch.arange(1, 6, dtype=torch.float32).repeat(2, 1).unsqueeze(-1)  # [[1..5], [1..5]]
+    out = reverse_padded(x, torch.tensor([5, 3]))[..., 0]
+    assert out.tolist() == [[5, 4, 3, 2, 1], [3, 2, 1, 4, 5]]
+
+
+def _copy_packed_weights(masked: MaskedLSTM, reference: torch.nn.LSTM, layers: int) -> None:
+    with torch.no_grad():
+        for layer in range(layers):
+            for module, suffix in ((masked.forward_layers[layer], f"_l{layer}"), (masked.backward_layers[layer], f"_l{layer}_reverse")):
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(module, f"{name}_l0").copy_(getattr(reference, name + suffix))
+
+
+def test_masked_lstm_equals_packed_bidirectional_lstm_and_ignores_padding():
+    torch.manual_seed(0)
+    masked = MaskedLSTM(5, 7, num_layers=2, bidirectional=True, dropout=0.0)
+    reference = torch.nn.LSTM(5, 7, num_layers=2, bidirectional=True, batch_first=True)
+    _copy_packed_weights(masked, reference, 2)
+    x = torch.randn(3, 9, 5)
+    lengths = torch.tensor([9, 4, 6])
+    x[1, 4:] = 100.0  # garbage in the padding
+    x[2, 6:] = -50.0
+    outputs, final = masked(x, lengths)
+    packed, (h_n, _) = reference(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    padded, _ = pad_packed_sequence(packed, batch_first=True)
+    valid = (torch.arange(9)[None, :] < lengths[:, None]).unsqueeze(-1)
+    torch.testing.assert_close(outputs * valid, padded * valid, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(final, torch.cat([h_n[-2], h_n[-1]], dim=-1), atol=1e-6, rtol=1e-5)
+
+
+def test_prediction_does_not_depend_on_padding_or_batch_mates():
+    torch.manual_seed(0)
+    for bidirectional, layers in ((True, (2, 1)), (False, (2,))):
+        model = RecurrentSER(4, hidden_size=8, embedding_size=8, layer_sizes=layers, bidirectional=bidirectional).eval()
+        short = torch.randn(8000) * 0.1
+        alone = model(short[None], torch.tensor([8000])).logits
+        batch = torch.randn(2, 16000) * 0.1
+        batch[0, :8000] = short
+        batch[0, 8000:] = 0.5  # the padding region holds anything
+        together = model(batch, torch.tensor([8000, 16000])).logits[:1]
+        torch.testing.assert_close(alone, together, atol=1e-5, rtol=1e-4)
