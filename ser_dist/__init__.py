@@ -1,0 +1,29 @@
+"""ser-dist: speech emotion recognition training with Accelerate, and prediction with trained models.
+
+``from ser_dist import EmotionClassifier`` is lazy: importing the package loads nothing heavy.
+"""
+from __future__ import annotations
+
+_LAZY = {
+    "EmotionClassifier": "ser_dist.inference",
+    "Prediction": "ser_dist.inference",
+    "SERHubModel": "ser_dist.hub",
+    "evaluate_model": "ser_dist.evaluation",
+    "push_to_hub": "ser_dist.hub",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ser_dist' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

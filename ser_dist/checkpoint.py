@@ -34,6 +34,7 @@ class TrainerState:
     nonfinite_streak: int = 0
     stopped_early: bool = False
     history: list = field(default_factory=list)
+    num_processes: Optional[int] = None  # batches_done and the RNG files are per rank
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -104,5 +105,13 @@ def _prune(directory: Path, keep_last: int, keep: set) -> None:
 
 
 def load_checkpoint(accelerator, path: Path) -> TrainerState:
+    state = TrainerState.read(path)
+    if state.num_processes is not None and state.num_processes != accelerator.num_processes:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"train.resume: {path} was saved by {state.num_processes} process(es) but this run has {accelerator.num_processes}; "
+            f"resume with {state.num_processes} processes (the sampler position and RNG states are per process)"
+        )
     accelerator.load_state(str(path))
-    return TrainerState.read(path)
+    return state

@@ -53,14 +53,18 @@ class Model:
     backbone: str = "bilstm"  # name in ser_dist.registry.BACKBONES, a Hub id or a local directory
     head: str = "mean"  # pooling for SSL encoders: mean | attentive_stats | weighted_layers
     n_mfcc: int = 40
+    feature_norm: str = "utterance"  # MFCC backbones: utterance (the seed's per-clip mean/var) | global (training-data statistics)
     hidden_size: int = 256
     embedding_size: int = 128
     dropout: float = 0.3
     pretrained: bool = True  # SSL encoders: load pretrained weights (False: random init from the config)
     checkpoint: Optional[str] = None  # optional local weights for the backbone (e.g. VGGish)
+    cnn_width: float = 1.0  # VGGish: multiplies its conv channels (64-128-256-512); < 1 only for tiny test models
     freeze_feature_encoder_epochs: int = 0  # SSL: CNN feature encoder frozen for the first N epochs (-1: always)
     freeze_backbone_epochs: int = 0  # SSL: whole encoder frozen for the first N epochs (-1: always)
+    cache_features: bool = False  # SSL with freeze_backbone_epochs=-1: run the encoder once per clip, train the head on cached features
     layerdrop: float = 0.0  # >0 leaves parameters unused in a step, which breaks DDP's gradient reduction
+    mask_time_prob: float = 0.0  # SSL: SpecAugment-style time masking in training (0: off)
     classifier: str = "auto"  # linear | cosine | auto (cosine for the AAM loss)
     attention: str = "auto"  # attention implementation for HF encoders: auto | sdpa | eager
 
@@ -133,6 +137,7 @@ class Experiment:
         _check_choice("train.metric", self.train.metric, METRICS)
         _check_choice("train.mixed_precision", self.train.mixed_precision, PRECISIONS)
         _check_choice("model.head", self.model.head, HEADS)
+        _check_choice("model.feature_norm", self.model.feature_norm, ("utterance", "global"))
         _check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
         if self.data.root is None and self.data.manifest is None:
             raise ConfigError("data.root is required: pass data.root=DIR (a folder with one subfolder per emotion) or data.manifest=FILE.csv")
@@ -156,8 +161,22 @@ class Experiment:
             raise ConfigError(f"data.max_seconds={self.data.max_seconds} must be > 0 (or null to keep whole clips)")
         if not 0.0 <= self.model.layerdrop < 1.0:
             raise ConfigError(f"model.layerdrop={self.model.layerdrop} must be in [0, 1)")
+        if not 0.0 <= self.model.mask_time_prob < 1.0:
+            raise ConfigError(f"model.mask_time_prob={self.model.mask_time_prob} must be in [0, 1)")
+        if not 0.0 <= self.data.augment_prob <= 1.0:
+            raise ConfigError(f"data.augment_prob={self.data.augment_prob} must be in [0, 1]")
+        if self.data.augment:
+            from .data.augment import resolve_ops
+
+            resolve_ops(self.data.augment)  # an unknown op fails here, before any data is read
+        if self.model.cache_features and self.model.freeze_backbone_epochs != -1:
+            raise ConfigError("model.cache_features=true caches a frozen encoder's output: also set model.freeze_backbone_epochs=-1 (frozen for the whole run)")
+        if self.model.cache_features and self.data.augment:
+            raise ConfigError("model.cache_features=true computes each clip's features once, so online augmentation (data.augment) would never be seen; drop one of them")
         if self.data.fold is not None and self.data.fold < 1:
             raise ConfigError(f"data.fold={self.data.fold}: folds are numbered from 1")
+        if self.train.push_to_hub and not self.hub.repo_id:
+            raise ConfigError("train.push_to_hub=true needs hub.repo_id=OWNER/NAME (the Hub repository to create or update)")
         if self.train.resume not in (None, "auto") and not Path(self.train.resume).exists():
             raise ConfigError(f"train.resume={self.train.resume}: no such checkpoint; use train.resume=auto or a checkpoint folder")
         return self

@@ -18,8 +18,11 @@ def install_excepthook() -> None:
 
     def hook(kind, value, tb):
         if isinstance(value, UserError):
-            print(f"ser-dist: error: {value}", file=sys.stderr)
-            sys.stderr.flush()
+            # The real stderr: torch.distributed wraps this hook and points sys.stderr at a buffer it
+            # prints only after the hook returns, which os._exit below never lets happen.
+            stderr = sys.__stderr__ or sys.stderr
+            print(f"ser-dist: error: {value}", file=stderr)
+            stderr.flush()
             # Exit code 2 is what argparse uses for bad input; os._exit avoids hanging on process-group teardown.
             import os
 

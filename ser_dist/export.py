@@ -2,8 +2,10 @@
 
 Layout (the ``huggingface_hub`` ``PyTorchModelHubMixin`` convention): ``model.safetensors`` (weights,
 never pickle), ``config.json`` and ``ser_dist.json`` (the resolved experiment, label names, sample
-rate, crop policy). A backbone may write its own files instead (``model.export_pretrained``), e.g. a
-stock transformers layout that ``transformers.pipeline`` loads.
+rate, crop policy, test metrics, data summary), plus the ``README.md`` model card and its
+``confusion_matrix.png`` (``ser_dist.model_card``). A backbone may write its own weight/config files
+instead (``model.export_pretrained``), e.g. a stock transformers layout that ``transformers.pipeline``
+loads. Loading reads safetensors, or a ``pytorch_model.bin`` only with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -49,6 +51,9 @@ def export_model(model, state_dict: dict, directory: Path, *, exp, label_names: 
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps({"library_name": "ser-dist", **meta}, indent=2))
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    from .model_card import write_model_card
+
+    write_model_card(tmp, meta)
     if directory.exists():
         old = directory.parent / f".old-{directory.name}"
         shutil.rmtree(old, ignore_errors=True)
@@ -65,15 +70,35 @@ def read_meta(directory: Path) -> dict:
     if not path.exists():
         raise UserError(f"{directory}: not a ser-dist model (no {META_FILE}); pass a run directory or its model/ folder")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: corrupt model metadata ({err.msg}); re-export the model") from None
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: corrupt model metadata ({getattr(err, 'msg', None) or err.reason}); re-export the model") from None
+    missing = [key for key in ("labels", "sample_rate", "experiment") if not isinstance(meta, dict) or key not in meta]
+    if missing:
+        raise UserError(f"{path}: incomplete model metadata (no {', '.join(missing)}); re-export the model")
+    return meta
+
+
+def _read_weights(directory: Path, map_location: str) -> dict:
+    """Weights from ``model.safetensors``; a ``pytorch_model.bin`` only through ``torch.load(weights_only=True)``,
+    which refuses to run pickled code, so a model folder from an untrusted source cannot execute anything."""
+    from safetensors.torch import load_file
+
+    weights = directory / WEIGHTS_FILE
+    if weights.exists():
+        return load_file(str(weights), device=map_location)
+    legacy = directory / "pytorch_model.bin"
+    if legacy.exists():
+        try:
+            return torch.load(legacy, map_location=map_location, weights_only=True)
+        except Exception as err:  # UnpicklingError for anything that is not plain tensors
+            raise UserError(f"{legacy}: refused or corrupt ({str(err).splitlines()[0][:200]}); only plain tensors are loaded, re-export as {WEIGHTS_FILE}") from None
+    raise UserError(f"{directory}: no {WEIGHTS_FILE}; the export is incomplete, re-export the model")
 
 
 def load_exported(directory: Path, map_location: str = "cpu"):
     """Rebuild the model from ``ser_dist.json`` and load its weights. Returns (model, meta)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     from .config import from_dict
     from .models import build_model
@@ -83,19 +108,20 @@ def load_exported(directory: Path, map_location: str = "cpu"):
     exp = from_dict(meta["experiment"])
     exp.model.pretrained = False  # the weights come from the export, not from the Hub
     exp.model.checkpoint = None
+    if meta.get("backbone_in_export"):  # e.g. an SSL encoder's config.json: rebuild from the export, not the Hub
+        exp.model.backbone = str(directory)
     model = build_model(exp, len(meta["labels"]))
     try:
         if hasattr(model, "load_export"):
             model.load_export(directory, meta)
         else:
-            weights = directory / WEIGHTS_FILE
-            if not weights.exists():
-                raise UserError(f"{directory}: no {WEIGHTS_FILE}; the export is incomplete, re-export the model")
-            state = load_file(str(weights), device=map_location)
+            state = _read_weights(directory, map_location)
             missing, unexpected = model.load_state_dict(state, strict=False)
             if missing or unexpected:
-                raise UserError(f"{weights}: weights do not match the model ({len(missing)} missing, {len(unexpected)} unexpected tensors); re-export the model")
-    except (SafetensorError, OSError, RuntimeError) as err:
+                raise UserError(f"{directory / WEIGHTS_FILE}: weights do not match the model ({len(missing)} missing, {len(unexpected)} unexpected tensors); re-export the model")
+    except UserError:
+        raise
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as err:
         raise UserError(f"{directory}: corrupt or truncated weights ({str(err).splitlines()[0]}); re-export the model") from None
     model.eval()
     return model, meta

@@ -1,7 +1,19 @@
-"""Prediction on recordings: ``EmotionClassifier.from_pretrained(DIR)(["a.wav", "b.flac"])``."""
+"""Prediction on recordings: ``EmotionClassifier.from_pretrained(DIR or "owner/repo")(["a.wav", "b.flac"])``.
+
+Inputs are files, folders (searched recursively) or CSV/TSV/JSONL manifests with a ``path`` column.
+A recording is scored as the model was trained: on its first ``window_seconds`` (default: the model's
+training crop ``max_seconds``). A recording longer than ``window_seconds + hop_seconds`` is split into
+windows instead, each scored on its own, and its prediction is the mean of the windows' probabilities;
+windows go through the model ``batch_size`` at a time, so a recording of any length fits in memory
+(its decoded audio, 4 bytes a sample, is the only thing held whole: 19 MB for 5 minutes at 16 kHz).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import json
+import sys
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -11,17 +23,81 @@ import torch
 from .errors import UserError
 from .export import META_FILE, load_exported
 
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl")
+# Window length for models trained on whole clips (data.max_seconds=null).
+DEFAULT_WINDOW_SECONDS = 30.0
 
-def resolve_model_dir(path: str | Path) -> Path:
-    """A run directory (its ``model/``), or an exported model directory."""
+
+def resolve_model_dir(path: str | Path, revision: Optional[str] = None, allow_hub: bool = True) -> Path:
+    """A run directory (its ``model/``), an exported model directory, or a Hub id (downloaded to the Hub cache)."""
     path = Path(path)
     if (path / META_FILE).exists():
         return path
     if (path / "model" / META_FILE).exists():
         return path / "model"
     if not path.exists():
-        raise UserError(f"{path}: no such model directory; pass a run directory (train.output_dir) or an exported model/ folder")
+        from .hub import download_model, looks_like_repo_id
+
+        if allow_hub and looks_like_repo_id(str(path)):
+            directory = download_model(str(path), revision=revision)
+            if not (directory / META_FILE).exists():
+                raise UserError(f"{path}: this Hub repository is not a ser-dist model (no {META_FILE}); push one with ser-dist push RUN_DIR {path}")
+            return directory
+        raise UserError(f"{path}: no such model directory; pass a run directory (train.output_dir), an exported model/ folder or a Hub id (owner/name)")
     raise UserError(f"{path}: no trained model here (no {META_FILE} in it or in {path}/model); train first or pass the export folder")
+
+
+def manifest_paths(path: Path) -> list[Path]:
+    """The ``path`` column of a CSV/TSV/JSONL manifest (other columns are ignored), relative to the manifest."""
+    rows: list[dict] = []
+    try:
+        if path.suffix.lower() == ".jsonl":
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise UserError(f"{path}:{number}: not valid JSON ({err.msg}); write one JSON object per line") from None
+        else:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text manifest; a manifest is a CSV/TSV/JSONL file with a 'path' column") from None
+    out = []
+    for number, row in enumerate(rows, 1):
+        value = row.get("path") if isinstance(row, dict) else None
+        if not value:
+            raise UserError(f"{path}: row {number} has no 'path'; a prediction manifest needs a 'path' column (other columns are ignored)")
+        clip = Path(value)
+        out.append(clip if clip.is_absolute() else path.parent / clip)
+    return out
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for audio, manifests read for their ``path`` column."""
+    from .data.manifest import audio_files
+
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(audio_files(path))
+        elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+            files.extend(manifest_paths(path))
+        else:
+            files.append(path)  # a missing or unreadable file is reported by predict() with its reason
+    return files
+
+
+def window_spans(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """[start, end) sample spans: one window for a recording up to ``window + hop`` samples (its first
+    ``window``), else windows every ``hop`` with the last one aligned to the end, all ``window`` long."""
+    if num_samples <= window + hop:
+        return [(0, min(num_samples, window))]
+    spans = [(start, start + window) for start in range(0, num_samples - window + 1, hop)]
+    if spans[-1][1] < num_samples:
+        spans.append((num_samples - window, num_samples))
+    return spans
 
 
 @dataclass
@@ -30,9 +106,19 @@ class Prediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
+    # Long recordings: [{"start", "end" (seconds), "label", "confidence", "probabilities"}] per window.
+    windows: Optional[list[dict]] = field(default=None)
 
-    def to_dict(self) -> dict:
-        return {"file": self.file, "label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+    def top(self, k: int) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
+
+    def to_dict(self, top_k: Optional[int] = None) -> dict:
+        out = {"file": self.file, "label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+        if top_k:
+            out["top_k"] = [{"label": label, "probability": p} for label, p in self.top(top_k)]
+        if self.windows is not None:
+            out["windows"] = self.windows
+        return out
 
 
 class EmotionClassifier:
@@ -45,16 +131,25 @@ class EmotionClassifier:
         self.max_seconds: Optional[float] = meta.get("max_seconds")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: Optional[str] = None) -> "EmotionClassifier":
-        model, meta = load_exported(resolve_model_dir(path))
+    def from_pretrained(cls, path: str | Path, device: Optional[str] = None, revision: Optional[str] = None) -> "EmotionClassifier":
+        """``path``: a run directory, an export folder or a Hub id (``revision``: a branch, tag or commit)."""
+        model, meta = load_exported(resolve_model_dir(path, revision=revision))
         return cls(model, meta, device)
 
     @torch.no_grad()
     def predict_waveforms(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        """Class probabilities [N, C] for 1-D float waveforms at ``self.sample_rate``."""
+        """Class probabilities [N, C] for 1-D float waveforms at ``self.sample_rate``, each cut to ``max_seconds``."""
         if self.max_seconds:
             limit = int(self.max_seconds * self.sample_rate)
             waveforms = [w[:limit] for w in waveforms]
+        return self._probabilities(waveforms)
+
+    @torch.no_grad()
+    def _probabilities(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        if len(waveforms) > 1 and getattr(self.model, "padding_changes_output", False):
+            # Group-norm encoders (wav2vec2-base, HuBERT-base) take no attention mask, so zero padding
+            # would shift a clip's prediction with its batch mates: each clip goes alone, as in pipeline().
+            return np.concatenate([self._probabilities([w]) for w in waveforms])
         lengths = torch.tensor([len(w) for w in waveforms], dtype=torch.long)
         batch = torch.zeros(len(waveforms), int(lengths.max()))
         for i, w in enumerate(waveforms):
@@ -62,35 +157,82 @@ class EmotionClassifier:
         logits = self.model(batch.to(self.device), lengths.to(self.device)).logits
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
-    def predict(self, files: Iterable[str | Path], batch_size: int = 8) -> tuple[list[Prediction], list[tuple[str, str]]]:
-        """Predictions for the readable files, and (file, reason) for those that could not be read."""
+    def _window_samples(self, window_seconds: Optional[float], hop_seconds: Optional[float]) -> tuple[int, int]:
+        window = window_seconds or self.max_seconds or DEFAULT_WINDOW_SECONDS
+        hop = hop_seconds or window
+        if window <= 0 or hop <= 0:
+            raise UserError(f"--window-seconds {window} and --hop-seconds {hop} must be > 0")
+        return max(1, int(round(window * self.sample_rate))), max(1, int(round(hop * self.sample_rate)))
+
+    def _as_prediction(self, probs: np.ndarray) -> tuple[str, float, dict]:
+        best = int(probs.argmax())
+        return self.labels[best], float(probs[best]), {label: float(v) for label, v in zip(self.labels, probs)}
+
+    def predict(
+        self,
+        files: Iterable[str | Path],
+        batch_size: int = 8,
+        *,
+        window_seconds: Optional[float] = None,
+        hop_seconds: Optional[float] = None,
+        progress: bool = False,
+    ) -> tuple[list[Prediction], list[tuple[str, str]]]:
+        """Predictions for the readable files (in input order), and (file, reason) for those that could not be read."""
+        from tqdm.auto import tqdm
+
         from .data.audio import AudioError, load_audio
 
-        predictions, failed = [], []
-        pending: list[tuple[str, np.ndarray]] = []
+        files = [str(f) for f in files]
+        window, hop = self._window_samples(window_seconds, hop_seconds)
+        failed: list[tuple[str, str]] = []
+        window_probs: dict[int, list[np.ndarray]] = {}
+        spans_of: dict[int, list[tuple[int, int]]] = {}
+        pending: list[tuple[int, np.ndarray]] = []  # (file number, window samples)
 
         def flush():
             if pending:
-                probs = self.predict_waveforms([w for _, w in pending])
-                for (name, _), p in zip(pending, probs):
-                    best = int(p.argmax())
-                    predictions.append(
-                        Prediction(name, self.labels[best], float(p[best]), {label: float(v) for label, v in zip(self.labels, p)})
-                    )
+                probs = self._probabilities([w for _, w in pending])
+                for (number, _), p in zip(pending, probs):
+                    window_probs[number].append(p)
                 pending.clear()
 
-        for file in files:
+        bar = tqdm(total=len(files), desc="predict", unit="file", file=sys.stderr, disable=not progress)
+        for number, file in enumerate(files):
             try:
-                pending.append((str(file), load_audio(file, self.sample_rate)))
+                waveform = load_audio(file, self.sample_rate)
             except AudioError as err:
-                failed.append((str(file), err.reason))
-            if len(pending) >= batch_size:
-                flush()
+                failed.append((file, err.reason))
+                bar.update(1)
+                continue
+            spans_of[number] = window_spans(len(waveform), window, hop)
+            window_probs[number] = []
+            for start, end in spans_of[number]:
+                pending.append((number, waveform[start:end]))  # views: no copy until the batch is built
+                if len(pending) >= batch_size:
+                    flush()
+            bar.update(1)
         flush()
+        bar.close()
+
+        predictions = []
+        for number, probs in window_probs.items():
+            label, confidence, probabilities = self._as_prediction(np.mean(probs, axis=0))
+            windows = None
+            if len(probs) > 1:
+                windows = []
+                for (start, end), p in zip(spans_of[number], probs):
+                    w_label, w_conf, w_probs = self._as_prediction(p)
+                    windows.append({"start": start / self.sample_rate, "end": end / self.sample_rate, "label": w_label, "confidence": w_conf, "probabilities": w_probs})
+            predictions.append(Prediction(files[number], label, confidence, probabilities, windows))
         return predictions, failed
 
-    def __call__(self, files: Iterable[str | Path], batch_size: int = 8) -> list[dict]:
-        predictions, failed = self.predict(files, batch_size)
+    def __call__(self, files: str | Path | Iterable[str | Path], batch_size: int = 8, **options) -> list[dict]:
+        """One dict per readable file (``file, label, confidence, probabilities``, plus ``windows`` for long
+        recordings). Files, folders and manifests are accepted; unreadable files are left out with a warning."""
+        if isinstance(files, (str, Path)):
+            files = [files]
+        predictions, failed = self.predict(expand_inputs(files), batch_size, **options)
         if failed:
-            raise UserError(f"{failed[0][0]}: {failed[0][1]}" + (f" (+{len(failed) - 1} more unreadable)" if len(failed) > 1 else ""))
+            shown = "; ".join(f"{f}: {reason}" for f, reason in failed[:5])
+            warnings.warn(f"{len(failed)} input(s) could not be read and were skipped: {shown}", stacklevel=2)
         return [p.to_dict() for p in predictions]

@@ -8,8 +8,8 @@ Two ways in, same numbers:
   computation as a local Hugging Face ``evaluate`` module, for code that speaks that API.
 
 ``evaluate`` copies this file into its module cache and imports it on its own, outside the
-``ser_dist`` package, so at module level it imports only numpy, datasets, evaluate and the standard
-library (no ``from ser_dist ...`` and no relative imports).
+``ser_dist`` package, so it imports only numpy, datasets, evaluate and the standard library (no
+``from ser_dist ...`` and no relative imports); datasets and evaluate only where the metric class is built.
 
 Definitions, as in the SER literature (IEMOCAP et al.):
 
@@ -36,8 +36,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-import datasets
-import evaluate
+import sys
+
 import numpy as np
 
 # train.metric in the config uses the short names; the metric dicts use the full ones.
@@ -138,34 +138,59 @@ def compute_metrics(
     }
 
 
-def load_metric(**load_kwargs) -> "evaluate.Metric":
+def load_metric(**load_kwargs):
     """This file as an ``evaluate`` metric (works offline: it is a local script, nothing is downloaded).
 
     ``load_kwargs`` go to ``evaluate.load`` (e.g. ``cache_dir=``, ``keep_in_memory=True``).
     """
+    import evaluate
+
     return evaluate.load(str(Path(__file__).resolve()), **load_kwargs)
 
 
-class SERMetrics(evaluate.Metric):
+def _metric_class(evaluate):
     """``compute_metrics`` behind the ``evaluate`` API: ``metric.compute(predictions=..., references=..., labels=[...])``."""
+    import datasets
 
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-        )
+    class SERMetrics(evaluate.Metric):
+        __doc__ = _metric_class.__doc__
 
-    def _compute(self, predictions, references, num_classes: Optional[int] = None, labels: Optional[Sequence[str]] = None) -> dict:
-        if num_classes is None:
-            if labels is not None:
-                num_classes = len(labels)
-            else:
-                num_classes = 1 + max(max(predictions, default=-1), max(references, default=-1))
-        return compute_metrics(predictions, references, num_classes=num_classes, label_names=labels)
+        def _info(self) -> "evaluate.MetricInfo":
+            return evaluate.MetricInfo(
+                description=_DESCRIPTION,
+                citation=_CITATION,
+                inputs_description=_KWARGS_DESCRIPTION,
+                features=datasets.Features(
+                    {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+                ),
+            )
+
+        def _compute(self, predictions, references, num_classes: Optional[int] = None, labels: Optional[Sequence[str]] = None) -> dict:
+            if num_classes is None:
+                if labels is not None:
+                    num_classes = len(labels)
+                else:
+                    num_classes = 1 + max(max(predictions, default=-1), max(references, default=-1))
+            return compute_metrics(predictions, references, num_classes=num_classes, label_names=labels)
+
+    return SERMetrics
+
+
+# ``import evaluate`` costs ~6 s (it imports transformers' pipelines), which every training process
+# would pay for nothing. So the class exists at import time only when ``evaluate`` is already loaded,
+# as it is when ``evaluate.load`` imports this file; otherwise ``ser_dist.metrics.SERMetrics`` builds
+# it on first access.
+if "evaluate" in sys.modules:
+    SERMetrics = _metric_class(sys.modules["evaluate"])
+
+
+def __getattr__(name: str):
+    if name == "SERMetrics":
+        import evaluate
+
+        globals()["SERMetrics"] = _metric_class(evaluate)
+        return globals()["SERMetrics"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _as_class_indices(values, name: str) -> np.ndarray:

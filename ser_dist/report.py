@@ -263,7 +263,7 @@ def results_table(rows: Sequence[dict]) -> tuple[str, list[dict]]:
             folds = cells[(backbone, loss)]
             row = {"backbone": backbone, "loss": loss, "num_folds": len(folds["unweighted_accuracy"])}
             for metric in STUDY_METRICS:
-                mean, std = _mean_and_std(folds[metric])
+                mean, std = mean_and_std(folds[metric])
                 row[f"{metric}_mean"] = mean
                 row[f"{metric}_std"] = std
             csv_rows.append(row)
@@ -278,7 +278,7 @@ def plot_results_heatmap(rows: Sequence[dict], path: PathLike, metric: str = "un
     backbones, losses = _study_axes(cells)
     means = np.full((len(backbones), len(losses)), np.nan)
     for (backbone, loss), folds in cells.items():
-        means[backbones.index(backbone), losses.index(loss)] = 100 * _mean_and_std(folds[metric])[0]
+        means[backbones.index(backbone), losses.index(loss)] = 100 * mean_and_std(folds[metric])[0]
 
     from matplotlib import colormaps
 
@@ -292,7 +292,7 @@ def plot_results_heatmap(rows: Sequence[dict], path: PathLike, metric: str = "un
             if (backbone, loss) not in cells:
                 axis.text(column_index, row_index, MISSING_CELL, ha="center", va="center", color="black")
                 continue
-            mean, std = _mean_and_std(cells[(backbone, loss)][metric])
+            mean, std = mean_and_std(cells[(backbone, loss)][metric])
             text = f"{100 * mean:.1f}" + ("" if std is None else f"\n± {100 * std:.1f}")
             bright = high > low and (100 * mean - low) / (high - low) > 0.6
             axis.text(column_index, row_index, text, ha="center", va="center", fontsize=9, color="black" if bright else "white")
@@ -354,7 +354,8 @@ def _study_axes(cells: dict) -> tuple[list[str], list[str]]:
     )
 
 
-def _mean_and_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
+def mean_and_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
+    """Mean and sample standard deviation (ddof=1; None for a single value) of per-fold numbers."""
     array = np.asarray(values, dtype=float)
     return float(array.mean()), (float(array.std(ddof=1)) if array.size > 1 else None)
 
@@ -362,7 +363,7 @@ def _mean_and_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
 def _format_cell(folds: dict[str, list[float]]) -> str:
     parts = []
     for metric in STUDY_METRICS:
-        mean, std = _mean_and_std(folds[metric])
+        mean, std = mean_and_std(folds[metric])
         parts.append(f"{_SHORT_METRIC_NAME[metric]} {100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}"))
     return " / ".join(parts)
 

@@ -48,14 +48,11 @@ class RunLog:
         self.writer.flush()
 
     def final(self, results: dict, test: dict, history: list[dict], data) -> None:
-        from .report import classification_report_text, plot_confusion_matrix, plot_training_curves, write_history_csv
+        from .report import plot_training_curves, write_history_csv
 
-        (self.out / "metrics.json").write_text(json.dumps(results, indent=2))
+        write_test_reports(self.out, results, test, data.label_names, [data.records[i] for i in data.split["test"]])
         write_history_csv(history, self.out / "training_history.csv")
         plot_training_curves(history, self.out / "training_curves.png")
-        plot_confusion_matrix(test["confusion_matrix"], data.label_names, self.out / "confusion_matrix.png")
-        (self.out / "classification_report.txt").write_text(classification_report_text(results["test"], data.label_names))
-        self._write_test_predictions(test, data)
         if self.writer is not None:
             from .report import confusion_matrix_figure
 
@@ -63,21 +60,32 @@ class RunLog:
             for key in ("unweighted_accuracy", "weighted_accuracy", "macro_f1"):
                 self.writer.add_scalar(f"test/{key}", results["test"][key], 0)
 
-    def _write_test_predictions(self, test: dict, data) -> None:
-        import csv
-
-        test_records = [data.records[i] for i in data.split["test"]]
-        with open(self.out / "test_predictions.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", "label", "predicted", "confidence", *[f"p_{name}" for name in data.label_names]])
-            for index, probs in sorted(zip(test["index"].tolist(), test["probabilities"]), key=lambda item: item[0]):
-                rec = test_records[index]
-                best = int(probs.argmax())
-                writer.writerow([rec.path, rec.label, data.label_names[best], f"{probs[best]:.6f}", *[f"{p:.6f}" for p in probs]])
-
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
         if self.file is not None:
             self.file.close()
         sys.stdout.flush()
+
+
+def write_test_reports(out: Path, results: dict, test: dict, label_names: list[str], test_records: list) -> None:
+    """metrics.json, confusion_matrix.png, classification_report.txt and test_predictions.csv for one scored set.
+
+    ``test`` is ``trainer.evaluate``'s output (``index`` numbers ``test_records``); training and
+    ``ser-dist evaluate`` both write their reports through here.
+    """
+    import csv
+
+    from .report import classification_report_text, plot_confusion_matrix
+
+    out = Path(out)
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    plot_confusion_matrix(test["confusion_matrix"], label_names, out / "confusion_matrix.png")
+    (out / "classification_report.txt").write_text(classification_report_text(results["test"], label_names))
+    with open(out / "test_predictions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names]])
+        for index, probs in sorted(zip(test["index"].tolist(), test["probabilities"]), key=lambda item: item[0]):
+            rec = test_records[index]
+            best = int(probs.argmax())
+            writer.writerow([rec.path, rec.label, label_names[best], f"{probs[best]:.6f}", *[f"{p:.6f}" for p in probs]])

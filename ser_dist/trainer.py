@@ -7,19 +7,19 @@ one GPU, many GPUs and nodes, and under DeepSpeed; *how* it runs comes from the 
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
 import time
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from . import config as config_module
 from .checkpoint import TrainerState, load_checkpoint, resolve_resume, save_checkpoint
+from .data.augment import augmented_training_data
 from .data.dataset import AudioClips, collate_waveforms
 from .data.pipeline import first_problems, prepare_data, summary_line, write_report
 from .data.sampler import TrainBatchSampler
@@ -43,10 +43,71 @@ def make_accelerator(exp):
 
     handlers = []
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and (not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")):
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    if use_cpu and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        raise TrainingError(
+            "DeepSpeed was asked for, but ACCELERATE_USE_CPU=true (accelerate launch --cpu) makes Accelerate drop it silently; "
+            "unset ACCELERATE_USE_CPU / drop --cpu (without a GPU, DeepSpeed runs on CPU over gloo by itself)"
+        )
+    if distributed and (not torch.cuda.is_available() or use_cpu):
         handlers.append(InitProcessGroupKwargs(backend="gloo", timeout=timedelta(minutes=30)))
     precision = None if exp.train.mixed_precision == "auto" else exp.train.mixed_precision
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=exp.train.grad_accum_steps, kwargs_handlers=handlers)
+    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=exp.train.grad_accum_steps, kwargs_handlers=handlers)
+    if distributed and accelerator.distributed_type == "NO":
+        # e.g. the GPU config (accelerate_config.yaml) on a machine without GPUs: every process would train alone
+        raise TrainingError(
+            f"{os.environ['WORLD_SIZE']} processes were launched but Accelerate set up no distributed training "
+            f"(a GPU launch on a machine without CUDA?); on CPUs use launch/cpu_multiprocess.sh or accelerate launch --cpu"
+        )
+    return accelerator
+
+
+@contextlib.contextmanager
+def built_whole(accelerator):
+    """Build the model unpartitioned on every rank, even under ZeRO-3.
+
+    Under ZeRO-3 transformers would build and load encoders partitioned (``zero.Init``), where wav2vec2's
+    weight-norm positional conv can be neither initialised nor loaded. SER models fit on one device, so
+    each rank builds the whole model and ``accelerator.prepare`` partitions it.
+    """
+    if accelerator.state.deepspeed_plugin is None:
+        yield
+        return
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    config = ref() if ref is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if config is not None:
+            hf_deepspeed.set_hf_deepspeed_config(config)
+
+
+def deepspeed_input_dtype(accelerator) -> torch.dtype:
+    """DeepSpeed bf16/fp16 casts the weights themselves (no autocast): the waveforms must match them."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:
+        config = plugin.deepspeed_config
+        if config.get("bf16", {}).get("enabled") is True:
+            return torch.bfloat16
+        if config.get("fp16", {}).get("enabled") is True:
+            return torch.float16
+    return torch.float32
+
+
+def configure_deepspeed(plugin, exp) -> None:
+    """Fill the DeepSpeed config's ``"auto"`` values that Accelerate cannot know from the recipe.
+
+    The train loader is ours (not prepared), so ZeRO is told its micro batch size; clipping comes from
+    ``train.max_grad_norm`` (Accelerate would put 1.0). Precision comes from the launcher, the lr from the
+    recipe's optimizer (the JSON has no optimizer section).
+    """
+    config = plugin.deepspeed_config
+    config["train_micro_batch_size_per_gpu"] = exp.train.batch_size
+    if config.get("gradient_clipping", "auto") == "auto":
+        config["gradient_clipping"] = float(exp.train.max_grad_norm or 0.0)
 
 
 def eval_loader(clips: AudioClips, durations: list[float], batch_size: int) -> DataLoader:
@@ -60,9 +121,10 @@ def evaluate(model, loader, criterion, accelerator, label_names: list[str]) -> d
     """Metrics over every clip of ``loader`` exactly once, identical on every rank."""
     model.eval()
     all_logits, all_labels, all_index = [], [], []
+    input_dtype = deepspeed_input_dtype(accelerator)
     for batch in loader:
         with accelerator.autocast():
-            logits = model(batch["input_values"], batch["lengths"]).logits
+            logits = model(batch["input_values"].to(input_dtype), batch["lengths"]).logits
         logits, labels, index = accelerator.gather_for_metrics((logits.float(), batch["labels"], batch["index"]))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
@@ -75,6 +137,37 @@ def evaluate(model, loader, criterion, accelerator, label_names: list[str]) -> d
     return metrics
 
 
+def out_of_memory_message(batch: dict, exp, device) -> str:
+    clips, longest = len(batch["lengths"]), float(batch["lengths"].max()) / exp.data.sample_rate
+    return (
+        f"out of memory on {device} in a training batch of {clips} clips (train.batch_size={exp.train.batch_size}), "
+        f"the longest {longest:.1f} s; lower train.batch_size, cap the padded audio per batch with data.batch_seconds, "
+        "shorten data.max_seconds, or raise train.grad_accum_steps"
+    )
+
+
+def check_ranks_agree(accelerator, state, optimizer, frozen: set[str]) -> None:
+    """Every rank must decide early stopping, the plateau lr and freezing identically, on the same step.
+
+    The decisions depend only on gathered metrics and the epoch, so they agree by construction; one tiny
+    all-gather per epoch proves it, turning a divergence (which would deadlock or train different
+    models later) into an error at the epoch where it happened.
+    """
+    if accelerator.num_processes == 1:
+        return
+    names = ["epoch", "global_step", "stopped_early", "epochs_without_improvement", "frozen_parts"]
+    values = [state.epoch, state.global_step, float(state.stopped_early), state.epochs_without_improvement, len(frozen)]
+    names += [f"lr[{g.get('name', i)}]" for i, g in enumerate(optimizer.param_groups)]
+    values += [float(g["lr"]) for g in optimizer.param_groups]
+    every = accelerator.gather(torch.tensor([values], dtype=torch.float64, device=accelerator.device)).cpu()
+    differ = [name for j, name in enumerate(names) if not torch.all(every[:, j] == every[0, j])]
+    if differ:
+        raise TrainingError(
+            f"ranks disagree at epoch {state.epoch + 1} on {', '.join(differ)} ({every.tolist()}); "
+            "a decision was taken on one rank alone: every rank must run the same steps"
+        )
+
+
 def is_better(value: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
@@ -82,6 +175,11 @@ def is_better(value: float, best: float | None, metric: str) -> bool:
 
 
 def train(exp) -> dict:
+    # Gradients that fade through long recurrences become denormal floats, which x86 CPUs process
+    # ~100x slower: the BiLSTM's backward pass runs 7x faster with them flushed to zero (no effect on
+    # GPUs). The flag is per thread and inherited by threads created later, so it is set before any
+    # torch op starts the intra-op thread pool.
+    torch.set_flush_denormal(True)
     accelerator = make_accelerator(exp)
     from accelerate.utils import set_seed
 
@@ -91,7 +189,10 @@ def train(exp) -> dict:
     log(f"{exp.name}: {accelerator.num_processes} process(es) on {accelerator.device}, precision {accelerator.mixed_precision}")
 
     with accelerator.main_process_first():
+        prepare_started = time.time()
         data = prepare_data(exp.data, exp.train.seed, num_proc=max(1, min(4, os.cpu_count() or 1)))
+    # Wall times of this process (a resumed run times only what it ran): metrics.json "timing".
+    timing = {"prepare_seconds": round(time.time() - prepare_started, 3), "epoch_seconds": []}
     label_names, num_classes = data.label_names, len(data.label_names)
     if accelerator.is_main_process:
         config_module.save(exp, out / "config.yaml")
@@ -106,16 +207,29 @@ def train(exp) -> dict:
     label2id = {name: i for i, name in enumerate(label_names)}
     clips = {name: AudioClips(data.dataset.select(idx), label2id) for name, idx in data.split.items()}
     durations = {name: data.durations(name) for name in data.split}
-    model = build_model(exp, num_classes)
+    with built_whole(accelerator):
+        model = build_model(exp, num_classes)
+    if exp.model.cache_features:  # frozen encoder: run it once per clip, train the head on its output
+        from .data.feature_cache import cache_encoder_features, check_cacheable, freeze_encoder_for_good
+
+        check_cacheable(model, exp.model)
+        freeze_encoder_for_good(model)
+        clips = {name: cache_encoder_features(model.to(accelerator.device), c, accelerator.device, log) for name, c in clips.items()}
+        log(f"features: cached the frozen encoder's output for {sum(len(c) for c in clips.values())} clips")
     criterion = build_loss(exp.loss, num_classes, data.class_counts("train"))
     optimizer = build_optimizer(model, exp.optim)
     sampler = TrainBatchSampler(
         durations["train"], batch_size=exp.train.batch_size, batch_seconds=exp.data.batch_seconds, seed=exp.train.seed,
         num_replicas=accelerator.num_processes, rank=accelerator.process_index, steps_multiple=exp.train.grad_accum_steps,
     )
+    # The loader draws its workers' seed from its own generator (re-seeded each epoch), not from the
+    # global RNG: a run resumed mid-epoch then continues the global RNG (dropout) exactly where it stopped.
+    loader_generator = torch.Generator()
+    # data.augment: training clips only, augmented in the loader's workers, seeded per (seed, epoch, clip)
+    train_clips, train_batches = augmented_training_data(clips["train"], sampler, exp.data, exp.train.seed)
     train_loader = DataLoader(
-        clips["train"], batch_sampler=sampler, collate_fn=collate_waveforms, num_workers=exp.data.num_workers,
-        pin_memory=accelerator.device.type == "cuda", persistent_workers=exp.data.num_workers > 0,
+        train_clips, batch_sampler=train_batches, collate_fn=collate_waveforms, num_workers=exp.data.num_workers,
+        pin_memory=accelerator.device.type == "cuda", persistent_workers=exp.data.num_workers > 0, generator=loader_generator,
     )
     if not data.split["val"]:
         raise TrainingError("the validation split is empty, and choosing the best epoch on the test split would leak it; set data.val_fraction > 0")
@@ -123,21 +237,28 @@ def train(exp) -> dict:
     test_loader = eval_loader(clips["test"], durations["test"], exp.train.batch_size)
     steps_per_epoch = math.ceil(len(sampler.local_batches()) / exp.train.grad_accum_steps)
     schedule = Schedule(optimizer, exp.optim, steps_per_epoch * exp.train.epochs, maximize=exp.train.metric != "loss")
-    if accelerator.state.deepspeed_plugin is not None:  # the train loader is ours, not prepared: tell ZeRO its batch size
-        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = exp.train.batch_size
+    if accelerator.state.deepspeed_plugin is not None:
+        configure_deepspeed(accelerator.state.deepspeed_plugin, exp)
+    num_parameters = sum(p.numel() for p in model.parameters())  # before ZeRO-3 partitions them
     model, optimizer, val_loader, test_loader = accelerator.prepare(model, optimizer, val_loader, test_loader)
     accelerator.register_for_checkpointing(schedule)
     unwrapped = accelerator.unwrap_model(model)
-    num_parameters = sum(p.numel() for p in unwrapped.parameters())
     log(f"model: {exp.model.backbone}, {num_parameters / 1e6:.2f} M parameters; loss {exp.loss.name}; {steps_per_epoch} steps/epoch")
+    if accelerator.state.deepspeed_plugin is not None:
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        log(
+            f"DeepSpeed ZeRO-{ds['zero_optimization']['stage']}: micro batch {ds['train_micro_batch_size_per_gpu']}, "
+            f"gradient clipping {ds['gradient_clipping']}, bf16 {ds.get('bf16', {}).get('enabled', False)}, fp16 {ds.get('fp16', {}).get('enabled', False)}"
+        )
 
-    state = TrainerState()
+    state = TrainerState(num_processes=accelerator.num_processes)
     ckpt_dir = out / "checkpoints"
     resume_from = resolve_resume(exp.train.resume, ckpt_dir)
     if resume_from is not None:
         state = load_checkpoint(accelerator, resume_from)
         log(f"resumed from {resume_from} (epoch {state.epoch + 1}, batch {state.batches_done}, step {state.global_step})")
     metric_key = METRIC_KEYS[exp.train.metric]
+    input_dtype = deepspeed_input_dtype(accelerator)
     hard_freeze = accelerator.num_processes == 1 and accelerator.state.deepspeed_plugin is None
 
     for epoch in range(state.epoch, exp.train.epochs):
@@ -147,18 +268,25 @@ def train(exp) -> dict:
         frozen = frozen_parts(exp.model, epoch)
         # One process: frozen parts also stop computing gradients. Several: all parameters keep
         # gradients (DDP/ZeRO need every one every step) and only the lr of 0 holds them still.
-        unwrapped.set_frozen("feature_encoder" in frozen, "encoder" in frozen, hard=hard_freeze)
+        if not exp.model.cache_features:  # cached features: the encoder is out of the graph for good
+            unwrapped.set_frozen("feature_encoder" in frozen, "encoder" in frozen, hard=hard_freeze)
         apply_frozen_lrs(optimizer, frozen)
         sampler.set_epoch(epoch)
+        loader_generator.manual_seed(exp.train.seed * 100_003 + epoch)
         sampler.set_start(state.batches_done)
+        epoch_batches = state.batches_done + len(sampler)
         model.train()
         for batch in train_loader:
             batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+            batch["input_values"] = batch["input_values"].to(input_dtype)
             stepped = False
             with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    loss = criterion(model(batch["input_values"], batch["lengths"]).logits, batch["labels"])
-                accelerator.backward(loss)
+                try:
+                    with accelerator.autocast():
+                        loss = criterion(model(batch["input_values"], batch["lengths"]).logits, batch["labels"])
+                    accelerator.backward(loss)
+                except torch.OutOfMemoryError:
+                    raise TrainingError(out_of_memory_message(batch, exp, accelerator.device)) from None
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(model.parameters(), exp.train.max_grad_norm or float("inf"))
                     # One small collective per optimizer step: the mean loss and whether any rank saw a non-finite value.
@@ -188,10 +316,12 @@ def train(exp) -> dict:
                     if finite and state.global_step % exp.train.log_every_steps == 0:
                         log.scalars(state.global_step, {"train/loss": float(stats[0]) / accelerator.num_processes, "train/lr": optimizer.param_groups[0]["lr"]})
             state.batches_done += 1
-            if stepped and exp.train.save_every_steps and state.global_step % exp.train.save_every_steps == 0:
+            mid_epoch = state.batches_done < epoch_batches  # the epoch-end checkpoint follows validation anyway
+            if stepped and mid_epoch and exp.train.save_every_steps and state.global_step % exp.train.save_every_steps == 0:
                 save_checkpoint(accelerator, ckpt_dir, state, exp.train.keep_last)
 
         val = evaluate(model, val_loader, criterion, accelerator, label_names)
+        timing["epoch_seconds"].append(round(time.time() - started, 3))  # training + validation
         schedule.after_validation(val[metric_key])
         row = {
             "epoch": epoch + 1,
@@ -212,10 +342,11 @@ def train(exp) -> dict:
             state.epochs_without_improvement += 1
         patience = exp.train.early_stopping_patience
         state.stopped_early = patience is not None and state.epochs_without_improvement >= patience
+        check_ranks_agree(accelerator, state, optimizer, frozen)
         log(
             f"epoch {epoch + 1}/{exp.train.epochs}: train loss {row['train_loss']:.4f}, val loss {val['loss']:.4f}, "
             f"val UA {100 * val['unweighted_accuracy']:.2f} WA {100 * val['weighted_accuracy']:.2f} "
-            f"F1 {100 * val['macro_f1']:.2f}{' *' if improved else ''} ({time.time() - started:.1f} s)"
+            f"F1 {100 * val['macro_f1']:.2f}{' *' if improved else ''} ({timing['epoch_seconds'][-1]:.1f} s)"
         )
         log.epoch(epoch + 1, row, val, label_names)
         state.epoch, state.batches_done, state.train_loss_sum, state.train_loss_count = epoch + 1, 0, 0.0, 0
@@ -226,10 +357,10 @@ def train(exp) -> dict:
         if state.stopped_early:
             log(f"early stopping: no {exp.train.metric} improvement for {patience} epochs (best epoch {state.best_epoch})")
 
-    return finish(exp, accelerator, model, state, data, test_loader, criterion, log, num_parameters)
+    return finish(exp, accelerator, model, state, data, test_loader, criterion, log, num_parameters, timing)
 
 
-def finish(exp, accelerator, model, state, data, test_loader, criterion, log, num_parameters) -> dict:
+def finish(exp, accelerator, model, state, data, test_loader, criterion, log, num_parameters, timing=None) -> dict:
     """Reload the best checkpoint, test it, export it and write the reports."""
     from .export import export_model
 
@@ -238,6 +369,10 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
         accelerator.load_state(str(out / "checkpoints" / state.best_checkpoint))
     test = evaluate(model, test_loader, criterion, accelerator, data.label_names)
     state_dict = accelerator.get_state_dict(model)  # collective under ZeRO-3: gathers the full weights
+    # torch.compile (accelerate launch --dynamo_backend inductor) prefixes every key with "_orig_mod.".
+    # Under ZeRO-3 only rank 0 receives the gathered weights (None elsewhere).
+    if state_dict is not None:
+        state_dict = {key.removeprefix("_orig_mod."): value for key, value in state_dict.items()}
     results = {
         "experiment": exp.name,
         "test": {k: v for k, v in test.items() if k not in ("probabilities", "index")},
@@ -248,6 +383,7 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
         "nonfinite_steps": state.nonfinite_steps,
         "num_parameters": num_parameters,
         "num_processes": accelerator.num_processes,
+        "timing": timing or {},
         "data": {
             "num_used": data.report["num_used"],
             "skipped_files": len(data.report["skipped_files"]),
@@ -257,7 +393,8 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
     }
     results["test"]["num_examples"] = int(len(test["index"]))
     if accelerator.is_main_process:
-        export_model(accelerator.unwrap_model(model), state_dict, out / "model", exp=exp, label_names=data.label_names, extra={"test_metrics": results["test"]})
+        with built_whole(accelerator):  # rank 0 alone: a partitioned (collective) build here would hang
+            export_model(accelerator.unwrap_model(model, keep_torch_compile=False), state_dict, out / "model", exp=exp, label_names=data.label_names, extra={"test_metrics": results["test"], "data": results["data"]})
         log.final(results, test, state.history, data)
     accelerator.wait_for_everyone()
     t = results["test"]
@@ -267,4 +404,9 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
     )
     log.close()
     accelerator.end_training()
+    if exp.train.push_to_hub and accelerator.is_main_process:  # after everything is written: a failed push leaves the run intact
+        from .hub import push_to_hub
+
+        url = push_to_hub(out, exp.hub.repo_id, private=exp.hub.private, revision=exp.hub.revision)
+        print(f"pushed {out / 'model'} to {url}", flush=True)
     return results

@@ -11,12 +11,18 @@ SPEAKER_PATTERN = r"^(spk\d+)_"
 
 # Tiny, fast settings for smoke runs through the real entry points.
 TINY_BILSTM = ["model.hidden_size=16", "model.embedding_size=16", "train.batch_size=8", "data.max_seconds=2.0"]
+# A ~50 K-parameter random HuBERT (layer norm + attention mask, like hubert_large); append
+# model.backbone=wav2vec2_tiny_random / wavlm_tiny_random for the other families.
+TINY_SSL = ["model.backbone=hubert_tiny_random", "model.embedding_size=16", "train.batch_size=8", "data.max_seconds=1.0"]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Never write the decode cache into the user's home during tests."""
-    monkeypatch.setenv("SER_DIST_CACHE", str(tmp_path_factory.getbasetemp() / "audio-cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Never write the decode cache into the user's home during tests. Session-scoped, so it is in
+    place before the module and session fixtures that train (a function-scoped one starts after them)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SER_DIST_CACHE", str(tmp_path_factory.getbasetemp() / "audio-cache"))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +46,56 @@ def run_recipe(recipe: str, *overrides: str, timeout: int = 600, env: dict | Non
 
 def ser_dist_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return run_entry_point(["-m", "ser_dist.cli", *args], timeout=timeout)
+
+
+# Multi-process runs on CPU: one thread per rank (2 shared cores), gloo, a free rendezvous port.
+DIST_ENV = {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+
+
+def run_torchrun(script: str, *args: str, nproc: int = 2, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node N script args`` from the repository root."""
+    return run_entry_point(
+        ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *args],
+        timeout=timeout, env={**DIST_ENV, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def deploy_run(demo_corpus, tmp_path_factory):
+    """One tiny BiLSTM run through the real recipe, shared by test_predict/test_evaluate/test_hub.
+
+    It asks to push to the Hub at the end without a Hub login: the run must be complete on disk and
+    the push must fail with one line (checked in test_hub.py). Returns (run_dir, CompletedProcess).
+    """
+    out = tmp_path_factory.mktemp("deploy") / "run"
+    env = {"HF_HOME": str(tmp_path_factory.mktemp("hf_home")), "HF_TOKEN": "", "HF_HUB_OFFLINE": "1"}
+    result = run_recipe(
+        "bilstm_mfcc_ce.py", f"data.root={demo_corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", f"train.output_dir={out}",
+        "train.epochs=1", "train.seed=3", "train.push_to_hub=true", "hub.repo_id=alice/ser-demo", *TINY_BILSTM, env=env,
+    )
+    assert (out / "metrics.json").exists() and (out / "model" / "model.safetensors").exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    return out, result
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """The process failed as bad input should: exit 2, one ``ser-dist: error:`` line holding each fragment, no traceback."""
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ser-dist: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def assert_predict_reproduces_test_predictions(run_dir: Path, count: int = 4) -> None:
+    """``ser-dist predict`` on a run's first test clips (a fresh process) gives the run's logged predictions."""
+    import csv
+    import json
+
+    with open(run_dir / "test_predictions.csv") as f:
+        logged = list(csv.DictReader(f))[:count]
+    result = ser_dist_cli("predict", str(run_dir), *[r["path"] for r in logged], "--json")
+    assert result.returncode == 0, result.stderr
+    for row, pred in zip(logged, json.loads(result.stdout)):
+        assert pred["label"] == row["predicted"]
+        assert pred["confidence"] == pytest.approx(float(row["confidence"]), abs=1e-4)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_dist.config import ConfigError, Data, Experiment, Train, apply_overrides, cli, from_dict, load, parse_args, save, to_dict
+from ser_dist.config import ConfigError, Data, Experiment, Train, cli, from_dict, load, save, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -47,3 +47,33 @@ def test_prediction_does_not_depend_on_padding_or_batch_mates():
         batch[0, 8000:] = 0.5  # the padding region holds anything
         together = model(batch, torch.tensor([8000, 16000])).logits[:1]
         torch.testing.assert_close(alone, together, atol=1e-5, rtol=1e-4)
+
+
+def test_global_normalisation_learns_training_statistics_and_ignores_padding():
+    from ser_dist.models.features import GlobalNormalize
+
+    torch.manual_seed(0)
+    norm = GlobalNormalize(3)
+    frames = [torch.randn(n, 3) * torch.tensor([1.0, 2.0, 5.0]) + torch.tensor([0.0, -3.0, 10.0]) for n in (7, 4, 9, 5)]
+    for first in (0, 2):  # two batches, padded with garbage
+        batch = torch.full((2, 9, 3), 99.0)
+        for row, clip in enumerate(frames[first:first + 2]):
+            batch[row, : len(clip)] = clip
+        norm.train()(batch, torch.tensor([len(frames[first]), len(frames[first + 1])]))
+    every_frame = torch.cat(frames).double()
+    torch.testing.assert_close(norm.mean, every_frame.mean(0))
+    torch.testing.assert_close(norm.sum_squares / norm.count, every_frame.var(0, unbiased=False))
+    frozen = norm.mean.clone()
+    out = norm.eval()(torch.full((1, 4, 3), 7.0), torch.tensor([2]))
+    torch.testing.assert_close(norm.mean, frozen)  # eval mode reads, never updates
+    assert torch.all(out[0, 2:] == 0)
+
+
+def test_feature_norm_is_a_checked_choice():
+    import pytest
+
+    from ser_dist.config import ConfigError, Data, Experiment, cli
+
+    assert cli(Experiment(data=Data(root=".")), ["model.feature_norm=global"]).model.feature_norm == "global"
+    with pytest.raises(ConfigError, match="model.feature_norm"):
+        cli(Experiment(data=Data(root=".")), ["model.feature_norm=batch"])

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from conftest import SPEAKER_PATTERN, TINY_BILSTM, run_recipe, ser_dist_cli
+from conftest import SPEAKER_PATTERN, TINY_BILSTM, assert_predict_reproduces_test_predictions, run_recipe, ser_dist_cli
 
 RUN_FILES = [
     "config.yaml", "split.csv", "data_report.json", "training_history.csv", "training_curves.png",
@@ -103,13 +102,7 @@ def test_predict_cli_table_and_json(trained_run, demo_corpus):
 def test_predict_matches_training_test_predictions(trained_run):
     """The export reproduces the trained model: predicting the test clips gives the logged probabilities."""
     out, _ = trained_run
-    with open(out / "test_predictions.csv") as f:
-        logged = list(csv.DictReader(f))[:4]
-    result = ser_dist_cli("predict", str(out), *[r["path"] for r in logged], "--json")
-    assert result.returncode == 0, result.stderr
-    for row, pred in zip(logged, json.loads(result.stdout)):
-        assert pred["label"] == row["predicted"]
-        assert pred["confidence"] == pytest.approx(float(row["confidence"]), abs=1e-4)
+    assert_predict_reproduces_test_predictions(out)
 
 
 def test_predict_skips_unreadable_inputs(trained_run, tmp_path, demo_corpus):

@@ -374,7 +374,8 @@ class AudioClips(torch.utils.data.Dataset):
 def collate_waveforms(batch: Iterable[dict]) -> dict:
     """Zero-pad a list of ``AudioClips`` items to the longest waveform in the batch.
 
-    Returns ``input_values`` float32 [B, T], ``attention_mask`` int64 [B, T] (1 on real samples),
+    Returns ``input_values`` float32 [B, T] (items with more dimensions, such as cached encoder
+    features [frames, H], are padded along the first: [B, T, H]), ``attention_mask`` int64 [B, T] (1 on real samples),
     ``lengths`` int64 [B] in samples, ``labels`` int64 [B] and ``index`` int64 [B].
     """
     batch = list(batch)
@@ -383,7 +384,7 @@ def collate_waveforms(batch: Iterable[dict]) -> dict:
     # Built in numpy for the same reason as AudioClips.__getitem__, then wrapped without a copy.
     lengths = np.array([item["waveform"].shape[0] for item in batch], dtype=np.int64)
     longest = int(lengths.max())
-    input_values = np.zeros((len(batch), longest), dtype=np.float32)
+    input_values = np.zeros((len(batch), longest, *batch[0]["waveform"].shape[1:]), dtype=np.float32)
     for row, item in enumerate(batch):
         waveform = item["waveform"]
         input_values[row, : lengths[row]] = waveform.numpy() if isinstance(waveform, torch.Tensor) else waveform

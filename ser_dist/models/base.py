@@ -6,14 +6,15 @@ model masks or packs using ``lengths``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 
-@dataclass
-class SEROutput:
+class SEROutput(NamedTuple):
+    """A tuple, so hooks that walk module outputs (DeepSpeed ZeRO-3's, torch.compile's) see its tensors."""
+
     logits: torch.Tensor
     embedding: torch.Tensor
 

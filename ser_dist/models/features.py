@@ -41,14 +41,59 @@ def masked_normalize(features: torch.Tensor, lengths: torch.Tensor, eps: float =
     return ((features - mean) / torch.sqrt(var + eps)) * mask
 
 
-class MFCCFrontend(nn.Module):
-    """MFCC (``n_mfcc``) + delta + delta-delta, per-utterance normalised: [B, T] -> [B, frames, 3 * n_mfcc].
+FEATURE_NORMS = ("utterance", "global")
 
-    25 ms windows, 10 ms hop, 64 mel bands up to 8 kHz (for 16 kHz audio).
+
+class GlobalNormalize(nn.Module):
+    """Mean/variance normalisation with statistics of the training data (SpeechBrain's
+    ``InputNormalization(norm_type="global")``): every valid frame seen in training mode updates exact
+    running totals (Chan et al.'s parallel update), eval mode only reads them. The statistics are
+    buffers, so they are checkpointed, exported and (under DDP) broadcast from rank 0.
+
+    Per-utterance normalisation removes each clip's mean spectrum and loudness, which carry emotion
+    (anger's brighter, louder spectrum); this keeps them, relative to the corpus.
     """
 
-    def __init__(self, sample_rate: int = 16000, n_mfcc: int = 40, n_mels: int = 64, win_ms: float = 25.0, hop_ms: float = 10.0):
+    def __init__(self, size: int, eps: float = 1e-5):
         super().__init__()
+        self.eps = eps
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(size, dtype=torch.float64))
+        self.register_buffer("sum_squares", torch.zeros(size, dtype=torch.float64))  # sum of squared deviations
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = (torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+        if self.training:
+            with torch.no_grad():
+                valid = features.double()[mask.expand_as(features)].view(-1, features.shape[-1])
+                n = float(valid.shape[0])
+                if n:
+                    batch_mean = valid.mean(0)
+                    delta = batch_mean - self.mean
+                    total = self.count + n
+                    self.sum_squares += ((valid - batch_mean) ** 2).sum(0) + delta**2 * self.count * n / total
+                    self.mean += delta * n / total
+                    self.count.fill_(total)
+        variance = self.sum_squares / self.count.clamp(min=1.0)
+        scale = torch.rsqrt(variance + self.eps).to(features.dtype)
+        return (features - self.mean.to(features.dtype)) * scale * mask
+
+
+class MFCCFrontend(nn.Module):
+    """MFCC (``n_mfcc``) + delta + delta-delta, normalised: [B, T] -> [B, frames, 3 * n_mfcc].
+
+    25 ms windows, 10 ms hop, 64 mel bands up to 8 kHz (for 16 kHz audio). ``norm``: ``utterance`` (the
+    seed's: each clip's own mean and variance) or ``global`` (the training data's, see GlobalNormalize).
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_mfcc: int = 40, n_mels: int = 64, win_ms: float = 25.0, hop_ms: float = 10.0,
+                 norm: str = "utterance"):
+        super().__init__()
+        if norm not in FEATURE_NORMS:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"model.feature_norm={norm!r} is not one of {', '.join(FEATURE_NORMS)}")
+        self.global_norm = GlobalNormalize(3 * n_mfcc) if norm == "global" else None
         self.hop_length = int(round(sample_rate * hop_ms / 1000))
         win_length = int(round(sample_rate * win_ms / 1000))
         n_fft = 1 << (win_length - 1).bit_length()
@@ -69,4 +114,6 @@ class MFCCFrontend(nn.Module):
             features = torch.cat([mfcc, delta, delta2], dim=1).transpose(1, 2)  # [B, T, 3 * n_mfcc]
             # Each delta pass looks 2 frames ahead (compute_deltas' win_length=5), two passes: 4 frames.
             frames = frame_lengths(lengths, self.hop_length, self.n_fft, context=4).clamp(max=features.shape[1])
+            if self.global_norm is not None:
+                return self.global_norm(features, frames), frames
             return masked_normalize(features, frames), frames

@@ -40,6 +40,7 @@ class MaskedLSTM(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (outputs [B, T, output_size], final state [B, output_size]: the forward direction at
         the last valid frame, concatenated with the backward direction after reading back to frame 0)."""
+        x = x.to(self.forward_layers[0].weight_ih_l0.dtype)  # float32 features into bf16/fp16 weights (DeepSpeed casts the model)
         last = (lengths.to(x.device) - 1).clamp(min=0)
         rows = torch.arange(x.shape[0], device=x.device)
         for i, forward_layer in enumerate(self.forward_layers):
@@ -69,6 +70,7 @@ class RecurrentSER(SERModel):
         *,
         sample_rate: int = 16000,
         n_mfcc: int = 40,
+        feature_norm: str = "utterance",
         hidden_size: int = 256,
         layer_sizes: tuple[int, ...] = (2, 1),
         bidirectional: bool = True,
@@ -78,7 +80,7 @@ class RecurrentSER(SERModel):
         classifier_scale: float = 30.0,
     ):
         super().__init__()
-        self.frontend = MFCCFrontend(sample_rate=sample_rate, n_mfcc=n_mfcc)
+        self.frontend = MFCCFrontend(sample_rate=sample_rate, n_mfcc=n_mfcc, norm=feature_norm)
         # The seed's stacks (an LSTM of 2 layers, then one of 1) are one stack of 3 layers with dropout between each.
         self.lstm = MaskedLSTM(self.frontend.output_size, hidden_size, sum(layer_sizes), bidirectional, dropout)
         self.dropout = nn.Dropout(dropout)
@@ -97,6 +99,7 @@ def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, c
         num_classes,
         sample_rate=sample_rate,
         n_mfcc=model_cfg.n_mfcc,
+        feature_norm=model_cfg.feature_norm,
         hidden_size=model_cfg.hidden_size,
         embedding_size=model_cfg.embedding_size,
         dropout=model_cfg.dropout,

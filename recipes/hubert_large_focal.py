@@ -1,0 +1,13 @@
+"""HuBERT large + focal loss: the study's cell hubert_large x focal (settings in ser_dist/study.py).
+
+    python recipes/hubert_large_focal.py data.root=/data/IEMOCAP_full_release              # fold 1 of 5
+    ser-dist cv recipes/hubert_large_focal.py data.root=/data/IEMOCAP_full_release        # all folds, mean ± std
+"""
+from ser_dist.config import cli
+from ser_dist.study import study_experiment
+from ser_dist.trainer import train
+
+CONFIG = study_experiment("hubert_large", "focal")
+
+if __name__ == "__main__":
+    train(cli(CONFIG))

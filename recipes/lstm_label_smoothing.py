@@ -1,0 +1,13 @@
+"""Unidirectional LSTM on 120-D MFCC + label smoothing: the study's cell lstm x label_smoothing (settings in ser_dist/study.py).
+
+    python recipes/lstm_label_smoothing.py data.root=/data/IEMOCAP_full_release              # fold 1 of 5
+    ser-dist cv recipes/lstm_label_smoothing.py data.root=/data/IEMOCAP_full_release        # all folds, mean ± std
+"""
+from ser_dist.config import cli
+from ser_dist.study import study_experiment
+from ser_dist.trainer import train
+
+CONFIG = study_experiment("lstm", "label_smoothing")
+
+if __name__ == "__main__":
+    train(cli(CONFIG))

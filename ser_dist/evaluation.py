@@ -1,0 +1,191 @@
+"""``ser-dist evaluate MODEL``: score a saved model on a labelled corpus and write the training run's test reports.
+
+Which clips:
+- no ``--data``: the run's own split (``split.csv``; ``--split test`` by default), so the run's test
+  metrics are reproduced exactly; a model without its run folder re-derives the split from its config;
+- ``--data key=value ...``: any corpus the training data keys describe (``root=DIR corpus=emodb``,
+  ``manifest=FILE``, ``labels=a,b,...``), every clip by default (``--split all``), or one split of
+  ``--data split=...`` with the model's seed.
+
+The clips are decoded and cut exactly as in training (the model's ``sample_rate`` and ``max_seconds``)
+and scored by the training loop's own ``evaluate``, so the numbers mean the same thing.
+"""
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Optional
+
+from .data.manifest import DataError, Record
+from .errors import UserError
+
+SPLIT_CHOICES = ("test", "val", "train", "all")
+
+
+def parse_label_map(text: Optional[str]) -> dict[str, str]:
+    """``"angry=Anger,sad=Sad"`` -> {"angry": "Anger", "sad": "Sad"}."""
+    if not text:
+        return {}
+    mapping = {}
+    for item in text.split(","):
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise UserError(f"--label-map {text!r}: give corpus=model pairs separated by commas, e.g. --label-map angry=Anger,sad=Sad")
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
+def _suggest(unknown: list[str], model_labels: list[str], corpus: list[str]) -> str:
+    """How to reconcile: a --label-map guess (same name ignoring case, else the same first three letters:
+    angry -> Anger), and the classes with no counterpart to leave out with --data labels=..."""
+    pairs, unmatched = [], []
+    for label in unknown:
+        match = [m for m in model_labels if m.lower() == label.lower()] or [m for m in model_labels if m.lower()[:3] == label.lower()[:3]]
+        if len(match) == 1:
+            pairs.append(f"{label}={match[0]}")
+        else:
+            unmatched.append(label)
+    advice = []
+    if pairs:
+        advice.append(f"--label-map {','.join(pairs)}")
+    if unmatched:
+        keep = [label for label in corpus if label not in unmatched]
+        advice.append(f"leave out {', '.join(unmatched)} with --data labels={','.join(keep)}")
+    return "; ".join(advice) or "--label-map CORPUS=MODEL,..."
+
+
+def check_labels(records: list[Record], model_labels: list[str], label_map: dict[str, str], where: str) -> list[str]:
+    """Apply ``label_map`` to the records; fail on a label the model does not know. Returns the model's
+    classes the corpus lacks (scored anyway: UA averages the classes present)."""
+    bad_targets = sorted(set(label_map.values()) - set(model_labels))
+    if bad_targets:
+        raise UserError(f"--label-map maps to {bad_targets}, which the model does not predict; the model's labels are {model_labels}")
+    for rec in records:
+        rec.label = label_map.get(rec.label, rec.label)
+    corpus = sorted({rec.label for rec in records})
+    unknown = [label for label in corpus if label not in model_labels]
+    if unknown:
+        raise UserError(
+            f"{where}: the corpus's labels {corpus} differ from the model's {model_labels} ({', '.join(map(repr, unknown))} unknown to the model); "
+            f"reconcile them: {_suggest(unknown, model_labels, corpus)}"
+        )
+    return [label for label in model_labels if label not in corpus]
+
+
+def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Optional[str]) -> tuple[list[Record], dict, str]:
+    """The clips to score, a data summary for metrics.json, and a description of where they came from."""
+    from .config import Data, apply_overrides
+    from .data.pipeline import scan_corpus
+
+    run_dir = model_dir.parent if model_dir.name == "model" else None
+    if not data_overrides:
+        split = split or "test"
+        if split == "all":
+            raise UserError("--split all needs a corpus: pass --data root=DIR (or manifest=FILE) ...")
+        split_file = run_dir / "split.csv" if run_dir is not None else None
+        if split_file is not None and split_file.exists():
+            from .data.splits import read_split
+
+            records, indices = read_split(split_file)
+            return [records[i] for i in indices[split]], {"split_file": str(split_file), "split": split}, f"{split_file} ({split} rows)"
+        data = exp.data
+        where = f"the model's training corpus ({data.manifest or data.root}, data.split={data.split})"
+    else:
+        data = Data(sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, cache_dir=exp.data.cache_dir)
+        pairs = {}
+        for item in data_overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UserError(f"--data {item!r}: give key=value pairs, e.g. --data root=DIR corpus=emodb")
+            pairs[key if key.startswith("data.") else f"data.{key}"] = value
+        holder = apply_overrides(type(exp)(data=data), pairs)
+        data = holder.data
+        for key in ("sample_rate", "max_seconds"):
+            if getattr(data, key) != getattr(exp.data, key):
+                raise UserError(f"--data {key}={getattr(data, key)}: the model was trained with data.{key}={getattr(exp.data, key)}; leave it out")
+        if data.root is None and data.manifest is None:
+            raise UserError("--data needs root=DIR (with corpus=NAME for a named corpus) or manifest=FILE")
+        split = split or "all"
+        where = str(data.manifest or data.root)
+        if split == "all":
+            scan = scan_corpus(data)
+            summary = {"corpus": data.corpus, "root": data.root, "manifest": data.manifest, "split": "all", "set_aside_files": len(scan.problems)}
+            return scan.records, summary, where
+    from .data.pipeline import prepare_data
+
+    prepared = prepare_data(data, exp.train.seed)
+    records = [prepared.records[i] for i in prepared.split[split]]
+    summary = {"corpus": data.corpus, "root": data.root, "manifest": data.manifest, "split": split, "protocol": data.split, "fold": data.fold}
+    return records, summary, f"{where} ({split} split of data.split={data.split})"
+
+
+def evaluate_model(
+    model_ref: str,
+    data_overrides: list[str] | None = None,
+    *,
+    split: Optional[str] = None,
+    label_map: Optional[dict[str, str]] = None,
+    out: Optional[str | Path] = None,
+    batch_size: Optional[int] = None,
+    revision: Optional[str] = None,
+) -> tuple[dict, Path]:
+    """Score the model and write metrics.json, confusion_matrix.png, classification_report.txt,
+    test_predictions.csv and data_report.json into ``out``. Returns (metrics, out)."""
+    import json
+
+    from .config import from_dict
+    from .data.dataset import AudioClips, build_audio_dataset
+    from .export import load_exported
+    from .inference import resolve_model_dir
+    from .losses import build_loss
+    from .run_log import write_test_reports
+    from .trainer import eval_loader, evaluate, make_accelerator
+
+    if split is not None and split not in SPLIT_CHOICES:
+        raise UserError(f"--split {split}: choose one of {', '.join(SPLIT_CHOICES)}")
+    model_dir = resolve_model_dir(model_ref, revision=revision)
+    model, meta = load_exported(model_dir)
+    exp = from_dict(meta["experiment"])
+    labels = list(meta["labels"])
+    records, summary, where = _records_to_score(exp, model_dir, list(data_overrides or []), split)
+    if not records:
+        raise DataError(f"{where}: no clips to evaluate")
+    missing = check_labels(records, labels, dict(label_map or {}), where)
+
+    dataset, skipped = build_audio_dataset(records, sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, cache_dir=exp.data.cache_dir)
+    skipped_paths = {path for path, _ in skipped}
+    usable = [rec for rec in records if rec.path not in skipped_paths]
+    if not usable:
+        raise DataError(f"{where}: none of the {len(records)} clips could be decoded (e.g. {skipped[0][0]}: {skipped[0][1]})")
+    label2id = {name: i for i, name in enumerate(labels)}
+    clips = AudioClips(dataset, label2id)
+    loader = eval_loader(clips, [float(d) for d in dataset["duration"]], batch_size or exp.train.batch_size)
+    accelerator = make_accelerator(exp)
+    model, loader = accelerator.prepare(model, loader)
+    criterion = build_loss(exp.loss, len(labels), [1] * len(labels))  # the loss is reported unweighted
+    test = evaluate(model, loader, criterion, accelerator, labels)
+
+    if out is None:
+        out = (model_dir.parent if model_dir.name == "model" and Path(model_ref).exists() else Path(".")) / "evaluation"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    per_class = collections.Counter(rec.label for rec in usable)
+    results = {
+        "model": str(model_ref),
+        "evaluated_on": where,
+        "test": {k: v for k, v in test.items() if k not in ("probabilities", "index")},
+        "data": {
+            **summary,
+            "labels": labels,
+            "label_map": dict(label_map or {}),
+            "classes_missing_from_corpus": missing,
+            "num_used": len(usable),
+            "skipped_files": len(skipped),
+            "per_class": {label: per_class.get(label, 0) for label in labels},
+        },
+    }
+    results["test"]["num_examples"] = int(len(test["index"]))
+    write_test_reports(out, results, test, labels, usable)
+    (out / "data_report.json").write_text(json.dumps({"evaluated_on": where, "num_used": len(usable), "skipped_files": [{"path": p, "reason": r} for p, r in skipped]}, indent=2))
+    accelerator.end_training()
+    return results, out

@@ -1,0 +1,194 @@
+"""The model card (``README.md``) every export carries: Hub YAML metadata plus what a user needs to know.
+
+The metadata is built with ``huggingface_hub.ModelCardData`` / ``EvalResult``, so the ``model-index``
+(test UA, WA and macro-F1 with the evaluation protocol) is in the layout the Hub parses.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+# What is known about each corpus adapter's recordings: (language code, description).
+CORPUS_NOTES = {
+    "iemocap": ("en", "IEMOCAP: dyadic sessions of 10 North American English actors, scripted and improvised"),
+    "crema_d": ("en", "CREMA-D: 91 English-speaking actors reading 12 sentences, acted"),
+    "ravdess": ("en", "RAVDESS: 24 North American English actors, two fixed sentences, acted"),
+    "tess": ("en", "TESS: two Canadian English actresses, one carrier phrase with 200 words, acted"),
+    "emodb": ("de", "EmoDB (Berlin): 10 German actors, 10 sentences, acted"),
+    "savee": ("en", "SAVEE: 4 British English male speakers, acted"),
+}
+CONFUSION_IMAGE = "confusion_matrix.png"
+
+
+def _percent(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def corpus_description(data: dict) -> tuple[Optional[str], str]:
+    corpus = data.get("corpus") or "folder"
+    if corpus in CORPUS_NOTES:
+        return CORPUS_NOTES[corpus]
+    where = data.get("manifest") or data.get("root") or "a local corpus"
+    return None, f"a local corpus ({'manifest' if data.get('manifest') else 'folder per class'}: `{Path(str(where)).name}`)"
+
+
+def card_data(meta: dict, repo_id: Optional[str] = None):
+    """``ModelCardData`` with the Hub metadata and the test results as a ``model-index``."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    exp = meta["experiment"]
+    data = exp["data"]
+    language, _ = corpus_description(data)
+    dataset_name = data.get("corpus") if data.get("corpus") not in (None, "folder", "manifest") else Path(str(data.get("manifest") or data.get("root") or "local")).name
+    test = meta.get("test_metrics") or {}
+    protocol = {"split": data.get("split"), "fold": data.get("fold"), "speaker_independent": data.get("split") != "stratified"}
+    results = []
+    for metric_type, metric_name, key, args in (
+        ("unweighted_accuracy", "UA (unweighted accuracy, mean per-class recall)", "unweighted_accuracy", None),
+        ("accuracy", "WA (weighted accuracy, plain accuracy)", "weighted_accuracy", None),
+        ("f1", "macro-F1", "macro_f1", {"average": "macro"}),
+    ):
+        if test.get(key) is None:
+            continue
+        results.append(
+            EvalResult(
+                task_type="audio-classification", task_name="Speech emotion recognition",
+                dataset_type=str(dataset_name), dataset_name=str(dataset_name), dataset_split="test",
+                dataset_config=str(data.get("split")), dataset_args={k: v for k, v in protocol.items() if v is not None},
+                metric_type=metric_type, metric_name=metric_name, metric_value=round(float(test[key]), 4), metric_args=args,
+            )
+        )
+    # A stock transformers export (SSL backbones with a standard head) is a transformers model on the
+    # Hub; everything else is the PyTorchModelHubMixin layout that ser-dist loads.
+    transformers_layout = bool((meta.get("ssl") or {}).get("standard_head"))
+    return ModelCardData(
+        library_name="transformers" if transformers_layout else "ser-dist",
+        pipeline_tag="audio-classification",
+        tags=["speech-emotion-recognition", "audio-classification", "ser-dist", str(exp["model"]["backbone"]), f"loss-{exp['loss']['name']}"]
+        + ([] if transformers_layout else ["pytorch_model_hub_mixin"]),
+        datasets=[str(dataset_name)],
+        metrics=["unweighted_accuracy", "accuracy", "f1"],
+        language=language,
+        model_name=repo_id or exp.get("name") or "ser-dist-model",
+        eval_results=results or None,
+    )
+
+
+def render(meta: dict, repo_id: Optional[str] = None, has_confusion_image: bool = True) -> str:
+    """The whole README.md: YAML front matter and the card's body."""
+    from huggingface_hub import ModelCard
+
+    exp = meta["experiment"]
+    data, model, loss, train, optim = exp["data"], exp["model"], exp["loss"], exp["train"], exp["optim"]
+    labels = meta["labels"]
+    test = meta.get("test_metrics") or {}
+    summary = meta.get("data") or {}
+    _, corpus_text = corpus_description(data)
+    name = repo_id or exp.get("name") or "ser-dist model"
+    load_from = repo_id or "path/to/model"
+    lines = [
+        f"# {name}",
+        "",
+        f"Speech emotion recognition: `{model['backbone']}` trained with the `{loss['name']}` loss by "
+        "ser-dist on " + corpus_text + ". "
+        f"It labels a recording as one of {len(labels)} emotions: {', '.join(f'`{label}`' for label in labels)}.",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from ser_dist import EmotionClassifier",
+        "",
+        f'classifier = EmotionClassifier.from_pretrained("{load_from}")',
+        'classifier(["a.wav", "b.flac"])  # [{"file", "label", "confidence", "probabilities": {label: p}}]',
+        "```",
+        "",
+        "```bash",
+        f"ser-dist predict {load_from} recordings/ --csv        # every class's probability per file",
+        f"ser-dist predict {load_from} meeting.wav --window-seconds 10 --json   # long recordings: per-window + aggregate",
+        "```",
+        "",
+    ]
+    if (meta.get("ssl") or {}).get("standard_head"):
+        lines += [
+            "The folder is also a stock transformers audio classifier:",
+            "",
+            "```python",
+            "from transformers import pipeline",
+            "",
+            f'pipeline("audio-classification", model="{load_from}")("a.wav")',
+            "```",
+            "",
+        ]
+    lines += [
+        f"Input: any common audio format, resampled to {meta['sample_rate']} Hz mono; "
+        + (f"the model saw the first {meta['max_seconds']:g} s of each clip in training, and longer recordings are split into windows."
+           if meta.get("max_seconds") else "the model saw whole clips in training."),
+        "",
+        "## Results (test split)",
+        "",
+        f"Protocol: `data.split={data.get('split')}`" + (f", fold {data.get('fold')}" if data.get("fold") else "")
+        + (" (speaker-independent: no test speaker was seen in training)" if data.get("split") != "stratified" else " (random, stratified by class: speakers may be shared)")
+        + f"; {test.get('num_examples', 'n/a')} test clips.",
+        "",
+        "| metric | value (%) |",
+        "| --- | --- |",
+        f"| UA (unweighted accuracy: mean per-class recall) | {_percent(test.get('unweighted_accuracy'))} |",
+        f"| WA (weighted accuracy: plain accuracy) | {_percent(test.get('weighted_accuracy'))} |",
+        f"| macro-F1 | {_percent(test.get('macro_f1'))} |",
+        "",
+    ]
+    per_class = test.get("per_class") or {}
+    if per_class:
+        lines += ["| label | precision | recall | F1 | test clips |", "| --- | --- | --- | --- | --- |"]
+        for label in labels:
+            row = per_class.get(label, {})
+            lines.append(f"| {label} | {_percent(row.get('precision'))} | {_percent(row.get('recall'))} | {_percent(row.get('f1'))} | {row.get('support', 'n/a')} |")
+        lines.append("")
+    if has_confusion_image:
+        lines += [f"![Confusion matrix on the test split (rows: true, columns: predicted)]({CONFUSION_IMAGE})", ""]
+    lines += ["## Data", ""]
+    splits = summary.get("split") or {}
+    if splits:
+        lines += ["| split | clips | seconds | speakers | per class |", "| --- | --- | --- | --- | --- |"]
+        for split_name, info in splits.items():
+            per = ", ".join(f"{k} {v}" for k, v in (info.get("per_class") or {}).items())
+            lines.append(f"| {split_name} | {info.get('num_clips')} | {info.get('seconds')} | {len(info.get('speakers') or [])} | {per} |")
+        lines.append("")
+    if summary:
+        lines += [f"{summary.get('num_used', 'n/a')} clips used; {summary.get('skipped_files', 0)} unreadable files skipped and {summary.get('set_aside_files', 0)} set aside (listed in the run's `data_report.json`).", ""]
+    lines += [
+        "## Training",
+        "",
+        f"- model: `model.backbone={model['backbone']}`, head `{model.get('head')}`, classifier `{model.get('classifier')}`",
+        f"- loss: `{loss['name']}`; optimizer `{optim['name']}` lr {optim['lr']:g}, scheduler `{optim['scheduler']}`",
+        f"- {train['epochs']} epochs max, batch {train['batch_size']} per process, early stopping patience {train['early_stopping_patience']}, best epoch chosen on validation `{train['metric']}`, seed {train['seed']}",
+        f"- audio: {data['sample_rate']} Hz, clips cut to {data.get('max_seconds')} s",
+        "- the full resolved configuration is `experiment` in `ser_dist.json` (and the run's `config.yaml`: `ser-dist train config.yaml` retrains)",
+        "",
+        "## Intended use and limitations",
+        "",
+        "- Research on speech emotion recognition and as a baseline. Not for decisions about people "
+        "(hiring, policing, health, credit): emotion recognition from voice is unreliable for individuals.",
+        "- Emotion corpora are mostly **acted**: actors exaggerate prototypical emotions, so accuracy on natural, "
+        "spontaneous speech is typically much lower than the numbers above.",
+        "- Language and speakers: the model only saw " + corpus_text + "; other languages, accents, ages, "
+        "recording conditions and microphones shift the results. Few speakers mean the results carry "
+        "their voices' biases (gender, age, dialect); check per-group performance before relying on it.",
+        f"- The label set is fixed ({', '.join(labels)}); every recording gets one of them, even when none applies.",
+        "",
+    ]
+    content = "---\n" + card_data(meta, repo_id).to_yaml() + "\n---\n\n" + "\n".join(lines)
+    return str(ModelCard(content))
+
+
+def write_model_card(directory: Path, meta: dict, repo_id: Optional[str] = None) -> Path:
+    """Write ``README.md`` (and the confusion matrix image when the test confusion matrix is known) into ``directory``."""
+    directory = Path(directory)
+    confusion = (meta.get("test_metrics") or {}).get("confusion_matrix")
+    if confusion is not None:
+        from .report import plot_confusion_matrix
+
+        plot_confusion_matrix(confusion, meta["labels"], directory / CONFUSION_IMAGE, title="test split")
+    path = directory / "README.md"
+    path.write_text(render(meta, repo_id, has_confusion_image=confusion is not None), encoding="utf-8")
+    return path

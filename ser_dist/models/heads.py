@@ -1,0 +1,36 @@
+"""Pooling over frames that never sees padding: masked mean and attentive statistics pooling."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def frame_mask(frames: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """[B, num_frames] bool: True on the first ``frames[b]`` (valid) frames of each row."""
+    return torch.arange(num_frames, device=frames.device)[None, :] < frames.to(frames.device)[:, None]
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` [B, T, D] over the frames where ``mask`` [B, T] is True (as transformers'
+    ``*ForSequenceClassification`` pools when given an attention mask)."""
+    weights = mask.to(x.dtype).unsqueeze(-1)
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class AttentiveStatsPooling(nn.Module):
+    """Attentive statistics pooling (Okabe et al., 2018): frame weights from a small attention MLP,
+    softmax over the valid frames only, then the weighted mean and standard deviation, concatenated."""
+
+    def __init__(self, input_size: int, attention_size: int = 128):
+        super().__init__()
+        self.attention = nn.Sequential(nn.Linear(input_size, attention_size), nn.Tanh(), nn.Linear(attention_size, 1))
+        self.output_size = 2 * input_size
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.attention(x).squeeze(-1).float()
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
+        xf = x.float()
+        mean = (weights * xf).sum(1)
+        variance = (weights * (xf - mean.unsqueeze(1)) ** 2).sum(1)
+        return torch.cat([mean, variance.clamp(min=1e-6).sqrt()], dim=-1).to(x.dtype)
