@@ -226,7 +226,9 @@ def run_baseline(args, manifest: Path) -> dict:
             self.started = time.time()
 
         def on_evaluate(self, *_, **__):  # evaluation closes the epoch, as in ser-dist's timing
-            self.seconds.append(time.time() - self.started)
+            if self.started is not None:  # not the extra evaluate() after training
+                self.seconds.append(time.time() - self.started)
+                self.started = None
 
     transformers.set_seed(args.seed)
     model = AutoModelForAudioClassification.from_config(config)
