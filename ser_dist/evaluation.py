@@ -139,7 +139,7 @@ def evaluate_model(
     from .inference import resolve_model_dir
     from .losses import build_loss
     from .run_log import write_test_reports
-    from .trainer import eval_loader, evaluate, make_accelerator
+    from .trainer import eval_loader, evaluate, make_accelerator, test_summary
 
     if split is not None and split not in SPLIT_CHOICES:
         raise UserError(f"--split {split}: choose one of {', '.join(SPLIT_CHOICES)}")
@@ -173,7 +173,7 @@ def evaluate_model(
     results = {
         "model": str(model_ref),
         "evaluated_on": where,
-        "test": {k: v for k, v in test.items() if k not in ("probabilities", "index")},
+        "test": test_summary(test),
         "data": {
             **summary,
             "labels": labels,
@@ -184,7 +184,6 @@ def evaluate_model(
             "per_class": {label: per_class.get(label, 0) for label in labels},
         },
     }
-    results["test"]["num_examples"] = int(len(test["index"]))
     write_test_reports(out, results, test, labels, usable)
     (out / "data_report.json").write_text(json.dumps({"evaluated_on": where, "num_used": len(usable), "skipped_files": [{"path": p, "reason": r} for p, r in skipped]}, indent=2))
     accelerator.end_training()

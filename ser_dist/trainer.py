@@ -168,6 +168,13 @@ def check_ranks_agree(accelerator, state, optimizer, frozen: set[str]) -> None:
         )
 
 
+def test_summary(scores: dict) -> dict:
+    """``evaluate``'s scores as metrics.json reports them: without the per-clip arrays, with the clip count."""
+    summary = {k: v for k, v in scores.items() if k not in ("probabilities", "index")}
+    summary["num_examples"] = int(len(scores["index"]))
+    return summary
+
+
 def is_better(value: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
@@ -360,7 +367,7 @@ def train(exp) -> dict:
     return finish(exp, accelerator, model, state, data, test_loader, criterion, log, num_parameters, timing)
 
 
-def finish(exp, accelerator, model, state, data, test_loader, criterion, log, num_parameters, timing=None) -> dict:
+def finish(exp, accelerator, model, state, data, test_loader, criterion, log, num_parameters, timing) -> dict:
     """Reload the best checkpoint, test it, export it and write the reports."""
     from .export import export_model
 
@@ -375,7 +382,7 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
         state_dict = {key.removeprefix("_orig_mod."): value for key, value in state_dict.items()}
     results = {
         "experiment": exp.name,
-        "test": {k: v for k, v in test.items() if k not in ("probabilities", "index")},
+        "test": test_summary(test),
         "best_epoch": state.best_epoch,
         "best_val_" + METRIC_KEYS[exp.train.metric]: state.best_metric,
         "epochs_run": len(state.history),
@@ -383,7 +390,7 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
         "nonfinite_steps": state.nonfinite_steps,
         "num_parameters": num_parameters,
         "num_processes": accelerator.num_processes,
-        "timing": timing or {},
+        "timing": timing,
         "data": {
             "num_used": data.report["num_used"],
             "skipped_files": len(data.report["skipped_files"]),
@@ -391,7 +398,6 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
             "split": data.report["splits"],
         },
     }
-    results["test"]["num_examples"] = int(len(test["index"]))
     if accelerator.is_main_process:
         with built_whole(accelerator):  # rank 0 alone: a partitioned (collective) build here would hang
             export_model(accelerator.unwrap_model(model, keep_torch_compile=False), state_dict, out / "model", exp=exp, label_names=data.label_names, extra={"test_metrics": results["test"], "data": results["data"]})

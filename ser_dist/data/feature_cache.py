@@ -23,10 +23,9 @@ from ..errors import ConfigError
 class FeatureClips(Dataset):
     """Items like ``AudioClips``' (``waveform``, ``label``, ``index``) where ``waveform`` is [frames, ...] features."""
 
-    def __init__(self, features: list[torch.Tensor], labels, num_frames: list[int]):
+    def __init__(self, features: list[torch.Tensor], labels):
         self.features = features
         self.labels = labels
-        self.num_samples = num_frames
 
     def __len__(self) -> int:
         return len(self.features)
@@ -47,17 +46,15 @@ def cache_encoder_features(model, clips, device: torch.device, log=None) -> Feat
     """Features of every clip of an ``AudioClips`` dataset, computed one clip at a time."""
     was_training = model.training
     model.eval()
-    features, frames = [], []
+    features = []
     for index in range(len(clips)):
         waveform = clips[index]["waveform"].to(device)[None]
         hidden, valid = model.encode(waveform, torch.tensor([waveform.shape[1]], device=device))
-        count = int(valid[0])
-        features.append(hidden[0, :count].float().cpu())
-        frames.append(count)
+        features.append(hidden[0, : int(valid[0])].float().cpu())
         if log is not None and (index + 1) % 1000 == 0:
             log(f"features: {index + 1}/{len(clips)} clips")
     model.train(was_training)
-    return FeatureClips(features, clips.labels, frames)
+    return FeatureClips(features, clips.labels)
 
 
 def freeze_encoder_for_good(model) -> None:
