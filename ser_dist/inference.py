@@ -9,8 +9,6 @@ windows go through the model ``batch_size`` at a time, so a recording of any len
 """
 from __future__ import annotations
 
-import csv
-import json
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -49,20 +47,9 @@ def resolve_model_dir(path: str | Path, revision: Optional[str] = None, allow_hu
 
 def manifest_paths(path: Path) -> list[Path]:
     """The ``path`` column of a CSV/TSV/JSONL manifest (other columns are ignored), relative to the manifest."""
-    rows: list[dict] = []
-    try:
-        if path.suffix.lower() == ".jsonl":
-            for number, line in enumerate(path.read_text().splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise UserError(f"{path}:{number}: not valid JSON ({err.msg}); write one JSON object per line") from None
-        else:
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text manifest; a manifest is a CSV/TSV/JSONL file with a 'path' column") from None
+    from .data.manifest import read_manifest_rows
+
+    rows = read_manifest_rows(path)
     out = []
     for number, row in enumerate(rows, 1):
         value = row.get("path") if isinstance(row, dict) else None

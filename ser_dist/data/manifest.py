@@ -105,6 +105,28 @@ def folder(root: Path, data) -> Scan:
     return scan
 
 
+def read_manifest_rows(path: Path) -> list[dict]:
+    """The rows of a CSV, TSV or JSONL (one object per line) file, as dicts."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".json"):
+            rows = []
+            with open(path) as f:
+                for number, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as err:
+                            raise DataError(f"{path}:{number}: not valid JSON ({err.msg}); write one JSON object per line") from None
+            return rows
+        if suffix in (".csv", ".tsv"):
+            with open(path, newline="") as f:
+                return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text manifest; a manifest is a CSV/TSV/JSONL file with a 'path' column") from None
+    raise DataError(f"{path}: unknown manifest format; use .csv, .tsv or .jsonl")
+
+
 def read_manifest(path: Path, data=None) -> Scan:
     """A CSV or JSONL manifest with ``path`` and ``label`` columns and optional ``speaker``, ``session``, ``source``.
 
@@ -113,21 +135,7 @@ def read_manifest(path: Path, data=None) -> Scan:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: manifest not found; check data.manifest")
-    rows: list[dict]
-    if path.suffix.lower() in (".jsonl", ".json"):
-        rows = []
-        with open(path) as f:
-            for number, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise DataError(f"{path}:{number}: not valid JSON ({err.msg}); write one JSON object per line") from None
-    elif path.suffix.lower() in (".csv", ".tsv"):
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
-    else:
-        raise DataError(f"{path}: unknown manifest format; use .csv, .tsv or .jsonl")
+    rows = read_manifest_rows(path)
     scan = Scan()
     for number, row in enumerate(rows, 1):
         missing = [key for key in ("path", "label") if not row.get(key)]
