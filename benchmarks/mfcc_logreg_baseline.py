@@ -1,13 +1,15 @@
 """A classical baseline on exactly the clips of a finished run: logistic regression on utterance-level MFCC statistics.
 
     python benchmarks/mfcc_logreg_baseline.py RUN_DIR [--out RUN_DIR/logreg_baseline.json]
+    python benchmarks/mfcc_logreg_baseline.py CV_DIR/fold_*      # every fold of a `ser-dist cv` run: per fold, and mean +- sd
 
 Reads ``RUN_DIR/split.csv`` (which clip went to train/val/test in the run) and ``RUN_DIR/config.yaml`` (sample
 rate, crop), so the baseline sees the same speakers in the same splits as the neural model. Features: the
 mean and standard deviation over frames of the 40 MFCCs and their deltas and delta-deltas (240-D), from the
 same torchaudio front end the BiLSTM uses, without the per-utterance normalisation (which would erase the
 means). Classifier: scikit-learn's multinomial logistic regression on standardised features, with C chosen
-on the validation split by UA. Scored with ser_dist's own metrics (UA = mean per-class recall).
+on the validation split by UA. Scored with ser_dist's own metrics (UA = mean per-class recall). Writes
+``RUN_DIR/logreg_baseline.json`` for each run, with the run's own test metrics beside the baseline's.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def utterance_statistics(paths: list[str], sample_rate: int, max_seconds: float 
     return np.stack(rows)
 
 
-def main() -> None:
+def logreg_baseline(run_dir: Path) -> dict:
+    """Fit and score the baseline on ``run_dir``'s split; the result also holds the run's own test metrics."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -49,13 +52,8 @@ def main() -> None:
     from ser_dist.data.splits import read_split
     from ser_dist.metrics import compute_metrics
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-
-    exp = config.load(args.run_dir / "config.yaml")
-    records, split = read_split(args.run_dir / "split.csv")
+    exp = config.load(run_dir / "config.yaml")
+    records, split = read_split(run_dir / "split.csv")
     labels = sorted({r.label for r in records}) if not exp.data.labels else list(exp.data.labels)
     label2id = {name: i for i, name in enumerate(labels)}
     features = utterance_statistics([r.path for r in records], exp.data.sample_rate, exp.data.max_seconds)
@@ -72,22 +70,47 @@ def main() -> None:
     val_ua = {c: score(fit(c, split["train"]), split["val"])["unweighted_accuracy"] for c in grid}
     best_c = max(grid, key=lambda c: (val_ua[c], -c))
     test = score(fit(best_c, split["train"]), split["test"])
-    result = {
+    metrics = run_dir / "metrics.json"
+    return {
         "baseline": "logistic regression on MFCC+delta+delta-delta mean/std (240-D)",
-        "run_dir": str(args.run_dir),
+        "run_dir": str(run_dir),
         "C": best_c,
         "val_unweighted_accuracy_by_C": val_ua,
         "test": {k: test[k] for k in ("unweighted_accuracy", "weighted_accuracy", "macro_f1", "num_examples")},
-        "neural_test": json.loads((args.run_dir / "metrics.json").read_text())["test"] if (args.run_dir / "metrics.json").exists() else None,
+        "neural_test": json.loads(metrics.read_text())["test"] if metrics.exists() else None,
     }
-    out = args.out or args.run_dir / "logreg_baseline.json"
-    out.write_text(json.dumps(result, indent=2))
-    t = result["test"]
-    print(f"logistic regression (C={best_c}) on {t['num_examples']} test clips: UA {100 * t['unweighted_accuracy']:.2f}  WA {100 * t['weighted_accuracy']:.2f}  macro-F1 {100 * t['macro_f1']:.2f}")
-    if result["neural_test"]:
-        n = result["neural_test"]
-        print(f"the run's model on the same clips:         UA {100 * n['unweighted_accuracy']:.2f}  WA {100 * n['weighted_accuracy']:.2f}  macro-F1 {100 * n['macro_f1']:.2f}")
-    print(f"-> {out}")
+
+
+def _scores(test: dict) -> str:
+    return f"UA {100 * test['unweighted_accuracy']:.2f}  WA {100 * test['weighted_accuracy']:.2f}  macro-F1 {100 * test['macro_f1']:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--out", type=Path, default=None, help="with one RUN_DIR: where to write the JSON (default RUN_DIR/logreg_baseline.json)")
+    args = parser.parse_args()
+    if args.out and len(args.run_dirs) > 1:
+        parser.error("--out takes one RUN_DIR; with several, each run's result goes to RUN_DIR/logreg_baseline.json")
+
+    results = []
+    for run_dir in args.run_dirs:
+        result = logreg_baseline(run_dir)
+        out = args.out or run_dir / "logreg_baseline.json"
+        out.write_text(json.dumps(result, indent=2))
+        results.append(result)
+        t = result["test"]
+        print(f"{run_dir}: logistic regression (C={result['C']}) on {t['num_examples']} test clips: {_scores(t)}")
+        if result["neural_test"]:
+            print(f"{run_dir}: the run's model on the same clips:           {_scores(result['neural_test'])}")
+        print(f"-> {out}")
+    if len(results) > 1:
+        for name, key in (("logistic regression", "test"), ("the runs' models", "neural_test")):
+            ua = [100 * r[key]["unweighted_accuracy"] for r in results if r[key]]
+            wa = [100 * r[key]["weighted_accuracy"] for r in results if r[key]]
+            if ua:
+                print(f"{name}, {len(ua)} runs: UA {np.mean(ua):.2f} +- {np.std(ua, ddof=1) if len(ua) > 1 else 0.0:.2f}  "
+                      f"WA {np.mean(wa):.2f} +- {np.std(wa, ddof=1) if len(wa) > 1 else 0.0:.2f} (mean +- sample sd)")
 
 
 if __name__ == "__main__":

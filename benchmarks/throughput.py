@@ -10,7 +10,9 @@ generated demo corpus (so labels are learnable), written as 16 kHz WAV. Speakers
 
 Both sides: the same tiny random HuBERT config (ser_dist.models.ssl.tiny_config, layer norm, attention
 mask), the same seed, AdamW, lr, weight decay, linear warmup, clipping, epochs, clips cropped at the same
-``--max-seconds``, and the same number of optimizer steps per epoch.
+``--max-seconds``, and the same number of optimizer steps per epoch. ``--freeze-feature-encoder`` keeps the
+CNN feature encoder frozen on both sides (``model.freeze_feature_encoder()``, the default of transformers'
+``run_audio_classification.py``; ser-dist's ``model.freeze_feature_encoder_epochs=-1``).
 
 - baseline: ``datasets`` ``Audio`` column (torchcodec decodes every clip on every access) +
   ``set_transform`` with the feature extractor + ``DataCollatorWithPadding`` (pad to the longest clip of a
@@ -128,7 +130,8 @@ def run_ser_dist(args, manifest: Path) -> dict:
         name="throughput_ser_dist",
         data=Data(manifest=str(manifest), split="fixed", max_seconds=args.max_seconds, batch_seconds=budget,
                   cache_dir=str(args.out / "ser_dist" / "cache")),
-        model=Model(backbone="hubert_tiny_random", pretrained=False, embedding_size=256, dropout=0.0),
+        model=Model(backbone="hubert_tiny_random", pretrained=False, embedding_size=256, dropout=0.0,
+                    freeze_feature_encoder_epochs=-1 if args.freeze_feature_encoder else 0),
         loss=Loss(name="ce"),
         optim=Optim(name="adamw", lr=args.lr, weight_decay=0.01, scheduler="linear_warmup", warmup_ratio=0.1),
         train=Train(epochs=args.epochs, batch_size=args.batch_size, max_grad_norm=1.0, early_stopping_patience=None,
@@ -232,6 +235,8 @@ def run_baseline(args, manifest: Path) -> dict:
 
     transformers.set_seed(args.seed)
     model = AutoModelForAudioClassification.from_config(config)
+    if args.freeze_feature_encoder:
+        model.freeze_feature_encoder()  # what transformers' run_audio_classification.py does by default
     timer = EpochTimer()
     training_args = TrainingArguments(
         output_dir=str(args.out / "baseline" / "run"), per_device_train_batch_size=args.batch_size,
@@ -290,6 +295,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--freeze-feature-encoder", action="store_true",
+                        help="both sides keep the CNN feature encoder frozen (the default of transformers' audio-classification example)")
     parser.add_argument("--side", choices=("ser-dist", "baseline"), help=argparse.SUPPRESS)  # one side, in a child process
     args = parser.parse_args()
     args.out = args.out.resolve()
@@ -319,7 +326,8 @@ def table(baseline: dict, ours: dict, speedup, args, how: str) -> str:
         return side["train_clips"] / side["later_epoch_seconds"] if side["later_epoch_seconds"] else float("nan")
 
     lines = [
-        f"{args.clips} clips ({how}, cropped at {args.max_seconds:g} s), {args.epochs} epochs, device {args.device}",
+        f"{args.clips} clips ({how}, cropped at {args.max_seconds:g} s), {args.epochs} epochs, device {args.device}, "
+        f"CNN feature encoder {'frozen' if args.freeze_feature_encoder else 'trained'}",
         "",
         "| | HF Trainer baseline | ser-dist |",
         "| --- | --- | --- |",

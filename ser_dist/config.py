@@ -24,7 +24,7 @@ SCHEDULERS = ("plateau", "linear_warmup", "cosine_warmup", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 METRICS = ("ua", "wa", "macro_f1", "loss")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
-HEADS = ("mean", "attentive_stats", "weighted_layers")
+HEADS = ("auto", "last", "mean", "attentive_stats", "weighted_layers")
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Data:
 @dataclass
 class Model:
     backbone: str = "bilstm"  # name in ser_dist.registry.BACKBONES, a Hub id or a local directory
-    head: str = "mean"  # pooling for SSL encoders: mean | attentive_stats | weighted_layers
+    head: str = "auto"  # pooling: auto (SSL: mean; (Bi)LSTM: last) | last ((Bi)LSTM final states) | mean | attentive_stats | weighted_layers (SSL)
     n_mfcc: int = 40
     feature_norm: str = "utterance"  # MFCC backbones: utterance (the seed's per-clip mean/var) | global (training-data statistics)
     hidden_size: int = 256

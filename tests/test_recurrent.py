@@ -1,4 +1,5 @@
 """The recurrent backbones: padding never reaches the prediction, and the fast masked LSTM equals packed sequences."""
+import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -36,10 +37,11 @@ def test_masked_lstm_equals_packed_bidirectional_lstm_and_ignores_padding():
     torch.testing.assert_close(final, torch.cat([h_n[-2], h_n[-1]], dim=-1), atol=1e-6, rtol=1e-5)
 
 
-def test_prediction_does_not_depend_on_padding_or_batch_mates():
+@pytest.mark.parametrize("head", ["last", "mean", "attentive_stats"])
+def test_prediction_does_not_depend_on_padding_or_batch_mates(head):
     torch.manual_seed(0)
     for bidirectional, layers in ((True, (2, 1)), (False, (2,))):
-        model = RecurrentSER(4, hidden_size=8, embedding_size=8, layer_sizes=layers, bidirectional=bidirectional).eval()
+        model = RecurrentSER(4, hidden_size=8, embedding_size=8, layer_sizes=layers, bidirectional=bidirectional, head=head).eval()
         short = torch.randn(8000) * 0.1
         alone = model(short[None], torch.tensor([8000])).logits
         batch = torch.randn(2, 16000) * 0.1
@@ -70,10 +72,35 @@ def test_global_normalisation_learns_training_statistics_and_ignores_padding():
 
 
 def test_feature_norm_is_a_checked_choice():
-    import pytest
-
     from ser_dist.config import ConfigError, Data, Experiment, cli
 
     assert cli(Experiment(data=Data(root=".")), ["model.feature_norm=global"]).model.feature_norm == "global"
     with pytest.raises(ConfigError, match="model.feature_norm"):
         cli(Experiment(data=Data(root=".")), ["model.feature_norm=batch"])
+
+
+def _built(backbone: str, *overrides: str):
+    from ser_dist.config import Data, Experiment, cli
+    from ser_dist.models import build_model
+
+    return build_model(cli(Experiment(data=Data(root=".")), [f"model.backbone={backbone}", *overrides]), num_classes=4)
+
+
+def test_head_auto_keeps_the_seeds_final_states_and_pooling_heads_use_every_valid_frame():
+    torch.manual_seed(0)
+    assert _built("bilstm", "model.hidden_size=8", "model.embedding_size=8").head == "last"
+    model = _built("lstm", "model.head=mean", "model.hidden_size=8", "model.embedding_size=8").eval()
+    waveform = torch.randn(1, 16000) * 0.1
+    features, frames = model.frontend(waveform, torch.tensor([16000]))
+    outputs, _ = model.lstm(features, frames)
+    expected = model.classifier(model.dense(outputs[:, : int(frames[0])].mean(1)))
+    torch.testing.assert_close(model(waveform, torch.tensor([16000])).logits, expected)
+    assert _built("bilstm", "model.head=attentive_stats", "model.hidden_size=8").dense[0].in_features == 2 * 16  # mean and std of 2 x 8
+
+
+@pytest.mark.parametrize(("backbone", "head"), [("bilstm", "weighted_layers"), ("hubert_tiny_random", "last"), ("vggish", "attentive_stats")])
+def test_a_head_the_backbone_cannot_take_fails_before_training(backbone, head):
+    from ser_dist.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"model.head={head!r} does not apply to .*use"):
+        _built(backbone, f"model.head={head}", "model.pretrained=false")

@@ -8,6 +8,9 @@ from ..registry import BACKBONES
 from .base import SERModel, SEROutput
 from .classifier import build_classifier
 from .features import MFCCFrontend
+from .heads import AttentiveStatsPooling, frame_mask, masked_mean
+
+RECURRENT_HEADS = ("last", "mean", "attentive_stats")
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -60,8 +63,11 @@ class RecurrentSER(SERModel):
     """MFCC front end -> stacked (Bi)LSTM layers -> dense embedding -> classifier.
 
     The seed's BiLSTM: Bi-LSTM 256 x 2 layers -> Bi-LSTM 256 -> dense 128 -> classes, dropout 0.3.
-    The utterance vector is the last layer's final state of each direction over the valid frames
-    (see :class:`MaskedLSTM`), so padded frames never enter it.
+    The utterance vector (``head``) is the last layer's final state of each direction over the valid
+    frames (``last``, the seed's Keras ``return_sequences=False``; see :class:`MaskedLSTM`), the mean of
+    its outputs over the valid frames (``mean``), or attentive statistics pooling of them
+    (``attentive_stats``: weighted mean and standard deviation, as in x-vector/ECAPA models). Padded
+    frames never enter any of them.
     """
 
     def __init__(
@@ -78,19 +84,30 @@ class RecurrentSER(SERModel):
         dropout: float = 0.3,
         classifier: str = "linear",
         classifier_scale: float = 30.0,
+        head: str = "last",
     ):
         super().__init__()
+        if head not in RECURRENT_HEADS:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"model.head={head!r} does not apply to (Bi)LSTM backbones; use one of: auto, {', '.join(RECURRENT_HEADS)}")
+        self.head = head
         self.frontend = MFCCFrontend(sample_rate=sample_rate, n_mfcc=n_mfcc, norm=feature_norm)
         # The seed's stacks (an LSTM of 2 layers, then one of 1) are one stack of 3 layers with dropout between each.
         self.lstm = MaskedLSTM(self.frontend.output_size, hidden_size, sum(layer_sizes), bidirectional, dropout)
         self.dropout = nn.Dropout(dropout)
-        self.dense = nn.Sequential(nn.Linear(self.lstm.output_size, embedding_size), nn.ReLU())
+        self.pooling = AttentiveStatsPooling(self.lstm.output_size) if head == "attentive_stats" else None
+        pooled_size = self.pooling.output_size if self.pooling is not None else self.lstm.output_size
+        self.dense = nn.Sequential(nn.Linear(pooled_size, embedding_size), nn.ReLU())
         self.classifier = build_classifier(embedding_size, num_classes, classifier, classifier_scale)
 
     def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
         features, frames = self.frontend(input_values, lengths)
-        _, last = self.lstm(features, frames)
-        embedding = self.dense(self.dropout(last))
+        outputs, pooled = self.lstm(features, frames)
+        if self.head != "last":
+            valid = frame_mask(frames, outputs.shape[1])
+            pooled = self.pooling(outputs, valid) if self.pooling is not None else masked_mean(outputs, valid)
+        embedding = self.dense(self.dropout(pooled))
         return SEROutput(logits=self.classifier(self.dropout(embedding)), embedding=embedding)
 
 
@@ -105,6 +122,7 @@ def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, c
         dropout=model_cfg.dropout,
         classifier=classifier,
         classifier_scale=classifier_scale,
+        head="last" if model_cfg.head == "auto" else model_cfg.head,
         **shape,
     )
 

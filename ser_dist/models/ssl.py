@@ -51,6 +51,7 @@ TINY_RANDOM = {
 }
 
 STANDARD_HEADS = ("mean", "weighted_layers")
+SSL_HEADS = ("mean", "attentive_stats", "weighted_layers")
 
 
 def tiny_config(model_type: str, layer_norm: bool):
@@ -325,11 +326,14 @@ def ssl_encoder(model_cfg, num_classes: int, sample_rate: int, classifier: str =
                 source: str | None = None, config=None, feature_extractor=None) -> SSLClassifier:
     """Any transformers speech encoder: ``source`` (default ``model.backbone``) is a Hub id or a local directory."""
     source = source or model_cfg.backbone
+    head = "mean" if model_cfg.head == "auto" else model_cfg.head
+    if head not in SSL_HEADS:
+        raise ConfigError(f"model.head={head!r} does not apply to SSL encoders; use one of: auto, {', '.join(SSL_HEADS)}")
     encoder, feature_extractor = load_encoder(
         source, model_cfg, sample_rate, name=model_cfg.backbone, config=config, feature_extractor=feature_extractor
     )
     return SSLClassifier(
-        encoder, feature_extractor, num_classes, head=model_cfg.head, embedding_size=model_cfg.embedding_size,
+        encoder, feature_extractor, num_classes, head=head, embedding_size=model_cfg.embedding_size,
         dropout=model_cfg.dropout, classifier=classifier, classifier_scale=classifier_scale,
     )
 
