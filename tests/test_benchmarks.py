@@ -18,3 +18,44 @@ def test_logreg_baseline_scores_the_runs_test_clips_and_summarises_several_runs(
 
     refused = run_entry_point(["benchmarks/mfcc_logreg_baseline.py", str(run_dir), str(run_dir), "--out", str(tmp_path / "x.json")])
     assert refused.returncode == 2 and "--out takes one RUN_DIR" in refused.stderr
+
+
+def _mfu_module():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("mfu_benchmark", ROOT / "benchmarks" / "mfu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mfu_flop_count_matches_torch_on_the_encoder_and_the_published_sizes():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModel
+
+    mfu = _mfu_module()
+    config = mfu.encoder_config("tiny")
+    encoder = AutoModel.from_config(config, attn_implementation="eager").eval()  # eager: FlopCounterMode sees its matmuls
+    samples = 3 * 16000
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        encoder(torch.randn(1, samples))
+    cnn, rest = mfu.forward_flops(config, samples)
+    # What torch counts (convolutions, linear layers, attention matmuls) is what the formula counts; norms and
+    # activations are left out by both.
+    assert abs((cnn + rest) / counter.get_total_flops() - 1) < 0.02
+    per_second = {size: sum(mfu.forward_flops(mfu.encoder_config(size), 4 * 16000)) / 4 / 1e9 for size in ("hubert_large", "wav2vec2_base")}
+    assert 34 < per_second["hubert_large"] < 40 and 13 < per_second["wav2vec2_base"] < 16  # ~36 and ~14 GFLOP per audio second
+    assert mfu.training_flops(config, samples, frozen_cnn=True) == cnn + 3 * rest
+
+
+def test_mfu_benchmark_runs_end_to_end_on_cpu(tmp_path):
+    result = run_entry_point(["benchmarks/mfu.py", "--size", "tiny", "--device", "cpu", "--warmup", "1", "--steps", "2", "--clips", "100",
+                              "--batch-seconds", "30", "--peak-tflops", "1", "--out", str(tmp_path / "mfu.json")], timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "mfu.json").read_text())
+    assert report["timed_steps"] == 2 and report["clips_per_second"] > 0 and report["padding_fraction"] < 0.2
+    assert 0 < report["mfu"] == report["model_tflops_per_second"] / 1.0
+    assert "MFU" in result.stdout and "audio-s/s" in result.stdout
