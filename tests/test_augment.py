@@ -117,7 +117,10 @@ def test_online_augmentation_is_reproducible_per_clip_epoch_and_any_worker_count
 
     first, in_workers = batches(0), batches(2)
     for a, b in zip(first, in_workers):
-        assert torch.equal(a["input_values"], b["input_values"]) and torch.equal(a["lengths"], b["lengths"])
+        # The same draws; DataLoader workers run torch on 1 thread and this process on several, which
+        # changes the resampler's summation order by float rounding (~2e-7), nothing more.
+        torch.testing.assert_close(a["input_values"], b["input_values"], atol=1e-6, rtol=0)
+        assert torch.equal(a["lengths"], b["lengths"])
     assert first[0]["labels"].tolist() == [0, 1] and first[1]["index"].tolist() == [2, 3]
     untouched = batches(0, prob=0.0)
     assert torch.equal(untouched[0]["input_values"], collate_waveforms(clips[:2])["input_values"])
