@@ -4,6 +4,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
+
+def resolve_head(head: str, allowed: tuple[str, ...], backbone: str) -> str:
+    """``model.head`` for a backbone family: ``auto`` is the family's default (``allowed[0]``); a head the
+    family cannot take is a ConfigError, raised while the model is built, before any pretrained weights load."""
+    if head == "auto":
+        return allowed[0]
+    if head not in allowed:
+        raise ConfigError(f"model.head={head!r} does not apply to {backbone}; use one of: auto, {', '.join(allowed)}")
+    return head
+
 
 def frame_mask(frames: torch.Tensor, num_frames: int) -> torch.Tensor:
     """[B, num_frames] bool: True on the first ``frames[b]`` (valid) frames of each row."""

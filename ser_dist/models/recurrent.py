@@ -8,9 +8,9 @@ from ..registry import BACKBONES
 from .base import SERModel, SEROutput
 from .classifier import build_classifier
 from .features import MFCCFrontend
-from .heads import AttentiveStatsPooling, frame_mask, masked_mean
+from .heads import AttentiveStatsPooling, frame_mask, masked_mean, resolve_head
 
-RECURRENT_HEADS = ("last", "mean", "attentive_stats")
+RECURRENT_HEADS = ("last", "mean", "attentive_stats")  # the first is what model.head=auto means
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -84,14 +84,10 @@ class RecurrentSER(SERModel):
         dropout: float = 0.3,
         classifier: str = "linear",
         classifier_scale: float = 30.0,
-        head: str = "last",
+        head: str = "auto",
     ):
         super().__init__()
-        if head not in RECURRENT_HEADS:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"model.head={head!r} does not apply to (Bi)LSTM backbones; use one of: auto, {', '.join(RECURRENT_HEADS)}")
-        self.head = head
+        self.head = head = resolve_head(head, RECURRENT_HEADS, "(Bi)LSTM backbones")
         self.frontend = MFCCFrontend(sample_rate=sample_rate, n_mfcc=n_mfcc, norm=feature_norm)
         # The seed's stacks (an LSTM of 2 layers, then one of 1) are one stack of 3 layers with dropout between each.
         self.lstm = MaskedLSTM(self.frontend.output_size, hidden_size, sum(layer_sizes), bidirectional, dropout)
@@ -122,7 +118,7 @@ def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, c
         dropout=model_cfg.dropout,
         classifier=classifier,
         classifier_scale=classifier_scale,
-        head="last" if model_cfg.head == "auto" else model_cfg.head,
+        head=model_cfg.head,
         **shape,
     )
 

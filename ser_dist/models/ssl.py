@@ -30,7 +30,7 @@ from ..errors import ConfigError, UserError
 from ..registry import BACKBONES
 from .base import SERModel, SEROutput
 from .classifier import build_classifier
-from .heads import AttentiveStatsPooling, frame_mask, masked_mean
+from .heads import AttentiveStatsPooling, frame_mask, masked_mean, resolve_head
 
 HUB_IDS = {
     "hubert_large": "facebook/hubert-large-ll60k",
@@ -51,7 +51,7 @@ TINY_RANDOM = {
 }
 
 STANDARD_HEADS = ("mean", "weighted_layers")
-SSL_HEADS = ("mean", "attentive_stats", "weighted_layers")
+SSL_HEADS = ("mean", "attentive_stats", "weighted_layers")  # the first is what model.head=auto means
 
 
 def tiny_config(model_type: str, layer_norm: bool):
@@ -326,9 +326,7 @@ def ssl_encoder(model_cfg, num_classes: int, sample_rate: int, classifier: str =
                 source: str | None = None, config=None, feature_extractor=None) -> SSLClassifier:
     """Any transformers speech encoder: ``source`` (default ``model.backbone``) is a Hub id or a local directory."""
     source = source or model_cfg.backbone
-    head = "mean" if model_cfg.head == "auto" else model_cfg.head
-    if head not in SSL_HEADS:
-        raise ConfigError(f"model.head={head!r} does not apply to SSL encoders; use one of: auto, {', '.join(SSL_HEADS)}")
+    head = resolve_head(model_cfg.head, SSL_HEADS, "SSL encoders")  # before anything is downloaded
     encoder, feature_extractor = load_encoder(
         source, model_cfg, sample_rate, name=model_cfg.backbone, config=config, feature_extractor=feature_extractor
     )

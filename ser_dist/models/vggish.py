@@ -41,6 +41,7 @@ from ..registry import BACKBONES
 from .base import SERModel, SEROutput
 from .classifier import build_classifier
 from .features import make_buffers_non_persistent
+from .heads import resolve_head
 
 PATCH_FRAMES = 96
 NUM_BANDS = 64
@@ -192,10 +193,7 @@ class VGGishSER(SERModel):
 @BACKBONES.register("vggish")
 def vggish(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> VGGishSER:
     """VGGish as published (from scratch, or ``model.checkpoint`` weights), mean over 0.96 s patches."""
-    if model_cfg.head not in ("auto", "mean"):
-        from ..errors import ConfigError
-
-        raise ConfigError(f"model.head={model_cfg.head!r} does not apply to VGGish (it averages its 0.96 s patch embeddings); use model.head=auto")
+    resolve_head(model_cfg.head, ("mean",), "VGGish (it averages its 0.96 s patch embeddings)")
     return VGGishSER(
         num_classes,
         sample_rate=sample_rate,
