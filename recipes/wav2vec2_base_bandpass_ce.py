@@ -7,15 +7,18 @@ r"""wav2vec 2.0 base (facebook/wav2vec2-base) + cross-entropy on a band-pass-aug
 wav2vec2-base has a group-norm feature encoder trained without attention masks: batches are
 zero-padded and no mask is passed (pooling still ignores the padded frames).
 """
-from ser_dist.config import Data, Experiment, Model, Optim, Train, cli
+import dataclasses
+
+from ser_dist.config import Data, Experiment, cli
+from ser_dist.study import SSL_MODEL, SSL_OPTIM, SSL_TRAIN
 from ser_dist.trainer import train
 
 CONFIG = Experiment(
     name="wav2vec2_base_bandpass_ce",
     data=Data(root=None, split="speaker", max_seconds=10.0),
-    model=Model(backbone="wav2vec2_base", head="mean", embedding_size=256, dropout=0.1, freeze_feature_encoder_epochs=3, layerdrop=0.0),
-    optim=Optim(name="adamw", lr=2e-5, weight_decay=0.01, scheduler="linear_warmup", warmup_ratio=0.1),
-    train=Train(epochs=30, batch_size=8, max_grad_norm=1.0, early_stopping_patience=5, metric="ua", output_dir="runs/wav2vec2_base_bandpass_ce"),
+    model=dataclasses.replace(SSL_MODEL, backbone="wav2vec2_base"),  # the seed's SSL strategy, shared with the study (ser_dist/study.py)
+    optim=SSL_OPTIM,
+    train=dataclasses.replace(SSL_TRAIN, output_dir="runs/wav2vec2_base_bandpass_ce"),
 )
 
 if __name__ == "__main__":

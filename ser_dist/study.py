@@ -62,8 +62,8 @@ BACKBONE_PRESETS: dict[str, BackbonePreset] = {
         model=Model(backbone="vggish", hidden_size=4096, embedding_size=128, dropout=0.3),
         optim=Optim(name="adam", lr=1e-4, scheduler="plateau", plateau_factor=0.5, plateau_patience=2),
     ),
-    # Pretrained SSL encoders with the seed's fine-tuning strategy, the same as the SSL seed recipes
-    # (recipes/hubert_large_ce.py, wav2vec2_base_bandpass_ce.py): mean pooling -> 256 -> classes,
+    # Pretrained SSL encoders with the seed's fine-tuning strategy (the SSL seed recipes, recipes/hubert_large_ce.py,
+    # wav2vec2_base_bandpass_ce.py, wavlm_base_plus_ce.py, import SSL_MODEL/SSL_OPTIM/SSL_TRAIN too): mean pooling -> 256 -> classes,
     # CNN feature encoder frozen for 3 epochs, AdamW 2e-5 with linear warmup, batch 8, layerdrop 0.
     "wav2vec2_base": BackbonePreset(model=dataclasses.replace(SSL_MODEL, backbone="wav2vec2_base"), optim=SSL_OPTIM, train=SSL_TRAIN),
     "hubert_large": BackbonePreset(model=dataclasses.replace(SSL_MODEL, backbone="hubert_large"), optim=SSL_OPTIM, train=SSL_TRAIN),
