@@ -14,6 +14,7 @@ on the validation split by UA. Scored with ser_dist's own metrics (UA = mean per
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -21,25 +22,33 @@ import numpy as np
 import torch
 
 
-def utterance_statistics(paths: list[str], sample_rate: int, max_seconds: float | None) -> np.ndarray:
+@functools.lru_cache(maxsize=None)
+def _frontend(sample_rate: int):
+    from ser_dist.models.features import MFCCFrontend
+
+    return MFCCFrontend(sample_rate=sample_rate)
+
+
+@functools.lru_cache(maxsize=None)
+def clip_statistics(path: str, sample_rate: int, max_seconds: float | None) -> np.ndarray:
+    """One clip's 240-D statistics; cached, so the folds of a cross-validation decode each clip once."""
     import torchaudio
 
     from ser_dist.data.audio import load_audio
-    from ser_dist.models.features import MFCCFrontend
 
-    frontend = MFCCFrontend(sample_rate=sample_rate)
-    rows = []
+    waveform = load_audio(path, sample_rate)
+    if max_seconds:
+        waveform = waveform[: int(max_seconds * sample_rate)]
     with torch.inference_mode():
-        for path in paths:
-            waveform = load_audio(path, sample_rate)
-            if max_seconds:
-                waveform = waveform[: int(max_seconds * sample_rate)]
-            mfcc = frontend.mfcc(torch.from_numpy(waveform)[None])  # [1, 40, T]
-            delta = torchaudio.functional.compute_deltas(mfcc)
-            delta2 = torchaudio.functional.compute_deltas(delta)
-            features = torch.cat([mfcc, delta, delta2], dim=1)[0]  # [120, T]
-            rows.append(torch.cat([features.mean(1), features.std(1)]).numpy())
-    return np.stack(rows)
+        mfcc = _frontend(sample_rate).mfcc(torch.from_numpy(waveform)[None])  # [1, 40, T]
+        delta = torchaudio.functional.compute_deltas(mfcc)
+        delta2 = torchaudio.functional.compute_deltas(delta)
+        features = torch.cat([mfcc, delta, delta2], dim=1)[0]  # [120, T]
+        return torch.cat([features.mean(1), features.std(1)]).numpy()
+
+
+def utterance_statistics(paths: list[str], sample_rate: int, max_seconds: float | None) -> np.ndarray:
+    return np.stack([clip_statistics(path, sample_rate, max_seconds) for path in paths])
 
 
 def logreg_baseline(run_dir: Path) -> dict:
