@@ -55,6 +55,7 @@ class Model:
     n_mfcc: int = 40
     feature_norm: str = "utterance"  # MFCC backbones: utterance (the seed's per-clip mean/var) | global (training-data statistics)
     hidden_size: int = 256
+    num_layers: Optional[int] = None  # (Bi)LSTM: recurrent layers (default: the backbone's own, BiLSTM 3 = the seed's 2 + 1, LSTM 2)
     embedding_size: int = 128
     dropout: float = 0.3
     pretrained: bool = True  # SSL encoders: load pretrained weights (False: random init from the config)
@@ -157,6 +158,8 @@ class Experiment:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key}={value} must be > 0")
+        if self.model.num_layers is not None and self.model.num_layers < 1:
+            raise ConfigError(f"model.num_layers={self.model.num_layers} must be >= 1 (or null for the backbone's own)")
         if self.data.max_seconds is not None and self.data.max_seconds <= 0:
             raise ConfigError(f"data.max_seconds={self.data.max_seconds} must be > 0 (or null to keep whole clips)")
         if not 0.0 <= self.model.layerdrop < 1.0:

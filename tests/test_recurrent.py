@@ -104,3 +104,18 @@ def test_a_head_the_backbone_cannot_take_fails_before_training(backbone, head):
 
     with pytest.raises(ConfigError, match=f"model.head={head!r} does not apply to .*use"):
         _built(backbone, f"model.head={head}", "model.pretrained=false")
+
+
+def test_num_layers_sets_the_depth_of_the_recurrent_stack_only():
+    from ser_dist.errors import ConfigError
+
+    assert len(_built("bilstm", "model.hidden_size=8").lstm.forward_layers) == 3  # the seed's 2 + 1
+    assert len(_built("lstm", "model.hidden_size=8").lstm.forward_layers) == 2
+    two = _built("bilstm", "model.hidden_size=8", "model.num_layers=2").lstm
+    assert len(two.forward_layers) == len(two.backward_layers) == 2
+    assert len(_built("lstm", "model.hidden_size=8", "model.num_layers=1").lstm.forward_layers) == 1
+    with pytest.raises(ConfigError, match="model.num_layers=0 must be >= 1"):
+        _built("bilstm", "model.num_layers=0")
+    for backbone in ("vggish", "hubert_tiny_random"):
+        with pytest.raises(ConfigError, match=f"model.num_layers is for the bilstm and lstm backbones, not {backbone}"):
+            _built(backbone, "model.num_layers=2", "model.pretrained=false")

@@ -31,3 +31,12 @@ class SERModel(nn.Module):
         """Freeze pretrained parts (the trainer also holds their lr at 0). ``hard``: also stop computing
         their gradients (one process only: DDP and ZeRO need every parameter's gradient every step).
         Models without such parts ignore it."""
+
+
+def reject_recurrent_options(model_cfg, backbone: str) -> None:
+    """``model.num_layers`` shapes the (Bi)LSTM stacks only; on another backbone it fails before training
+    rather than being ignored."""
+    if getattr(model_cfg, "num_layers", None) is not None:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"model.num_layers is for the bilstm and lstm backbones, not {backbone}; leave it out (model.num_layers=null)")

@@ -107,7 +107,9 @@ class RecurrentSER(SERModel):
         return SEROutput(logits=self.classifier(self.dropout(embedding)), embedding=embedding)
 
 
-def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, classifier_scale: float, **shape) -> RecurrentSER:
+def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, classifier_scale: float,
+               layer_sizes: tuple[int, ...], bidirectional: bool) -> RecurrentSER:
+    """``layer_sizes`` is the backbone's own stacking; ``model.num_layers`` replaces it by one stack of that depth."""
     return RecurrentSER(
         num_classes,
         sample_rate=sample_rate,
@@ -119,7 +121,8 @@ def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, c
         classifier=classifier,
         classifier_scale=classifier_scale,
         head=model_cfg.head,
-        **shape,
+        layer_sizes=(model_cfg.num_layers,) if model_cfg.num_layers is not None else layer_sizes,
+        bidirectional=bidirectional,
     )
 
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import ConfigError, UserError
 from ..registry import BACKBONES
-from .base import SERModel, SEROutput
+from .base import SERModel, SEROutput, reject_recurrent_options
 from .classifier import build_classifier
 from .heads import AttentiveStatsPooling, frame_mask, masked_mean, resolve_head
 
@@ -327,6 +327,7 @@ def ssl_encoder(model_cfg, num_classes: int, sample_rate: int, classifier: str =
     """Any transformers speech encoder: ``source`` (default ``model.backbone``) is a Hub id or a local directory."""
     source = source or model_cfg.backbone
     head = resolve_head(model_cfg.head, SSL_HEADS, "SSL encoders")  # before anything is downloaded
+    reject_recurrent_options(model_cfg, model_cfg.backbone)
     encoder, feature_extractor = load_encoder(
         source, model_cfg, sample_rate, name=model_cfg.backbone, config=config, feature_extractor=feature_extractor
     )
