@@ -1,7 +1,7 @@
 """A classical baseline on exactly the clips of a finished run: logistic regression on utterance-level MFCC statistics.
 
     python benchmarks/mfcc_logreg_baseline.py RUN_DIR [--out RUN_DIR/logreg_baseline.json]
-    python benchmarks/mfcc_logreg_baseline.py CV_DIR/fold_*      # every fold of a `ser-dist cv` run: per fold, and mean +- sd
+    python benchmarks/mfcc_logreg_baseline.py CV_DIR/fold_*/     # every fold of a `ser-dist cv` run: per fold, and mean +- sd
 
 Reads ``RUN_DIR/split.csv`` (which clip went to train/val/test in the run) and ``RUN_DIR/config.yaml`` (sample
 rate, crop), so the baseline sees the same speakers in the same splits as the neural model. Features: the
@@ -102,6 +102,9 @@ def main() -> None:
     if args.out and len(args.run_dirs) > 1:
         parser.error("--out takes one RUN_DIR; with several, each run's result goes to RUN_DIR/logreg_baseline.json")
 
+    for run_dir in args.run_dirs:
+        if not (run_dir / "split.csv").is_file() or not (run_dir / "config.yaml").is_file():
+            parser.error(f"{run_dir}: not a finished run (no split.csv and config.yaml); pass train.output_dir folders, e.g. CV_DIR/fold_*/")
     results = []
     for run_dir in args.run_dirs:
         result = logreg_baseline(run_dir)

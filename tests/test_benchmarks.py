@@ -18,6 +18,11 @@ def test_logreg_baseline_scores_the_runs_test_clips_and_summarises_several_runs(
 
     refused = run_entry_point(["benchmarks/mfcc_logreg_baseline.py", str(run_dir), str(run_dir), "--out", str(tmp_path / "x.json")])
     assert refused.returncode == 2 and "--out takes one RUN_DIR" in refused.stderr
+    log = tmp_path / "fold_1.log"  # what a shell glob like CV_DIR/fold_* also picks up
+    log.write_text("")
+    refused = run_entry_point(["benchmarks/mfcc_logreg_baseline.py", str(run_dir), str(log)])
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"{log}: not a finished run (no split.csv and config.yaml)" in refused.stderr
 
 
 def _mfu_module():
