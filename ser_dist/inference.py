@@ -66,6 +66,8 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
     files: list[Path] = []
     for item in inputs:
+        if not str(item).strip():  # Path("") is the current folder: predict would search all of it
+            raise UserError("an input path is empty (an unset shell variable?); pass audio files, folders or a CSV/JSONL manifest")
         path = Path(item)
         if path.is_dir():
             files.extend(audio_files(path))

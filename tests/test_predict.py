@@ -143,6 +143,17 @@ def test_long_recording_window_option_on_the_command_line(deploy_run, five_minut
     assert set(row) == {"file", "label", "confidence", "probabilities", "windows"}
 
 
+def test_an_empty_input_path_is_refused_rather_than_read_as_the_current_folder(tmp_path):
+    from ser_dist.errors import UserError
+    from ser_dist.inference import expand_inputs
+
+    (tmp_path / "a.wav").write_bytes(b"")
+    assert expand_inputs([tmp_path]) == [tmp_path / "a.wav"]
+    for empty in ("", " "):
+        with pytest.raises(UserError, match="an input path is empty"):
+            expand_inputs([str(tmp_path / "a.wav"), empty])
+
+
 def test_window_spans():
     from ser_dist.inference import window_spans
 
