@@ -40,8 +40,8 @@ def test_masked_lstm_equals_packed_bidirectional_lstm_and_ignores_padding():
 @pytest.mark.parametrize("head", ["last", "mean", "attentive_stats"])
 def test_prediction_does_not_depend_on_padding_or_batch_mates(head):
     torch.manual_seed(0)
-    for bidirectional, layers in ((True, (2, 1)), (False, (2,))):
-        model = RecurrentSER(4, hidden_size=8, embedding_size=8, layer_sizes=layers, bidirectional=bidirectional, head=head).eval()
+    for bidirectional, layers in ((True, 3), (False, 2)):
+        model = RecurrentSER(4, hidden_size=8, embedding_size=8, num_layers=layers, bidirectional=bidirectional, head=head).eval()
         short = torch.randn(8000) * 0.1
         alone = model(short[None], torch.tensor([8000])).logits
         batch = torch.randn(2, 16000) * 0.1

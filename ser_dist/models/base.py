@@ -11,6 +11,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 
 class SEROutput(NamedTuple):
     """A tuple, so hooks that walk module outputs (DeepSpeed ZeRO-3's, torch.compile's) see its tensors."""
@@ -36,7 +38,5 @@ class SERModel(nn.Module):
 def reject_recurrent_options(model_cfg, backbone: str) -> None:
     """``model.num_layers`` shapes the (Bi)LSTM stacks only; on another backbone it fails before training
     rather than being ignored."""
-    if getattr(model_cfg, "num_layers", None) is not None:
-        from ..errors import ConfigError
-
+    if model_cfg.num_layers is not None:
         raise ConfigError(f"model.num_layers is for the bilstm and lstm backbones, not {backbone}; leave it out (model.num_layers=null)")

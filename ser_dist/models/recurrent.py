@@ -78,7 +78,7 @@ class RecurrentSER(SERModel):
         n_mfcc: int = 40,
         feature_norm: str = "utterance",
         hidden_size: int = 256,
-        layer_sizes: tuple[int, ...] = (2, 1),
+        num_layers: int = 3,
         bidirectional: bool = True,
         embedding_size: int = 128,
         dropout: float = 0.3,
@@ -90,7 +90,7 @@ class RecurrentSER(SERModel):
         self.head = head = resolve_head(head, RECURRENT_HEADS, "(Bi)LSTM backbones")
         self.frontend = MFCCFrontend(sample_rate=sample_rate, n_mfcc=n_mfcc, norm=feature_norm)
         # The seed's stacks (an LSTM of 2 layers, then one of 1) are one stack of 3 layers with dropout between each.
-        self.lstm = MaskedLSTM(self.frontend.output_size, hidden_size, sum(layer_sizes), bidirectional, dropout)
+        self.lstm = MaskedLSTM(self.frontend.output_size, hidden_size, num_layers, bidirectional, dropout)
         self.dropout = nn.Dropout(dropout)
         self.pooling = AttentiveStatsPooling(self.lstm.output_size) if head == "attentive_stats" else None
         pooled_size = self.pooling.output_size if self.pooling is not None else self.lstm.output_size
@@ -108,8 +108,8 @@ class RecurrentSER(SERModel):
 
 
 def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, classifier_scale: float,
-               layer_sizes: tuple[int, ...], bidirectional: bool) -> RecurrentSER:
-    """``layer_sizes`` is the backbone's own stacking; ``model.num_layers`` replaces it by one stack of that depth."""
+               num_layers: int, bidirectional: bool) -> RecurrentSER:
+    """``num_layers`` is the backbone's own depth; ``model.num_layers`` overrides it."""
     return RecurrentSER(
         num_classes,
         sample_rate=sample_rate,
@@ -121,7 +121,7 @@ def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, c
         classifier=classifier,
         classifier_scale=classifier_scale,
         head=model_cfg.head,
-        layer_sizes=(model_cfg.num_layers,) if model_cfg.num_layers is not None else layer_sizes,
+        num_layers=model_cfg.num_layers if model_cfg.num_layers is not None else num_layers,
         bidirectional=bidirectional,
     )
 
@@ -129,10 +129,10 @@ def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, c
 @BACKBONES.register("bilstm")
 def bilstm(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> RecurrentSER:
     """The seed's BiLSTM: Bi-LSTM(256) x 2 layers -> Bi-LSTM(256) -> dense(128)."""
-    return _recurrent(model_cfg, num_classes, sample_rate, classifier, classifier_scale, layer_sizes=(2, 1), bidirectional=True)
+    return _recurrent(model_cfg, num_classes, sample_rate, classifier, classifier_scale, num_layers=2 + 1, bidirectional=True)
 
 
 @BACKBONES.register("lstm")
 def lstm(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> RecurrentSER:
     """The study's unidirectional LSTM: LSTM(256) x 2 layers -> dense(128)."""
-    return _recurrent(model_cfg, num_classes, sample_rate, classifier, classifier_scale, layer_sizes=(2,), bidirectional=False)
+    return _recurrent(model_cfg, num_classes, sample_rate, classifier, classifier_scale, num_layers=2, bidirectional=False)
