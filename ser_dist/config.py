@@ -56,6 +56,7 @@ class Model:
     feature_norm: str = "utterance"  # MFCC backbones: utterance (the seed's per-clip mean/var) | global (training-data statistics)
     hidden_size: int = 256
     num_layers: Optional[int] = None  # (Bi)LSTM: recurrent layers (default: the backbone's own, BiLSTM 3 = the seed's 2 + 1, LSTM 2)
+    frame_stride: int = 1  # (Bi)LSTM: average each N consecutive MFCC frames before the LSTM (N times fewer recurrent steps)
     embedding_size: int = 128
     dropout: float = 0.3
     pretrained: bool = True  # SSL encoders: load pretrained weights (False: random init from the config)
@@ -160,6 +161,8 @@ class Experiment:
                 raise ConfigError(f"{key}={value} must be > 0")
         if self.model.num_layers is not None and self.model.num_layers < 1:
             raise ConfigError(f"model.num_layers={self.model.num_layers} must be >= 1 (or null for the backbone's own)")
+        if self.model.frame_stride < 1:
+            raise ConfigError(f"model.frame_stride={self.model.frame_stride} must be >= 1 (1: every 10 ms MFCC frame)")
         if self.data.max_seconds is not None and self.data.max_seconds <= 0:
             raise ConfigError(f"data.max_seconds={self.data.max_seconds} must be > 0 (or null to keep whole clips)")
         if not 0.0 <= self.model.layerdrop < 1.0:

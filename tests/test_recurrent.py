@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ser_dist.models.recurrent import MaskedLSTM, RecurrentSER, reverse_padded
+from ser_dist.models.recurrent import MaskedLSTM, RecurrentSER, average_frames, reverse_padded
 
 
 def test_reverse_padded_keeps_padding_at_the_end():
@@ -37,11 +37,24 @@ def test_masked_lstm_equals_packed_bidirectional_lstm_and_ignores_padding():
     torch.testing.assert_close(final, torch.cat([h_n[-2], h_n[-1]], dim=-1), atol=1e-6, rtol=1e-5)
 
 
+def test_average_frames_pools_valid_frames_only():
+    x = torch.arange(1, 8, dtype=torch.float32).repeat(2, 1).unsqueeze(-1)  # [[1..7], [1..7]]
+    x[1, 5:] = 1000.0  # padding of the 5-frame row
+    pooled, frames = average_frames(x, torch.tensor([7, 5]), 3)
+    assert frames.tolist() == [3, 2]
+    assert pooled[0, :, 0].tolist() == [2.0, 5.0, 7.0]  # (1+2+3)/3, (4+5+6)/3, then the lone 7th frame
+    assert pooled[1, :2, 0].tolist() == [2.0, 4.5]  # the second group holds 2 valid frames: (4+5)/2
+    same, same_frames = average_frames(x, torch.tensor([7, 5]), 1)
+    assert same is x and same_frames.tolist() == [7, 5]
+
+
 @pytest.mark.parametrize("head", ["last", "mean", "attentive_stats"])
-def test_prediction_does_not_depend_on_padding_or_batch_mates(head):
+@pytest.mark.parametrize("frame_stride", [1, 3])
+def test_prediction_does_not_depend_on_padding_or_batch_mates(head, frame_stride):
     torch.manual_seed(0)
     for bidirectional, layers in ((True, 3), (False, 2)):
-        model = RecurrentSER(4, hidden_size=8, embedding_size=8, num_layers=layers, bidirectional=bidirectional, head=head).eval()
+        model = RecurrentSER(4, hidden_size=8, embedding_size=8, num_layers=layers, bidirectional=bidirectional, head=head,
+                             frame_stride=frame_stride).eval()
         short = torch.randn(8000) * 0.1
         alone = model(short[None], torch.tensor([8000])).logits
         batch = torch.randn(2, 16000) * 0.1
@@ -119,3 +132,22 @@ def test_num_layers_sets_the_depth_of_the_recurrent_stack_only():
     for backbone in ("vggish", "hubert_tiny_random"):
         with pytest.raises(ConfigError, match=f"model.num_layers is for the bilstm and lstm backbones, not {backbone}"):
             _built(backbone, "model.num_layers=2", "model.pretrained=false")
+
+
+def test_frame_stride_shortens_the_recurrence_and_is_for_recurrent_backbones_only():
+    from ser_dist.errors import ConfigError
+
+    torch.manual_seed(0)
+    model = _built("bilstm", "model.hidden_size=8", "model.embedding_size=8", "model.frame_stride=3", "model.head=mean").eval()
+    waveform = torch.randn(1, 16000) * 0.1
+    features, frames = model.frontend(waveform, torch.tensor([16000]))
+    steps = -(-int(frames[0]) // 3)
+    outputs, _ = model.lstm(*average_frames(features, frames, 3))
+    assert outputs.shape[1] == -(-features.shape[1] // 3) and steps < int(frames[0])
+    expected = model.classifier(model.dense(outputs[:, :steps].mean(1)))
+    torch.testing.assert_close(model(waveform, torch.tensor([16000])).logits, expected)
+    with pytest.raises(ConfigError, match="model.frame_stride=0 must be >= 1"):
+        _built("bilstm", "model.frame_stride=0")
+    for backbone in ("vggish", "hubert_tiny_random"):
+        with pytest.raises(ConfigError, match=f"model.frame_stride is for the bilstm and lstm backbones, not {backbone}"):
+            _built(backbone, "model.frame_stride=3", "model.pretrained=false")

@@ -36,7 +36,9 @@ class SERModel(nn.Module):
 
 
 def reject_recurrent_options(model_cfg, backbone: str) -> None:
-    """``model.num_layers`` shapes the (Bi)LSTM stacks only; on another backbone it fails before training
-    rather than being ignored."""
+    """``model.num_layers`` and ``model.frame_stride`` shape the (Bi)LSTM stacks only; on another backbone
+    they fail before training rather than being ignored."""
     if model_cfg.num_layers is not None:
         raise ConfigError(f"model.num_layers is for the bilstm and lstm backbones, not {backbone}; leave it out (model.num_layers=null)")
+    if model_cfg.frame_stride != 1:
+        raise ConfigError(f"model.frame_stride is for the bilstm and lstm backbones, not {backbone}; leave it out (model.frame_stride=1)")

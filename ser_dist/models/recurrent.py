@@ -59,6 +59,21 @@ class MaskedLSTM(nn.Module):
         return x, final
 
 
+def average_frames(features: torch.Tensor, frames: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each ``stride`` consecutive frames of ``features`` [B, T, D] averaged into one (T -> ceil(T / stride)),
+    over the valid frames only: a clip of ``frames[b]`` valid frames keeps ``ceil(frames[b] / stride)``, and
+    its last one averages just the valid frames it covers, so padding never enters."""
+    if stride == 1:
+        return features, frames
+    batch, num_frames, size = features.shape
+    pooled_frames = -(-num_frames // stride)
+    pad = pooled_frames * stride - num_frames
+    valid = frame_mask(frames, num_frames).to(features.dtype).unsqueeze(-1)
+    summed = nn.functional.pad(features * valid, (0, 0, 0, pad)).view(batch, pooled_frames, stride, size).sum(2)
+    counts = nn.functional.pad(valid, (0, 0, 0, pad)).view(batch, pooled_frames, stride, 1).sum(2)
+    return summed / counts.clamp(min=1.0), -(-frames // stride)
+
+
 class RecurrentSER(SERModel):
     """MFCC front end -> stacked (Bi)LSTM layers -> dense embedding -> classifier.
 
@@ -67,7 +82,8 @@ class RecurrentSER(SERModel):
     frames (``last``, the seed's Keras ``return_sequences=False``; see :class:`MaskedLSTM`), the mean of
     its outputs over the valid frames (``mean``), or attentive statistics pooling of them
     (``attentive_stats``: weighted mean and standard deviation, as in x-vector/ECAPA models). Padded
-    frames never enter any of them.
+    frames never enter any of them. ``frame_stride`` > 1 averages that many consecutive 10 ms MFCC frames
+    before the LSTM (:func:`average_frames`): the recurrence runs that many times fewer steps.
     """
 
     def __init__(
@@ -85,8 +101,10 @@ class RecurrentSER(SERModel):
         classifier: str = "linear",
         classifier_scale: float = 30.0,
         head: str = "auto",
+        frame_stride: int = 1,
     ):
         super().__init__()
+        self.frame_stride = int(frame_stride)
         self.head = head = resolve_head(head, RECURRENT_HEADS, "(Bi)LSTM backbones")
         self.frontend = MFCCFrontend(sample_rate=sample_rate, n_mfcc=n_mfcc, norm=feature_norm)
         # The seed's stacks (an LSTM of 2 layers, then one of 1) are one stack of 3 layers with dropout between each.
@@ -98,7 +116,7 @@ class RecurrentSER(SERModel):
         self.classifier = build_classifier(embedding_size, num_classes, classifier, classifier_scale)
 
     def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
-        features, frames = self.frontend(input_values, lengths)
+        features, frames = average_frames(*self.frontend(input_values, lengths), self.frame_stride)
         outputs, pooled = self.lstm(features, frames)
         if self.head != "last":
             valid = frame_mask(frames, outputs.shape[1])
@@ -123,6 +141,7 @@ def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, c
         head=model_cfg.head,
         num_layers=model_cfg.num_layers if model_cfg.num_layers is not None else num_layers,
         bidirectional=bidirectional,
+        frame_stride=model_cfg.frame_stride,
     )
 
 
