@@ -36,6 +36,7 @@ class Data:
     split: str = "speaker"  # speaker-independent unless told otherwise
     fold: Optional[int] = None  # for the fold-based protocols (1-based)
     num_folds: int = 5  # for speaker_kfold
+    split_seed: Optional[int] = None  # seed of the stratified/speaker/speaker_kfold split (None: train.seed); set it to vary train.seed on one split
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     speaker_pattern: Optional[str] = None  # regex on the file name; group 1 is the speaker id

@@ -288,3 +288,16 @@ def test_read_split_errors(tmp_path):
     path.write_text("path,label,speaker,session,source,split\n/a.wav,anger,s1,,/a.wav,dev\n")
     with pytest.raises(DataError, match=r"split.csv:2: split 'dev' is not train, val or test"):
         read_split(path)
+
+
+def test_split_seed_keeps_one_split_while_the_training_seed_varies(demo_corpus):
+    from conftest import SPEAKER_PATTERN
+
+    from ser_dist.data.pipeline import prepare_data
+
+    def split(seed: int, split_seed=None):
+        data = Data(root=str(demo_corpus), speaker_pattern=SPEAKER_PATTERN, val_fraction=0.25, test_fraction=0.25, split_seed=split_seed)
+        return prepare_data(data, seed).split
+
+    assert split(1) != split(2)  # by default the training seed draws the split
+    assert split(1, split_seed=7) == split(2, split_seed=7) == split(7)

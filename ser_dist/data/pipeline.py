@@ -73,6 +73,8 @@ def scan_corpus(data) -> Scan:
 
 
 def prepare_data(data, seed: int, num_proc: int = 1) -> PreparedData:
+    """Scan, decode and split the corpus; the split is drawn with ``data.split_seed`` when set, else ``seed``
+    (the training seed), so runs that differ only in ``train.seed`` can share one split."""
     from .dataset import build_audio_dataset
     from .splits import split_records
 
@@ -86,7 +88,7 @@ def prepare_data(data, seed: int, num_proc: int = 1) -> PreparedData:
     unreadable = [label for label in scan.labels if counts[label] == 0]
     if unreadable:
         raise DataError(f"{data.manifest or data.root}: every clip of class {unreadable[0]!r} failed to decode (see the reasons in the data report); fix the files or leave the class out with data.labels=...")
-    split = split_records(records, data, seed)
+    split = split_records(records, data, seed if data.split_seed is None else data.split_seed)
     report = data_report(data, scan, records, skipped, split, dataset)
     return PreparedData(label_names=list(scan.labels), records=records, dataset=dataset, split=split, report=report)
 
