@@ -20,6 +20,7 @@ import yaml
 from .errors import ConfigError, install_excepthook
 
 SPLITS = ("stratified", "speaker", "leave_one_speaker_out", "leave_one_session_out", "speaker_kfold", "fixed")
+SEEDED_SPLITS = ("stratified", "speaker", "speaker_kfold")  # the protocols whose split data.split_seed (or train.seed) draws
 SCHEDULERS = ("plateau", "linear_warmup", "cosine_warmup", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 METRICS = ("ua", "wa", "macro_f1", "loss")
@@ -162,6 +163,9 @@ class Experiment:
                 raise ConfigError(f"{key}={value} must be > 0")
         if self.model.num_layers is not None and self.model.num_layers < 1:
             raise ConfigError(f"model.num_layers={self.model.num_layers} must be >= 1 (or null for the backbone's own)")
+        if self.data.split_seed is not None and self.data.split not in SEEDED_SPLITS:
+            raise ConfigError(f"data.split_seed has no effect with data.split={self.data.split} (its folds or sets do not depend on a seed); "
+                              f"leave it out, or use it with data.split={'|'.join(SEEDED_SPLITS)}")
         if self.model.frame_stride < 1:
             raise ConfigError(f"model.frame_stride={self.model.frame_stride} must be >= 1 (1: every 10 ms MFCC frame)")
         if self.data.max_seconds is not None and self.data.max_seconds <= 0:

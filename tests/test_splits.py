@@ -301,3 +301,11 @@ def test_split_seed_keeps_one_split_while_the_training_seed_varies(demo_corpus):
 
     assert split(1) != split(2)  # by default the training seed draws the split
     assert split(1, split_seed=7) == split(2, split_seed=7) == split(7)
+
+
+def test_split_seed_on_a_protocol_without_a_seed_is_a_config_error():
+    from ser_dist.config import Experiment, cli
+
+    assert cli(Experiment(data=Data(root=".")), ["data.split=speaker_kfold", "data.fold=1", "data.split_seed=3"]).data.split_seed == 3
+    with pytest.raises(ConfigError, match=r"data.split_seed has no effect with data.split=leave_one_speaker_out .*stratified\|speaker\|speaker_kfold"):
+        cli(Experiment(data=Data(root=".")), ["data.split=leave_one_speaker_out", "data.fold=1", "data.split_seed=3"])
