@@ -1,14 +1,21 @@
-"""Full training state on disk: atomic writes, resume from the last complete checkpoint, retention.
+"""Full training state on disk: atomic writes, verified resume, retention.
 
-A checkpoint folder holds what ``accelerator.save_state`` writes (model, optimizer, schedulers,
-gradient scaler, the RNG state of every rank) plus ``trainer_state.json`` (epoch, batches consumed in
-the epoch, optimizer step, early-stopping and non-finite counters, history rows). Every rank writes
-into a temporary folder; only when all are done does rank 0 write ``trainer_state.json`` and rename
-the folder into place, so a run killed mid-write never leaves a folder that resume would pick up.
-Progress comes from ``trainer_state.json``, never from folder names.
+A checkpoint folder holds what ``accelerator.save_state`` writes (model, optimizer, gradient scaler, the
+RNG state of every rank), ``schedule.json`` (the lr schedule's state, as JSON: nothing in a checkpoint
+is unpickled beyond torch's ``weights_only`` loader), ``run.json`` (the resolved config and a fingerprint
+of the data of the run that wrote it), ``files.json`` (size and SHA-256 of every other file) and, last,
+``trainer_state.json`` (epoch, batches consumed in the epoch, optimizer step, early-stopping and
+non-finite counters, history rows, the best checkpoint's name). Every rank writes into a temporary
+folder; only when all are done does rank 0 write the JSON files and rename the folder into place, so a
+run killed mid-write never leaves a folder that resume would pick up. Progress comes from
+``trainer_state.json``, never from folder names.
+
+A checkpoint is *loadable* when its files match ``files.json``. ``train.resume=auto`` takes the newest
+loadable one and says in one line which newer ones it passed over and why (a truncated file, say).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,7 +23,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .errors import ConfigError, UserError
+
 STATE_FILE = "trainer_state.json"
+SCHEDULE_FILE = "schedule.json"
+RUN_FILE = "run.json"
+FILES_FILE = "files.json"
+
+
+class CheckpointError(UserError):
+    pass
 
 
 @dataclass
@@ -41,11 +57,18 @@ class TrainerState:
 
     @classmethod
     def read(cls, path: Path) -> "TrainerState":
-        return cls(**json.loads((Path(path) / STATE_FILE).read_text()))
+        tree = json.loads((Path(path) / STATE_FILE).read_text())
+        if not isinstance(tree, dict):
+            raise TypeError("not a mapping")
+        return cls(**tree)
+
+
+def checkpoint_name(state: TrainerState) -> str:
+    return f"step-{state.global_step:08d}-epoch-{state.epoch:03d}-batch-{state.batches_done:05d}"
 
 
 def complete_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """(global_step, path) of every complete checkpoint, oldest first."""
+    """(global_step, path) of every complete checkpoint (a readable state file), oldest first."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
@@ -54,30 +77,60 @@ def complete_checkpoints(directory: Path) -> list[tuple[int, Path]]:
         if path.is_dir() and not path.name.startswith(".") and (path / STATE_FILE).exists():
             try:
                 found.append((TrainerState.read(path).global_step, path))
-            except (json.JSONDecodeError, TypeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError):
                 continue  # unreadable state: treated as incomplete
     return sorted(found, key=lambda item: (item[0], item[1].name))
 
 
-def resolve_resume(resume: Optional[str], directory: Path) -> Optional[Path]:
-    """``auto``: the latest complete checkpoint in ``directory`` (None if there is none); a path: that one."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        found = complete_checkpoints(directory)
-        return found[-1][1] if found else None
-    path = Path(resume)
-    if not (path / STATE_FILE).exists():
-        from .errors import ConfigError
-
-        raise ConfigError(f"train.resume={resume}: not a complete checkpoint (no {STATE_FILE}); use train.resume=auto or a checkpoint folder")
-    return path
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def save_checkpoint(accelerator, directory: Path, state: TrainerState, keep_last: int) -> Path:
-    """Collective: every rank must call it at the same point."""
+def _file_table(folder: Path) -> dict[str, list]:
+    return {
+        str(path.relative_to(folder)): [path.stat().st_size, _sha256(path)]
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name not in (STATE_FILE, FILES_FILE)
+    }
+
+
+def verify(path: Path) -> Optional[str]:
+    """None if the checkpoint's files are whole (as ``files.json`` lists them), else what is wrong, in a few words."""
+    path = Path(path)
+    try:
+        TrainerState.read(path)
+        table = json.loads((path / FILES_FILE).read_text())
+    except FileNotFoundError as err:
+        return f"{Path(err.filename).name} is missing"
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError):
+        return "its state or file list is unreadable"
+    on_disk = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - {STATE_FILE, FILES_FILE}
+    foreign = sorted(on_disk - set(table))
+    if foreign:  # accelerate would load (or refuse) a file ser-dist never wrote there
+        return f"{foreign[0]} is not one of the files it was written with"
+    for name, (size, digest) in table.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != size:
+            return f"{name} is truncated or changed ({file.stat().st_size} of {size} bytes)"
+        if _sha256(file) != digest:
+            return f"{name} is corrupt (checksum differs)"
+    return None
+
+
+def save_checkpoint(accelerator, directory: Path, state: TrainerState, keep_last: int, *, best: bool = False,
+                    schedule=None, run_info: Optional[dict] = None) -> Path:
+    """Collective: every rank must call it at the same point. ``best``: this checkpoint becomes the best one
+    (recorded in its own state file, so a resume from it knows, and kept by pruning)."""
     directory = Path(directory)
-    name = f"step-{state.global_step:08d}-epoch-{state.epoch:03d}-batch-{state.batches_done:05d}"
+    name = checkpoint_name(state)
+    if best:
+        state.best_checkpoint = name
     final = directory / name
     tmp = directory / f".tmp-{name}"
     if accelerator.is_main_process:
@@ -87,7 +140,10 @@ def save_checkpoint(accelerator, directory: Path, state: TrainerState, keep_last
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(state.to_json())
+        (tmp / SCHEDULE_FILE).write_text(json.dumps(schedule.state_dict() if schedule is not None else {}))
+        (tmp / RUN_FILE).write_text(json.dumps(run_info or {}, indent=2, sort_keys=True))
+        (tmp / FILES_FILE).write_text(json.dumps(_file_table(tmp), indent=2))
+        (tmp / STATE_FILE).write_text(state.to_json())  # last: its presence marks the folder complete
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         _prune(directory, keep_last, keep={state.best_checkpoint, name})
@@ -104,14 +160,67 @@ def _prune(directory: Path, keep_last: int, keep: set) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def load_checkpoint(accelerator, path: Path) -> TrainerState:
+def load_checkpoint(accelerator, path: Path, schedule=None) -> TrainerState:
+    """Load a checkpoint into the prepared objects; a damaged one fails with one line naming the file."""
+    path = Path(path)
+    problem = verify(path) if (path / FILES_FILE).exists() else None
+    if problem:
+        raise CheckpointError(f"{path}: cannot resume, {problem}; resume from another checkpoint (train.resume=auto takes the newest whole one)")
     state = TrainerState.read(path)
     if state.num_processes is not None and state.num_processes != accelerator.num_processes:
-        from .errors import ConfigError
-
         raise ConfigError(
             f"train.resume: {path} was saved by {state.num_processes} process(es) but this run has {accelerator.num_processes}; "
             f"resume with {state.num_processes} processes (the sampler position and RNG states are per process)"
         )
-    accelerator.load_state(str(path))
+    try:
+        accelerator.load_state(str(path))
+        if schedule is not None and (path / SCHEDULE_FILE).exists():
+            schedule.load_state_dict(json.loads((path / SCHEDULE_FILE).read_text()))
+    except Exception as err:  # a file without a files.json entry (older layout) that fails to load
+        raise CheckpointError(f"{path}: cannot resume, a file failed to load ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
     return state
+
+
+def resolve_resume(resume: Optional[str], directory: Path, log=None) -> Optional[Path]:
+    """``auto``: the newest loadable checkpoint in ``directory`` (None if there is none), setting damaged newer
+    ones aside (``.damaged-NAME``) with one line each through ``log``; a path: that one (checked when it is
+    loaded). Main process only: it renames folders."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        for _, path in reversed(complete_checkpoints(directory)):
+            problem = verify(path) if (path / FILES_FILE).exists() else None
+            if problem is None:
+                return path
+            aside = path.parent / f".damaged-{path.name}"  # kept for a look, out of resume's and pruning's way
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(path, aside)
+            if log is not None:
+                log(f"resume: passing over {path.name}: {problem}; set aside as {aside.name}, trying the previous checkpoint")
+        return None
+    path = Path(resume)
+    if not (path / STATE_FILE).exists():
+        raise ConfigError(f"train.resume={resume}: not a complete checkpoint (no {STATE_FILE}); use train.resume=auto or a checkpoint folder")
+    return path
+
+
+def check_same_run(path: Path, run_info: dict, safe_keys: tuple) -> None:
+    """A resumed run must have the checkpoint's resolved config (but for ``safe_keys``) and data."""
+    file = Path(path) / RUN_FILE
+    if not file.exists():
+        return  # written before run.json existed: nothing to compare with
+    saved = json.loads(file.read_text())
+    if saved.get("data") != run_info.get("data"):
+        raise ConfigError(
+            f"train.resume: {path} was trained on other data (the clips, labels, speakers or split differ: "
+            f"{saved.get('data_summary')} then, {run_info.get('data_summary')} now); resume on the same data, or start a new run in another train.output_dir"
+        )
+    old, new = saved.get("config", {}), run_info.get("config", {})
+    differ = [key for key in sorted(set(old) | set(new)) if key not in safe_keys and old.get(key) != new.get(key)]
+    if differ:
+        shown = ", ".join(f"{key}={old.get(key)!r} then, {new.get(key)!r} now" for key in differ[:3])
+        more = f" (+{len(differ) - 3} more)" if len(differ) > 3 else ""
+        raise ConfigError(
+            f"train.resume: {path} was written with other settings: {shown}{more}; resume with the same settings "
+            f"(safe to change: {', '.join(safe_keys)}), or start a new run in another train.output_dir"
+        )

@@ -27,6 +27,42 @@ METRICS = ("ua", "wa", "macro_f1", "loss")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 HEADS = ("auto", "last", "mean", "attentive_stats", "weighted_layers")
 
+# How a run is launched, not what it computes: left out of the exported experiment and of the resume check.
+RUN_CONTROL_KEYS = ("train.resume", "train.overwrite", "train.output_dir")
+# Keys a resumed run may change; any other difference from the checkpoint's run stops the resume.
+# train.epochs is safe only when the lr schedule does not span the run's length (plateau, none).
+RESUME_SAFE_KEYS = (
+    "name", "train.epochs", "train.early_stopping_patience", "train.keep_last", "train.save_every_steps",
+    "train.log_every_steps", "train.tensorboard", "train.push_to_hub", "train.max_nonfinite_steps",
+    "data.cache_dir", "data.num_workers", "hub.repo_id", "hub.private", "hub.revision",
+)
+
+# Allowed ranges of the numeric settings, in interval notation ("[0, 1)": 0 <= x < 1). Every float
+# setting is also checked to be finite; a None (null) value, where the key allows one, is not checked.
+NUMERIC_RANGES = {
+    "data.fold": "[1, inf)", "data.num_folds": "[2, inf)", "data.split_seed": "[0, inf)",
+    "data.val_fraction": "[0, 1)", "data.test_fraction": "[0, 1)", "data.sample_rate": "[1000, 384000]",
+    "data.max_seconds": "(0, inf)", "data.batch_seconds": "(0, inf)", "data.num_workers": "[0, 256]",
+    "data.augment_prob": "[0, 1]",
+    "model.n_mfcc": "[1, 128]", "model.hidden_size": "[1, inf)", "model.num_layers": "[1, inf)",
+    "model.frame_stride": "[1, inf)", "model.embedding_size": "[1, inf)", "model.dropout": "[0, 1)",
+    "model.cnn_width": "(0, 16]", "model.freeze_feature_encoder_epochs": "[-1, inf)", "model.freeze_backbone_epochs": "[-1, inf)",
+    "model.layerdrop": "[0, 1)", "model.mask_time_prob": "[0, 1)",
+    "loss.label_smoothing": "[0, 1)", "loss.gamma": "[0, inf)", "loss.alpha": "[0, inf)", "loss.margin": "[0, 1.5707963)",
+    "loss.scale": "(0, inf)",
+    "optim.lr": "(0, inf)", "optim.backbone_lr": "(0, inf)", "optim.weight_decay": "[0, inf)", "optim.warmup_ratio": "[0, 1]",
+    "optim.plateau_factor": "(0, 1)", "optim.plateau_patience": "[0, inf)",
+    "train.epochs": "[1, inf)", "train.batch_size": "[1, inf)", "train.grad_accum_steps": "[1, inf)",
+    "train.max_grad_norm": "[0, inf)", "train.early_stopping_patience": "[1, inf)", "train.seed": "[0, 4294967295]",
+    "train.save_every_steps": "[0, inf)", "train.keep_last": "[1, inf)", "train.log_every_steps": "[1, inf)",
+    "train.max_nonfinite_steps": "[1, inf)",
+}
+RANGE_HINTS = {
+    "data.fold": "folds are numbered from 1", "model.num_layers": "null: the backbone's own depth",
+    "model.frame_stride": "1: every 10 ms MFCC frame", "data.max_seconds": "null: keep whole clips",
+    "train.early_stopping_patience": "null: no early stopping", "train.max_grad_norm": "null or 0: no clipping",
+}
+
 
 @dataclass
 class Data:
@@ -110,6 +146,7 @@ class Train:
     save_every_steps: int = 0  # 0: checkpoint at each epoch end only
     keep_last: int = 2
     resume: Optional[str] = None  # auto | PATH | None
+    overwrite: bool = False  # clear the outputs of an earlier run in train.output_dir first (else such a folder is refused)
     log_every_steps: int = 10
     max_nonfinite_steps: int = 20  # stop after this many skipped non-finite steps in a row
     tensorboard: bool = True
@@ -145,37 +182,12 @@ class Experiment:
         _check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
         if self.data.root is None and self.data.manifest is None:
             raise ConfigError("data.root is required: pass data.root=DIR (a folder with one subfolder per emotion) or data.manifest=FILE.csv")
-        for key in ("val_fraction", "test_fraction"):
-            value = getattr(self.data, key)
-            if not 0.0 <= value < 1.0:
-                raise ConfigError(f"data.{key}={value} must be in [0, 1)")
+        check_numeric_ranges(self)
         if self.data.val_fraction + self.data.test_fraction >= 1.0:
             raise ConfigError("data.val_fraction + data.test_fraction must leave clips for training (sum < 1)")
-        positive = {
-            "train.epochs": self.train.epochs,
-            "train.batch_size": self.train.batch_size,
-            "train.grad_accum_steps": self.train.grad_accum_steps,
-            "data.sample_rate": self.data.sample_rate,
-            "optim.lr": self.optim.lr,
-        }
-        for key, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"{key}={value} must be > 0")
-        if self.model.num_layers is not None and self.model.num_layers < 1:
-            raise ConfigError(f"model.num_layers={self.model.num_layers} must be >= 1 (or null for the backbone's own)")
         if self.data.split_seed is not None and self.data.split not in SEEDED_SPLITS:
             raise ConfigError(f"data.split_seed has no effect with data.split={self.data.split} (its folds or sets do not depend on a seed); "
                               f"leave it out, or use it with data.split={'|'.join(SEEDED_SPLITS)}")
-        if self.model.frame_stride < 1:
-            raise ConfigError(f"model.frame_stride={self.model.frame_stride} must be >= 1 (1: every 10 ms MFCC frame)")
-        if self.data.max_seconds is not None and self.data.max_seconds <= 0:
-            raise ConfigError(f"data.max_seconds={self.data.max_seconds} must be > 0 (or null to keep whole clips)")
-        if not 0.0 <= self.model.layerdrop < 1.0:
-            raise ConfigError(f"model.layerdrop={self.model.layerdrop} must be in [0, 1)")
-        if not 0.0 <= self.model.mask_time_prob < 1.0:
-            raise ConfigError(f"model.mask_time_prob={self.model.mask_time_prob} must be in [0, 1)")
-        if not 0.0 <= self.data.augment_prob <= 1.0:
-            raise ConfigError(f"data.augment_prob={self.data.augment_prob} must be in [0, 1]")
         if self.data.augment:
             from .data.augment import resolve_ops
 
@@ -184,13 +196,39 @@ class Experiment:
             raise ConfigError("model.cache_features=true caches a frozen encoder's output: also set model.freeze_backbone_epochs=-1 (frozen for the whole run)")
         if self.model.cache_features and self.data.augment:
             raise ConfigError("model.cache_features=true computes each clip's features once, so online augmentation (data.augment) would never be seen; drop one of them")
-        if self.data.fold is not None and self.data.fold < 1:
-            raise ConfigError(f"data.fold={self.data.fold}: folds are numbered from 1")
         if self.train.push_to_hub and not self.hub.repo_id:
             raise ConfigError("train.push_to_hub=true needs hub.repo_id=OWNER/NAME (the Hub repository to create or update)")
         if self.train.resume not in (None, "auto") and not Path(self.train.resume).exists():
             raise ConfigError(f"train.resume={self.train.resume}: no such checkpoint; use train.resume=auto or a checkpoint folder")
+        if self.train.resume is not None and self.train.overwrite:
+            raise ConfigError("train.resume and train.overwrite=true contradict each other: resume continues the run in train.output_dir, overwrite clears it; pick one")
         return self
+
+
+def _parse_interval(text: str) -> tuple[float, float, bool, bool]:
+    low, high = (float(part) for part in text[1:-1].split(","))
+    return low, high, text[0] == "[", text[-1] == "]"
+
+
+def check_numeric_ranges(exp: "Experiment") -> None:
+    """Every numeric setting is finite and in its range (``NUMERIC_RANGES``), with one line naming the key."""
+    import math
+
+    for section_name, section in _sections(exp).items():
+        for f in dataclasses.fields(section):
+            key, value = f"{section_name}.{f.name}", getattr(section, f.name)
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                if isinstance(item, bool) or not isinstance(item, (int, float)):
+                    continue
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ConfigError(f"{key}={item} must be a finite number")
+                if key not in NUMERIC_RANGES:
+                    continue
+                low, high, low_closed, high_closed = _parse_interval(NUMERIC_RANGES[key])
+                if item < low or item > high or (item == low and not low_closed) or (item == high and not high_closed):
+                    hint = f" ({RANGE_HINTS[key]})" if key in RANGE_HINTS else ""
+                    raise ConfigError(f"{key}={item} is out of range: it must be in {NUMERIC_RANGES[key]}{hint}")
 
 
 def _check_choice(key: str, value: str, choices: tuple) -> None:
@@ -291,12 +329,13 @@ def apply_overrides(exp: Experiment, overrides: dict[str, Any]) -> Experiment:
     return exp
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"epochs": 3}} -> {"train.epochs": 3}."""
     flat = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flatten(value, dotted + "."))
+            flat.update(flatten(value, dotted + "."))
         else:
             flat[dotted] = value
     return flat
@@ -312,7 +351,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (data:, model:, ...)")
-    return _flatten(tree)
+    return flatten(tree)
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -356,8 +395,18 @@ def to_dict(exp: Experiment) -> dict[str, Any]:
     return dataclasses.asdict(exp)
 
 
+def model_dict(exp: Experiment) -> dict[str, Any]:
+    """``to_dict`` less how the run was launched (``RUN_CONTROL_KEYS``): what an export records, so a resumed
+    run's export is byte for byte the uninterrupted run's. Loading fills the missing keys with defaults."""
+    tree = to_dict(exp)
+    for dotted in RUN_CONTROL_KEYS:
+        section, _, key = dotted.partition(".")
+        tree[section].pop(key, None)
+    return tree
+
+
 def from_dict(tree: dict[str, Any]) -> Experiment:
-    return apply_overrides(Experiment(), _flatten(tree))
+    return apply_overrides(Experiment(), flatten(tree))
 
 
 def save(exp: Experiment, path: str | Path) -> None:

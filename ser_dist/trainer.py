@@ -8,6 +8,7 @@ one GPU, many GPUs and nodes, and under DeepSpeed; *how* it runs comes from the 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -18,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from . import config as config_module
-from .checkpoint import TrainerState, load_checkpoint, resolve_resume, save_checkpoint
+from . import run_folder
+from .checkpoint import TrainerState, check_same_run, complete_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
 from .data.augment import augmented_training_data
 from .data.dataset import AudioClips, collate_waveforms
 from .data.pipeline import first_problems, prepare_data, summary_line, write_report
@@ -130,6 +132,12 @@ def evaluate(model, loader, criterion, accelerator, label_names: list[str]) -> d
         all_labels.append(labels.cpu())
         all_index.append(index.cpu())
     logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    broken = int((~torch.isfinite(logits).all(-1)).sum())
+    if broken:  # argmax would silently count them as the first class
+        raise TrainingError(
+            f"the model's outputs are non-finite (NaN/inf) for {broken} of {len(logits)} clips: it diverged or its weights are broken; "
+            "lower optim.lr, use bf16 instead of fp16, or check the data report for broken clips"
+        )
     metrics = compute_metrics(logits.argmax(-1).numpy(), labels.numpy(), len(label_names), label_names)
     metrics["loss"] = float(criterion(logits, labels))
     metrics["probabilities"] = torch.softmax(logits, -1).numpy()
@@ -175,6 +183,27 @@ def test_summary(scores: dict) -> dict:
     return summary
 
 
+def run_identity(exp, data) -> dict:
+    """What a resumed run must share with the run that wrote its checkpoint: the resolved config (less how
+    it is launched) and the data: every clip's path, label, speaker, session, split and decoded duration."""
+    import hashlib
+
+    flat = config_module.flatten(config_module.to_dict(exp))
+    settings = {key: value for key, value in flat.items() if key not in config_module.RUN_CONTROL_KEYS}
+    split_of = {i: name for name, indices in data.split.items() for i in indices}
+    durations = data.dataset["duration"]
+    rows = [[r.path, r.label, r.speaker, r.session, split_of.get(i), round(float(durations[i]), 6)] for i, r in enumerate(data.records)]
+    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    summary = f"{len(rows)} clips, " + ", ".join(f"{name} {len(idx)}" for name, idx in data.split.items())
+    return {"config": settings, "data": digest, "data_summary": summary}
+
+
+def resume_safe_keys(exp) -> tuple:
+    """``RESUME_SAFE_KEYS``, less ``train.epochs`` when the lr schedule spans the run's length."""
+    spans_run = exp.optim.scheduler in ("linear_warmup", "cosine_warmup")
+    return tuple(key for key in config_module.RESUME_SAFE_KEYS if not (spans_run and key == "train.epochs"))
+
+
 def is_better(value: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
@@ -192,6 +221,10 @@ def train(exp) -> dict:
 
     set_seed(exp.train.seed, deterministic=exp.train.deterministic)
     out = Path(exp.train.output_dir)
+    ckpt_dir = out / "checkpoints"
+    if accelerator.is_main_process:  # before anything is written: one folder holds one run
+        run_folder.claim(out, exp.train, has_checkpoint=bool(complete_checkpoints(ckpt_dir)))
+    accelerator.wait_for_everyone()
     log = RunLog(accelerator, out, tensorboard=exp.train.tensorboard)
     log(f"{exp.name}: {accelerator.num_processes} process(es) on {accelerator.device}, precision {accelerator.mixed_precision}")
 
@@ -248,7 +281,6 @@ def train(exp) -> dict:
         configure_deepspeed(accelerator.state.deepspeed_plugin, exp)
     num_parameters = sum(p.numel() for p in model.parameters())  # before ZeRO-3 partitions them
     model, optimizer, val_loader, test_loader = accelerator.prepare(model, optimizer, val_loader, test_loader)
-    accelerator.register_for_checkpointing(schedule)
     unwrapped = accelerator.unwrap_model(model)
     log(f"model: {exp.model.backbone}, {num_parameters / 1e6:.2f} M parameters; loss {exp.loss.name}; {steps_per_epoch} steps/epoch")
     if accelerator.state.deepspeed_plugin is not None:
@@ -259,11 +291,21 @@ def train(exp) -> dict:
         )
 
     state = TrainerState(num_processes=accelerator.num_processes)
-    ckpt_dir = out / "checkpoints"
-    resume_from = resolve_resume(exp.train.resume, ckpt_dir)
+    identity = run_identity(exp, data)
+    resume_from = resolve_resume(exp.train.resume, ckpt_dir, log) if accelerator.is_main_process else None
+    if accelerator.num_processes > 1:  # rank 0 chose (and set damaged checkpoints aside): every rank loads that one
+        from accelerate.utils import broadcast_object_list
+
+        resume_from = broadcast_object_list([resume_from])[0]
     if resume_from is not None:
-        state = load_checkpoint(accelerator, resume_from)
+        check_same_run(resume_from, identity, resume_safe_keys(exp))
+        state = load_checkpoint(accelerator, resume_from, schedule)
         log(f"resumed from {resume_from} (epoch {state.epoch + 1}, batch {state.batches_done}, step {state.global_step})")
+    elif exp.train.resume == "auto":
+        log("resume: no checkpoint to continue from, starting from scratch")
+    checkpoint = lambda best=False: save_checkpoint(  # noqa: E731  collective, on every rank
+        accelerator, ckpt_dir, state, exp.train.keep_last, best=best, schedule=schedule, run_info=identity
+    )
     metric_key = METRIC_KEYS[exp.train.metric]
     input_dtype = deepspeed_input_dtype(accelerator)
     hard_freeze = accelerator.num_processes == 1 and accelerator.state.deepspeed_plugin is None
@@ -325,7 +367,7 @@ def train(exp) -> dict:
             state.batches_done += 1
             mid_epoch = state.batches_done < epoch_batches  # the epoch-end checkpoint follows validation anyway
             if stepped and mid_epoch and exp.train.save_every_steps and state.global_step % exp.train.save_every_steps == 0:
-                save_checkpoint(accelerator, ckpt_dir, state, exp.train.keep_last)
+                checkpoint()
 
         val = evaluate(model, val_loader, criterion, accelerator, label_names)
         timing["epoch_seconds"].append(round(time.time() - started, 3))  # training + validation
@@ -357,10 +399,7 @@ def train(exp) -> dict:
         )
         log.epoch(epoch + 1, row, val, label_names)
         state.epoch, state.batches_done, state.train_loss_sum, state.train_loss_count = epoch + 1, 0, 0.0, 0
-        if improved:
-            state.best_checkpoint = save_checkpoint(accelerator, ckpt_dir, state, exp.train.keep_last).name
-        else:
-            save_checkpoint(accelerator, ckpt_dir, state, exp.train.keep_last)
+        checkpoint(best=improved)  # an improving checkpoint names itself the best in its own state file
         if state.stopped_early:
             log(f"early stopping: no {exp.train.metric} improvement for {patience} epochs (best epoch {state.best_epoch})")
 
@@ -372,8 +411,13 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
     from .export import export_model
 
     out = Path(exp.train.output_dir)
+    if state.global_step == 0 and state.nonfinite_steps > 0:
+        raise TrainingError(
+            f"every one of the run's {state.nonfinite_steps} optimizer steps had a non-finite loss or gradients, so nothing was trained "
+            "and no model or metrics are written; lower optim.lr, use bf16 instead of fp16, or check the data report for broken clips"
+        )
     if state.best_checkpoint is not None:
-        accelerator.load_state(str(out / "checkpoints" / state.best_checkpoint))
+        load_checkpoint(accelerator, out / "checkpoints" / state.best_checkpoint)  # the weights; the schedule is done with
     test = evaluate(model, test_loader, criterion, accelerator, data.label_names)
     state_dict = accelerator.get_state_dict(model)  # collective under ZeRO-3: gathers the full weights
     # torch.compile (accelerate launch --dynamo_backend inductor) prefixes every key with "_orig_mod.".
@@ -390,7 +434,6 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
         "nonfinite_steps": state.nonfinite_steps,
         "num_parameters": num_parameters,
         "num_processes": accelerator.num_processes,
-        "timing": timing,
         "data": {
             "num_used": data.report["num_used"],
             "skipped_files": len(data.report["skipped_files"]),
@@ -402,6 +445,7 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
         with built_whole(accelerator):  # rank 0 alone: a partitioned (collective) build here would hang
             export_model(accelerator.unwrap_model(model, keep_torch_compile=False), state_dict, out / "model", exp=exp, label_names=data.label_names, extra={"test_metrics": results["test"], "data": results["data"]})
         log.final(results, test, state.history, data)
+        (out / "timing.json").write_text(json.dumps(timing, indent=2))  # apart: metrics.json depends only on config and data
     accelerator.wait_for_everyone()
     t = results["test"]
     log(
@@ -410,6 +454,8 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
     )
     log.close()
     accelerator.end_training()
+    run_folder.release(out)
+    results["timing"] = timing
     if exp.train.push_to_hub and accelerator.is_main_process:  # after everything is written: a failed push leaves the run intact
         from .hub import push_to_hub
 

@@ -1,4 +1,5 @@
 """Typed config: precedence, coercion, and errors that fail before any data or model is touched."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,14 +49,14 @@ def test_precedence_defaults_recipe_file_cli(tmp_path):
         (["train.epochs=three"], "must be an integer"),
         (["train.tensorboard=maybe"], "must be true or false"),
         (["data.split=random"], "data.split='random' is not one of"),
-        (["train.epochs=0"], "train.epochs=0 must be > 0"),
+        (["train.epochs=0"], "train.epochs=0 is out of range: it must be in [1, inf)"),
         (["data.val_fraction=0.6", "data.test_fraction=0.5"], "must leave clips for training"),
         (["epochs=3"], "unknown config key"),
         (["--nonsense"], "unexpected argument"),
     ],
 )
 def test_bad_config_is_one_clear_error(argv, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         cli(base(), argv)
 
 
@@ -91,3 +92,61 @@ def test_recipe_entry_point_reports_config_errors_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == ["ser-dist: error: unknown config key 'train.epocs'; did you mean train.epochs?"]
     assert not out.exists()
+
+
+# ---- every numeric setting: finite and in range ---------------------------------------------------------
+
+
+def numeric_fields() -> list[tuple[str, type]]:
+    """(section.key, int or float) of every numeric setting, from the dataclasses themselves."""
+    import dataclasses
+    import typing
+
+    from ser_dist.config import _resolve, _sections
+
+    found = []
+    for section_name, section in _sections(Experiment()).items():
+        for f in dataclasses.fields(section):
+            annotation = _resolve(f.type)
+            args = typing.get_args(annotation) or (annotation,)
+            inner = [typing.get_args(a)[0] if typing.get_origin(a) is list else a for a in args]
+            for kind in (float, int):
+                if kind in inner:
+                    found.append((f"{section_name}.{f.name}", kind))
+                    break
+    return found
+
+
+def outside_values(key: str, kind: type) -> list:
+    from ser_dist.config import NUMERIC_RANGES, _parse_interval
+
+    low, high, low_closed, high_closed = _parse_interval(NUMERIC_RANGES[key])
+    step = 1 if kind is int else 1e-3
+    values = []
+    if low != float("-inf"):
+        values.append(kind(low - step) if low_closed else kind(low))
+    if high != float("inf"):
+        values.append(kind(high + step) if high_closed else kind(high))
+    return values
+
+
+def test_every_numeric_setting_has_a_range():
+    from ser_dist.config import NUMERIC_RANGES
+
+    keys = {key for key, _ in numeric_fields()}
+    assert keys - set(NUMERIC_RANGES) == set(), "numeric settings without a range in NUMERIC_RANGES"
+    assert set(NUMERIC_RANGES) - keys == set(), "ranges for keys that do not exist"
+
+
+@pytest.mark.parametrize("key, kind", numeric_fields())
+def test_out_of_range_or_non_finite_values_fail_in_one_line_naming_the_key(key, kind):
+    value_as_cli = lambda v: f"[{v}]" if key == "loss.alpha" else str(v)  # noqa: E731
+    bad = outside_values(key, kind)
+    assert bad, f"{key}: a range with no bound"
+    for value in bad:
+        with pytest.raises(ConfigError, match=re.escape(f"{key}=") + ".*out of range: it must be in "):
+            cli(base(), [f"{key}={value_as_cli(value)}"])
+    if kind is float:
+        for value in ("nan", "inf", "-inf"):
+            with pytest.raises(ConfigError, match=re.escape(f"{key}=") + ".*must be a finite number"):
+                cli(base(), [f"{key}={value_as_cli(value)}"])

@@ -4,9 +4,10 @@
     torchrun --nproc_per_node 2 tests/dist/inject_fault.py kill 7 all -- recipes/x.py ...
 
 FAULT: ``kill`` (SIGKILL itself), ``raise`` (a RuntimeError), ``oom`` (torch.OutOfMemoryError), ``nan``
-(the loss becomes NaN for COUNT batches, 0: for ever). AT_BATCH counts this process's training batches
-from 1; RANK is a rank number or ``all``. The fault comes from wrapping the loss the trainer builds, so
-the library holds no test hooks.
+(the loss becomes NaN for COUNT batches, 0: for ever), ``kill_after_checkpoint`` (SIGKILL right after
+the AT_BATCH-th checkpoint is complete on disk). AT_BATCH counts this process's training batches
+from 1; RANK is a rank number or ``all``. The fault comes from wrapping the loss (or the checkpoint
+writer) the trainer uses, so the library holds no test hooks.
 """
 import os
 import runpy
@@ -49,6 +50,21 @@ def build_faulty_loss(*args, **kwargs):
     return faulty
 
 
+save_checkpoint = trainer.save_checkpoint
+checkpoints_written = 0
+
+
+def save_then_die(*args, **kwargs):
+    global checkpoints_written
+    path = save_checkpoint(*args, **kwargs)
+    checkpoints_written += 1
+    if fault == "kill_after_checkpoint" and checkpoints_written == at_batch and target in ("all", str(rank)):
+        print(f"killed after checkpoint {path.name}", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+
+
 trainer.build_loss = build_faulty_loss
+trainer.save_checkpoint = save_then_die
 sys.argv = recipe_args
 runpy.run_path(recipe_args[0], run_name="__main__")

@@ -1,0 +1,90 @@
+"""One folder holds one run: ``train.output_dir`` is claimed before anything is written into it.
+
+- A fresh run (no ``train.resume``) into a folder that holds another run's outputs is refused with one
+  line, unless ``train.overwrite=true`` clears those outputs first (only the files a run writes: any
+  other file in the folder is left alone).
+- ``train.resume=auto`` continues the run in the folder; with no checkpoint to continue from (the run was
+  killed before its first one), the folder's outputs are cleared and the run starts from scratch.
+- A lock (``.ser-dist.lock``, an ``flock`` the kernel drops when the process ends, even on SIGKILL) keeps
+  a second live run out of the folder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from .errors import ConfigError
+
+LOCK_FILE = ".ser-dist.lock"
+# Everything a training run writes into its folder (the cv/grid runners write their own files beside).
+RUN_OUTPUTS = (
+    "config.yaml", "split.csv", "data_report.json", "train.log", "metrics.json", "timing.json", "training_history.csv",
+    "training_curves.png", "confusion_matrix.png", "classification_report.txt", "test_predictions.csv",
+    "model", "tensorboard", "checkpoints", "evaluation",
+)
+
+_held_locks: dict[str, object] = {}  # output folder -> open lock file, for the life of the process
+
+
+def run_outputs(out: Path) -> list[str]:
+    return [name for name in RUN_OUTPUTS if (Path(out) / name).exists()]
+
+
+def clear_outputs(out: Path) -> None:
+    for name in run_outputs(out):
+        path = Path(out) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def lock(out: Path) -> None:
+    """Hold ``out``'s lock until the process ends; one line naming the other run if it is taken."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, the other checks still hold
+        return
+    out = Path(out)
+    key = str(out.resolve())
+    if key in _held_locks:
+        return
+    handle = open(out / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(f"train.output_dir={out} is in use by a live run ({holder}); wait for it to end, or train into another folder") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    _held_locks[key] = handle
+
+
+def release(out: Path) -> None:
+    handle = _held_locks.pop(str(Path(out).resolve()), None)
+    if handle is not None:
+        handle.close()
+
+
+def claim(out: Path, train_cfg, has_checkpoint: bool) -> None:
+    """Main process only, before the run writes anything: lock the folder, then refuse, clear or continue."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lock(out)
+    found = run_outputs(out)
+    if not found:
+        return
+    if train_cfg.overwrite or (train_cfg.resume == "auto" and not has_checkpoint):
+        clear_outputs(out)
+    elif train_cfg.resume is None:
+        raise ConfigError(
+            f"train.output_dir={out} holds another run ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}); "
+            "continue it with train.resume=auto, clear it with train.overwrite=true, or train into another folder"
+        )
