@@ -180,6 +180,8 @@ class Experiment:
         _check_choice("model.head", self.model.head, HEADS)
         _check_choice("model.feature_norm", self.model.feature_norm, ("utterance", "global"))
         _check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
+        # A value with "/" would be a Hub kernel repository, code transformers downloads and runs.
+        _check_choice("model.attention", self.model.attention, ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"))
         if self.data.root is None and self.data.manifest is None:
             raise ConfigError("data.root is required: pass data.root=DIR (a folder with one subfolder per emotion) or data.manifest=FILE.csv")
         check_numeric_ranges(self)

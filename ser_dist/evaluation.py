@@ -9,10 +9,15 @@ Which clips:
 
 The clips are decoded and cut exactly as in training (the model's ``sample_rate`` and ``max_seconds``)
 and scored by the training loop's own ``evaluate``, so the numbers mean the same thing.
+
+The model folder is untrusted: what its config names (its corpus adapter, its loss) is resolved inside
+``registry.untrusted`` and never imported; a corpus given with ``--data`` is the user's own and may be an
+import path, as in training.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -88,10 +93,12 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Op
 
             records, indices = read_split(split_file)
             return [records[i] for i in indices[split]], {"split_file": str(split_file), "split": split}, f"{split_file} ({split} rows)"
-        data = exp.data
+        import dataclasses
+
+        data = dataclasses.replace(exp.data, cache_dir=None)  # the user's decode cache, never a folder the model's files name
         where = f"the model's training corpus ({data.manifest or data.root}, data.split={data.split})"
     else:
-        data = Data(sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, cache_dir=exp.data.cache_dir)
+        data = Data(sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds)  # the user's cache, not a path the model names
         pairs = {}
         for item in data_overrides:
             key, sep, value = item.partition("=")
@@ -135,24 +142,28 @@ def evaluate_model(
 
     from .config import from_dict
     from .data.dataset import AudioClips, build_audio_dataset
-    from .export import load_exported
+    from .export import META_FILE, load_exported
     from .inference import resolve_model_dir
     from .losses import build_loss
+    from .registry import untrusted
     from .run_log import write_test_reports
     from .trainer import eval_loader, evaluate, make_accelerator, test_summary
 
     if split is not None and split not in SPLIT_CHOICES:
         raise UserError(f"--split {split}: choose one of {', '.join(SPLIT_CHOICES)}")
     model_dir = resolve_model_dir(model_ref, revision=revision)
-    model, meta = load_exported(model_dir)
+    model, meta = load_exported(model_dir)  # refuses a folder that names anything but built-in components
     exp = from_dict(meta["experiment"])
     labels = list(meta["labels"])
-    records, summary, where = _records_to_score(exp, model_dir, list(data_overrides or []), split)
+    model_file = model_dir / META_FILE
+    # Without --data the corpus comes from the model's config: untrusted, so its adapter is never imported.
+    with contextlib.nullcontext() if data_overrides else untrusted(model_file):
+        records, summary, where = _records_to_score(exp, model_dir, list(data_overrides or []), split)
     if not records:
         raise DataError(f"{where}: no clips to evaluate")
     missing = check_labels(records, labels, dict(label_map or {}), where)
 
-    dataset, skipped = build_audio_dataset(records, sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, cache_dir=exp.data.cache_dir)
+    dataset, skipped = build_audio_dataset(records, sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, cache_dir=None)
     skipped_paths = {path for path, _ in skipped}
     usable = [rec for rec in records if rec.path not in skipped_paths]
     if not usable:
@@ -162,7 +173,8 @@ def evaluate_model(
     loader = eval_loader(clips, [float(d) for d in dataset["duration"]], batch_size or exp.train.batch_size)
     accelerator = make_accelerator(exp)
     model, loader = accelerator.prepare(model, loader)
-    criterion = build_loss(exp.loss, len(labels), [1] * len(labels))  # the loss is reported unweighted
+    with untrusted(model_file):  # the model's own loss.name
+        criterion = build_loss(exp.loss, len(labels), [1] * len(labels))  # the loss is reported unweighted
     test = evaluate(model, loader, criterion, accelerator, labels)
 
     if out is None:

@@ -6,6 +6,10 @@ rate, crop policy, test metrics, data summary), plus the ``README.md`` model car
 ``confusion_matrix.png`` (``ser_dist.model_card``). A backbone may write its own weight/config files
 instead (``model.export_pretrained``), e.g. a stock transformers layout that ``transformers.pipeline``
 loads. Loading reads safetensors, or a ``pytorch_model.bin`` only with ``torch.load(weights_only=True)``.
+
+A model folder is untrusted input, so loading one never imports a module it names: ``ser_dist.json`` may
+name only registered components (``check_model_folder``), and an SSL export's transformers files may not
+ask for custom code (``auto_map``). Import paths are honoured only in the user's own recipe or command line.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .registry import UntrustedComponentError, check_stored_names, untrusted
 
 META_FILE = "ser_dist.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -27,7 +32,7 @@ def export_model(model, state_dict: dict, directory: Path, *, exp, label_names: 
     """Write the export atomically (temp folder, then rename). Call on the main process only."""
     from safetensors.torch import save_file
 
-    from .config import to_dict
+    from .config import model_dict
 
     directory = Path(directory)
     tmp = directory.parent / f".tmp-{directory.name}"
@@ -41,7 +46,7 @@ def export_model(model, state_dict: dict, directory: Path, *, exp, label_names: 
         "sample_rate": exp.data.sample_rate,
         "max_seconds": exp.data.max_seconds,
         "backbone": exp.model.backbone,
-        "experiment": to_dict(exp),
+        "experiment": model_dict(exp),
         **(extra or {}),
     }
     if hasattr(model, "export_pretrained"):
@@ -96,8 +101,61 @@ def _read_weights(directory: Path, map_location: str) -> dict:
     raise UserError(f"{directory}: no {WEIGHTS_FILE}; the export is incomplete, re-export the model")
 
 
+def _custom_code_key(tree, path: str = "") -> str | None:
+    """The first ``auto_map`` (transformers' pointer to Python files that come with a model) in a JSON tree."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if key == "auto_map":
+                return f"{path}{key}"
+            found = _custom_code_key(value, f"{path}{key}.")
+            if found:
+                return found
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            found = _custom_code_key(value, f"{path}{i}.")
+            if found:
+                return found
+    return None
+
+
+def check_model_folder(directory: Path, meta: dict, exp) -> None:
+    """Refuse, before anything is imported or built, a model folder that would make loading run code it names.
+
+    - every registry-named key of the stored experiment (``ser_dist.registry.CONFIG_REGISTRIES``: backbone,
+      loss, corpus, augmentations) holds a registered name; an SSL export's backbone is its own folder;
+    - ``model.attention`` is not a Hub kernel repository (transformers would download and run it);
+    - an SSL export's JSON files carry no ``auto_map``: transformers would offer to import the folder's
+      own ``*.py`` (and import it after a ``y`` on stdin), since ser-dist cannot tell transformers no.
+    """
+    source = Path(directory) / META_FILE
+    in_export = bool(meta.get("backbone_in_export"))
+    check_stored_names(exp, source, unregistered_ok=("model.backbone",) if in_export else ())
+    attention = str(exp.model.attention)
+    if "/" in attention or ":" in attention:
+        raise UntrustedComponentError(
+            f"{source}: model.attention={attention!r} names code to download; a model folder may name only built-in "
+            "attention implementations (auto, sdpa, eager); if you trust this code, rebuild the model from your own recipe"
+        )
+    if in_export:
+        for path in sorted(Path(directory).glob("*.json")):
+            try:
+                tree = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise UserError(f"{path}: corrupt JSON ({getattr(err, 'msg', None) or err.reason}); re-export the model") from None
+            key = _custom_code_key(tree)
+            if key:
+                raise UntrustedComponentError(
+                    f"{path}: {key} asks transformers to run the model's own Python code; a model folder may use only "
+                    "built-in transformers models, and ser-dist never runs a model's code; if you trust this code, "
+                    "rebuild the model from your own recipe"
+                )
+
+
 def load_exported(directory: Path, map_location: str = "cpu"):
-    """Rebuild the model from ``ser_dist.json`` and load its weights. Returns (model, meta)."""
+    """Rebuild the model from ``ser_dist.json`` and load its weights. Returns (model, meta).
+
+    The folder is untrusted: ``check_model_folder`` refuses one naming anything but built-in components,
+    and the model is built inside ``registry.untrusted``, where no name is imported."""
     from safetensors import SafetensorError
 
     from .config import from_dict
@@ -106,11 +164,13 @@ def load_exported(directory: Path, map_location: str = "cpu"):
     directory = Path(directory)
     meta = read_meta(directory)
     exp = from_dict(meta["experiment"])
+    check_model_folder(directory, meta, exp)
     exp.model.pretrained = False  # the weights come from the export, not from the Hub
     exp.model.checkpoint = None
     if meta.get("backbone_in_export"):  # e.g. an SSL encoder's config.json: rebuild from the export, not the Hub
         exp.model.backbone = str(directory)
-    model = build_model(exp, len(meta["labels"]))
+    with untrusted(directory / META_FILE):
+        model = build_model(exp, len(meta["labels"]))
     try:
         if hasattr(model, "load_export"):
             model.load_export(directory, meta)

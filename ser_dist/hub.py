@@ -118,7 +118,7 @@ class SERHubModel(
     ``SERHubModel.from_pretrained("owner/repo" or DIR)`` returns the trained ``SERModel`` (eval mode).
     An export is the Mixin's layout (``config.json`` + ``model.safetensors``) plus ``ser_dist.json``,
     which names the backbone to rebuild, so the class to instantiate is read from the folder instead
-    of being fixed here.
+    of being fixed here; only a registered backbone, never an import path (``export.load_exported``).
     """
 
     @classmethod
@@ -129,6 +129,10 @@ class SERHubModel(
         if not Path(path).is_dir():
             keys = ("cache_dir", "force_download", "local_files_only", "token")
             path = str(download_model(path, revision=revision, **{k: kwargs.pop(k) for k in keys if k in kwargs}))
+        # The Mixin fills any keyword not given here from the folder's config.json; a model's files steer
+        # nothing, so these are always set by the caller (load_exported then treats the folder as untrusted).
+        kwargs.setdefault("map_location", "cpu")
+        kwargs.setdefault("strict", False)
         return super().from_pretrained(path, **kwargs)
 
     @classmethod

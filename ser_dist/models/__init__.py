@@ -1,8 +1,10 @@
 """Model builders: ``build_model(experiment, num_classes)`` looks the backbone up by name."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import ConfigError
-from ..registry import BACKBONES
+from ..registry import BACKBONES, refusal, untrusted_source
 from .base import SERModel, SEROutput
 
 _BUILTIN_MODULES = ("recurrent", "vggish", "ssl")
@@ -33,6 +35,9 @@ def build_model(exp, num_classes: int) -> SERModel:
     if name in BACKBONES:
         builder = BACKBONES.get(name)
     elif "ssl_encoder" in BACKBONES:  # any Hub id or local directory transformers' Auto classes load
+        source = untrusted_source()
+        if source is not None and not Path(name).is_dir():  # a model folder rebuilds an SSL encoder only from its own files
+            raise refusal(source, "model.backbone", name, BACKBONES.names())
         builder = BACKBONES.get("ssl_encoder")
     else:
         raise ConfigError(f"unknown model.backbone={name!r}; known: {', '.join(BACKBONES.names())}")

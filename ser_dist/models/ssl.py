@@ -128,6 +128,16 @@ class SSLClassifier(SERModel):
         return getattr(self, self.prefix)
 
     @property
+    def min_input_samples(self) -> int:
+        """The CNN feature encoder's receptive field: the fewest samples that give one frame (400 at the
+        published kernels and strides, 10/5, 3/2 x4, 2/2 x2)."""
+        config = self.encoder.config
+        samples = 1
+        for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
+            samples = (samples - 1) * stride + kernel
+        return samples
+
+    @property
     def padding_changes_output(self) -> bool:
         """Without an attention mask (group-norm encoders) zero padding reaches the encoder's statistics."""
         return not self.use_attention_mask
@@ -144,9 +154,14 @@ class SSLClassifier(SERModel):
         the whole backbone frozen this is a fixed function of the clip, so ``model.cache_features=true``
         computes it once per clip (ser_dist.data.feature_cache) and ``forward`` takes it instead of audio.
         """
+        minimum = self.min_input_samples
+        if input_values.shape[1] < minimum:  # the conv stack needs one full frame: zeros after the clip
+            input_values = nn.functional.pad(input_values, (0, minimum - input_values.shape[1]))
         sample_mask = frame_mask(lengths, input_values.shape[1])
         x = zero_mean_unit_var(input_values, sample_mask) if self.normalize else input_values * sample_mask
-        attention_mask = sample_mask.long() if self.use_attention_mask else None  # group-norm models: zero padding, no mask
+        # A clip shorter than one frame is heard as the clip plus silence up to it: transformers turns a
+        # mask of fewer samples into a frame count <= 0 and indexes the mask with it.
+        attention_mask = frame_mask(lengths.clamp(min=minimum), input_values.shape[1]).long() if self.use_attention_mask else None
         weighted = self.head == "weighted_layers"
         outputs = self.encoder(x, attention_mask=attention_mask, output_hidden_states=weighted)
         if weighted:
@@ -156,7 +171,7 @@ class SSLClassifier(SERModel):
             hidden = hidden + 0.0 * outputs.last_hidden_state.unsqueeze(2)
         else:
             hidden = outputs.last_hidden_state
-        frames = self.encoder._get_feat_extract_output_lengths(lengths).clamp(1, hidden.shape[1])
+        frames = self.encoder._get_feat_extract_output_lengths(lengths.clamp(min=minimum)).clamp(1, hidden.shape[1])
         return hidden, frames
 
     def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
@@ -295,6 +310,8 @@ def load_encoder(source: str, model_cfg, sample_rate: int, *, name: str | None =
     source = str(Path(source).expanduser()) if _is_path(source) else source
     built_from_code = config is not None
     hub = {} if _is_path(source) or built_from_code or not _hub_unreachable() else {"local_files_only": True}
+    # Never run code that ships with a checkpoint (a config's auto_map): transformers refuses instead of asking on stdin.
+    hub["trust_remote_code"] = False
     try:
         if config is None:
             config = AutoConfig.from_pretrained(source, **hub, **overrides)
@@ -304,7 +321,7 @@ def load_encoder(source: str, model_cfg, sample_rate: int, *, name: str | None =
         if model_cfg.pretrained and not built_from_code:
             encoder = AutoModel.from_pretrained(source, config=config, attn_implementation=attention, **hub)
         else:
-            encoder = AutoModel.from_config(config, attn_implementation=attention)
+            encoder = AutoModel.from_config(config, attn_implementation=attention, trust_remote_code=False)
         if feature_extractor is None:
             try:
                 feature_extractor = AutoFeatureExtractor.from_pretrained(source, **hub)
