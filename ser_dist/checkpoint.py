@@ -188,20 +188,30 @@ def resolve_resume(resume: Optional[str], directory: Path, log=None) -> Optional
     if resume is None:
         return None
     if resume == "auto":
-        for _, path in reversed(complete_checkpoints(directory)):
+        complete = complete_checkpoints(directory)
+        whole = {path for _, path in complete}
+        # Folders are renamed into place only after their state file is written: one without a readable state is damaged.
+        for path in sorted(Path(directory).iterdir()) if Path(directory).is_dir() else []:
+            if path.is_dir() and not path.name.startswith(".") and path not in whole:
+                _set_aside(path, f"{STATE_FILE} is missing or unreadable", log)
+        for _, path in reversed(complete):
             problem = verify(path) if (path / FILES_FILE).exists() else None
             if problem is None:
                 return path
-            aside = path.parent / f".damaged-{path.name}"  # kept for a look, out of resume's and pruning's way
-            shutil.rmtree(aside, ignore_errors=True)
-            os.replace(path, aside)
-            if log is not None:
-                log(f"resume: passing over {path.name}: {problem}; set aside as {aside.name}, trying the previous checkpoint")
+            _set_aside(path, problem, log)
         return None
     path = Path(resume)
     if not (path / STATE_FILE).exists():
         raise ConfigError(f"train.resume={resume}: not a complete checkpoint (no {STATE_FILE}); use train.resume=auto or a checkpoint folder")
     return path
+
+
+def _set_aside(path: Path, problem: str, log) -> None:
+    aside = path.parent / f".damaged-{path.name}"  # kept for a look, out of resume's and pruning's way
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(path, aside)
+    if log is not None:
+        log(f"resume: passing over {path.name}: {problem}; set aside as {aside.name}, trying the previous checkpoint")
 
 
 def check_same_run(path: Path, run_info: dict, safe_keys: tuple) -> None:

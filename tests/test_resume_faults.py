@@ -206,3 +206,17 @@ def test_non_finite_model_outputs_fail_evaluation_instead_of_counting_as_the_fir
     batch = {"input_values": torch.zeros(4, 10), "lengths": torch.full((4,), 10), "labels": torch.tensor([0, 1, 2, 0]), "index": torch.arange(4)}
     with pytest.raises(TrainingError, match=r"non-finite \(NaN/inf\) for 1 of 4 clips"):
         evaluate(Broken(), [batch], torch.nn.CrossEntropyLoss(), Accelerator(cpu=True), ["a", "b", "c"])
+
+
+def test_resume_auto_sets_aside_a_checkpoint_whose_state_file_is_truncated(tmp_path):
+    from ser_dist.checkpoint import resolve_resume
+
+    whole, damaged = tmp_path / "step-00000010", tmp_path / "step-00000020"
+    for path in (whole, damaged):
+        path.mkdir()
+        (path / STATE_FILE).write_text(TrainerState(global_step=int(path.name[-2:])).to_json())
+    (damaged / STATE_FILE).write_text((damaged / STATE_FILE).read_text()[:40])
+    said = []
+    assert resolve_resume("auto", tmp_path, said.append) == whole
+    assert said == [f"resume: passing over {damaged.name}: {STATE_FILE} is missing or unreadable; set aside as .damaged-{damaged.name}, trying the previous checkpoint"]
+    assert (tmp_path / f".damaged-{damaged.name}").is_dir() and not damaged.exists()
