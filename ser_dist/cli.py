@@ -64,7 +64,8 @@ def cmd_predict(args) -> None:
         files, batch_size=args.batch_size, window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, progress=show_progress
     )
     if args.json:
-        print(json.dumps([p.to_dict(top_k=args.top_k) for p in predictions], indent=2))
+        # allow_nan=False: strict JSON always (predict() fails a file whose output is not finite).
+        print(json.dumps([p.to_dict(top_k=args.top_k) for p in predictions], indent=2, allow_nan=False))
     elif args.csv:
         import csv
 

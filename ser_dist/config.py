@@ -43,7 +43,7 @@ NUMERIC_RANGES = {
     "data.fold": "[1, inf)", "data.num_folds": "[2, inf)", "data.split_seed": "[0, inf)",
     "data.val_fraction": "[0, 1)", "data.test_fraction": "[0, 1)", "data.sample_rate": "[1000, 384000]",
     "data.max_seconds": "(0, inf)", "data.batch_seconds": "(0, inf)", "data.num_workers": "[0, 256]",
-    "data.augment_prob": "[0, 1]",
+    "data.augment_prob": "[0, 1]", "data.min_seconds": "[0, inf)",
     "model.n_mfcc": "[1, 128]", "model.hidden_size": "[1, inf)", "model.num_layers": "[1, inf)",
     "model.frame_stride": "[1, inf)", "model.embedding_size": "[1, inf)", "model.dropout": "[0, 1)",
     "model.cnn_width": "(0, 16]", "model.freeze_feature_encoder_epochs": "[-1, inf)", "model.freeze_backbone_epochs": "[-1, inf)",
@@ -79,6 +79,7 @@ class Data:
     speaker_pattern: Optional[str] = None  # regex on the file name; group 1 is the speaker id
     sample_rate: int = 16000
     max_seconds: Optional[float] = 10.0  # longer clips are cut to this (None: keep whole clips)
+    min_seconds: float = 0.1  # shorter clips are skipped and listed in data_report.json (0: keep any length)
     batch_seconds: Optional[float] = None  # duration-budget batches instead of train.batch_size
     cache_dir: Optional[str] = None  # decode-once cache (default: $SER_DIST_CACHE or ~/.cache/ser_dist/audio)
     num_workers: int = 0
@@ -185,6 +186,8 @@ class Experiment:
         if self.data.root is None and self.data.manifest is None:
             raise ConfigError("data.root is required: pass data.root=DIR (a folder with one subfolder per emotion) or data.manifest=FILE.csv")
         check_numeric_ranges(self)
+        if self.data.max_seconds is not None and self.data.min_seconds > self.data.max_seconds:
+            raise ConfigError(f"data.min_seconds={self.data.min_seconds} is longer than data.max_seconds={self.data.max_seconds}; lower data.min_seconds")
         if self.data.val_fraction + self.data.test_fraction >= 1.0:
             raise ConfigError("data.val_fraction + data.test_fraction must leave clips for training (sum < 1)")
         if self.data.split_seed is not None and self.data.split not in SEEDED_SPLITS:

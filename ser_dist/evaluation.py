@@ -98,7 +98,8 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Op
         data = dataclasses.replace(exp.data, cache_dir=None)  # the user's decode cache, never a folder the model's files name
         where = f"the model's training corpus ({data.manifest or data.root}, data.split={data.split})"
     else:
-        data = Data(sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds)  # the user's cache, not a path the model names
+        # the model's audio settings; the user's decode cache, never a folder the model's files name
+        data = Data(sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, min_seconds=exp.data.min_seconds)
         pairs = {}
         for item in data_overrides:
             key, sep, value = item.partition("=")
@@ -120,7 +121,7 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Op
             return scan.records, summary, where
     from .data.pipeline import prepare_data
 
-    prepared = prepare_data(data, exp.train.seed)
+    prepared = prepare_data(data, exp.train.seed, for_training=False)
     records = [prepared.records[i] for i in prepared.split[split]]
     summary = {"corpus": data.corpus, "root": data.root, "manifest": data.manifest, "split": split, "protocol": data.split, "fold": data.fold}
     return records, summary, f"{where} ({split} split of data.split={data.split})"
@@ -163,7 +164,9 @@ def evaluate_model(
         raise DataError(f"{where}: no clips to evaluate")
     missing = check_labels(records, labels, dict(label_map or {}), where)
 
-    dataset, skipped = build_audio_dataset(records, sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, cache_dir=None)
+    dataset, skipped = build_audio_dataset(
+        records, sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, min_seconds=exp.data.min_seconds, cache_dir=None
+    )
     skipped_paths = {path for path, _ in skipped}
     usable = [rec for rec in records if rec.path not in skipped_paths]
     if not usable:

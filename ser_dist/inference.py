@@ -135,6 +135,8 @@ class EmotionClassifier:
 
     @torch.no_grad()
     def _probabilities(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        if any(len(w) == 0 for w in waveforms):
+            raise ValueError("a waveform is empty (0 samples); give each clip at least one sample")
         if len(waveforms) > 1 and getattr(self.model, "padding_changes_output", False):
             # Group-norm encoders (wav2vec2-base, HuBERT-base) take no attention mask, so zero padding
             # would shift a clip's prediction with its batch mates: each clip goes alone, as in pipeline().
@@ -145,6 +147,26 @@ class EmotionClassifier:
             batch[i, : len(w)] = torch.as_tensor(w, dtype=torch.float32)
         logits = self.model(batch.to(self.device), lengths.to(self.device)).logits
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    def _scored(self, waveforms: Sequence[np.ndarray]) -> list:
+        """Per waveform, its probabilities or the reason it has none. A batch that raises is retried one
+        clip at a time, so only the clip that fails loses its result."""
+        try:
+            probs = self._probabilities(waveforms)
+        except Exception as err:  # an unforeseen model failure on one input must not take the others down
+            if len(waveforms) > 1:
+                return [result for w in waveforms for result in self._scored([w])]
+            message = (str(err).strip().splitlines() or [""])[0][:200]
+            return [f"model error: {type(err).__name__}: {message}"]
+        return [p if np.isfinite(p).all() else "model output is not finite (NaN/Inf probabilities)" for p in probs]
+
+    def _min_samples(self) -> int:
+        """The shortest recording predicted: the training minimum (data.min_seconds) of the model."""
+        from .data.dataset import DEFAULT_MIN_SECONDS
+
+        data = (self.meta.get("experiment") or {}).get("data") or {}
+        seconds = data.get("min_seconds", DEFAULT_MIN_SECONDS)
+        return max(1, int(round(float(seconds if seconds is not None else DEFAULT_MIN_SECONDS) * self.sample_rate)))
 
     def _window_samples(self, window_seconds: Optional[float], hop_seconds: Optional[float]) -> tuple[int, int]:
         window = window_seconds or self.max_seconds or DEFAULT_WINDOW_SECONDS
@@ -166,31 +188,51 @@ class EmotionClassifier:
         hop_seconds: Optional[float] = None,
         progress: bool = False,
     ) -> tuple[list[Prediction], list[tuple[str, str]]]:
-        """Predictions for the readable files (in input order), and (file, reason) for those that could not be read."""
+        """Predictions for the usable files, and (file, reason) for the others, each in input order.
+
+        A file fails on its own, with its reason: unreadable, shorter than the model's training minimum
+        (``data.min_seconds``, default 0.1 s), silent, a model error on it, or a non-finite model output.
+        """
         from tqdm.auto import tqdm
 
         from .data.audio import AudioError, load_audio
+        from .data.dataset import INT16_SCALE, too_short_reason
 
         files = [str(f) for f in files]
         window, hop = self._window_samples(window_seconds, hop_seconds)
-        failed: list[tuple[str, str]] = []
+        min_samples = self._min_samples()
+        failures: dict[int, str] = {}  # file number -> reason
         window_probs: dict[int, list[np.ndarray]] = {}
         spans_of: dict[int, list[tuple[int, int]]] = {}
         pending: list[tuple[int, np.ndarray]] = []  # (file number, window samples)
 
         def flush():
             if pending:
-                probs = self._probabilities([w for _, w in pending])
-                for (number, _), p in zip(pending, probs):
-                    window_probs[number].append(p)
+                for (number, _), result in zip(pending, self._scored([w for _, w in pending])):
+                    if isinstance(result, str):
+                        failures.setdefault(number, result)
+                    else:
+                        window_probs[number].append(result)
                 pending.clear()
 
-        bar = tqdm(total=len(files), desc="predict", unit="file", file=sys.stderr, disable=not progress)
-        for number, file in enumerate(files):
+        def unusable(file: str) -> tuple[Optional[np.ndarray], Optional[str]]:
             try:
                 waveform = load_audio(file, self.sample_rate)
             except AudioError as err:
-                failed.append((file, err.reason))
+                return None, err.reason
+            except Exception as err:  # a decoder failing in an unforeseen way fails this file only
+                return None, f"decoder error: {type(err).__name__}: {err}"
+            if len(waveform) < min_samples:
+                return None, too_short_reason(len(waveform), self.sample_rate, min_samples, "the model was trained on longer clips")
+            if np.rint(waveform.min() * INT16_SCALE) == np.rint(waveform.max() * INT16_SCALE):
+                return None, "silent: every sample is the same value at 16-bit precision"
+            return waveform, None
+
+        bar = tqdm(total=len(files), desc="predict", unit="file", file=sys.stderr, disable=not progress)
+        for number, file in enumerate(files):
+            waveform, reason = unusable(file)
+            if waveform is None:
+                failures[number] = reason
                 bar.update(1)
                 continue
             spans_of[number] = window_spans(len(waveform), window, hop)
@@ -205,6 +247,8 @@ class EmotionClassifier:
 
         predictions = []
         for number, probs in window_probs.items():
+            if number in failures:
+                continue
             label, confidence, probabilities = self._as_prediction(np.mean(probs, axis=0))
             windows = None
             if len(probs) > 1:
@@ -213,7 +257,7 @@ class EmotionClassifier:
                     w_label, w_conf, w_probs = self._as_prediction(p)
                     windows.append({"start": start / self.sample_rate, "end": end / self.sample_rate, "label": w_label, "confidence": w_conf, "probabilities": w_probs})
             predictions.append(Prediction(files[number], label, confidence, probabilities, windows))
-        return predictions, failed
+        return predictions, [(files[number], failures[number]) for number in sorted(failures)]
 
     def __call__(self, files: str | Path | Iterable[str | Path], batch_size: int = 8, **options) -> list[dict]:
         """One dict per readable file (``file, label, confidence, probabilities``, plus ``windows`` for long

@@ -241,6 +241,8 @@ def train(exp) -> dict:
         write_split(data.records, data.split, out / "split.csv")
         write_report(data.report, out / "data_report.json")
     log(summary_line(data.report))
+    for warning in data.report.get("warnings", []):
+        log(f"data: warning: {warning}")
     if data.report["skipped_files"] or data.report["set_aside_files"]:
         log(f"data: not used: {first_problems(data.report)} (all listed in {out / 'data_report.json'})")
 
@@ -438,6 +440,7 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
             "num_used": data.report["num_used"],
             "skipped_files": len(data.report["skipped_files"]),
             "set_aside_files": len(data.report["set_aside_files"]),
+            "warnings": data.report.get("warnings", []),
             "split": data.report["splits"],
         },
     }

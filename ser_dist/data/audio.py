@@ -10,6 +10,7 @@ report it rather than stop the run, so it is deliberately not a ``UserError``.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -64,7 +65,9 @@ def load_audio(path: PathLike, sample_rate: int = 16000) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise AudioError(path, "file not found")
+        raise AudioError(path, _not_a_file(path))
+    if not os.access(path, os.R_OK):
+        raise AudioError(path, "not readable (permission denied)")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
     waveform, native_rate = _decode(path)
@@ -80,6 +83,21 @@ def load_audio(path: PathLike, sample_rate: int = 16000) -> np.ndarray:
         mono = resample(mono, native_rate, sample_rate)
     # Float files may exceed full scale and sinc resampling overshoots slightly on clipped input.
     return np.clip(mono, -1.0, 1.0, out=np.ascontiguousarray(mono, dtype=np.float32))
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_dir():
+        return "a folder, not an audio file"
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return "link loop (the link points back to itself)"
+        return f"broken link (its target {os.readlink(path)} does not exist)"
+    if path.exists():
+        return "not a regular file (a device, pipe or socket)"
+    return "file not found"
 
 
 def resample(waveform: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:

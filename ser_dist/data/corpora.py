@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 from ..errors import ConfigError
 from ..registry import CORPORA
-from .manifest import DataError, Record, Scan, audio_files
+from .manifest import DataError, Record, Scan, resolved, scan_folder
 
 
 def _check_root(corpus: str, root: Optional[Path], data) -> Path:
@@ -72,14 +72,16 @@ def _scan_names(
     """Shared walk for corpora whose labels live in the file names: ``parse`` gives a record or a reason."""
     wanted, reason = _wanted_labels(corpus, usual, usual, data)
     records, problems = [], []
-    for path in audio_files(root):
+    found = scan_folder(root)
+    for path in found.audio:
         record, problem = parse(path)
         if record is None:
-            problems.append((str(path.resolve()), problem))
+            problems.append((resolved(path), problem))
         else:
             records.append(record)
     _require_some(corpus, root, records, problems, example)
-    return _select(records, problems, wanted, reason)
+    # Hidden entries and broken links are reported too; other files (label files, docs) are the corpus's own.
+    return _select(records, problems + found.other, wanted, reason)
 
 
 # --- IEMOCAP ---------------------------------------------------------------------------------------
@@ -147,27 +149,26 @@ def iemocap(root: Path, data) -> Scan:
         if not wav_dir.is_dir():
             raise DataError(f"{wav_dir}: IEMOCAP utterance folder not found; data.root must be the IEMOCAP_full_release folder with SessionN/sentences/wav/")
         number = int(session_dir.name[7:])
-        for path in audio_files(wav_dir):
-            resolved = str(path.resolve())
-            if path.name.startswith("._"):
-                problems.append((resolved, "macOS metadata file (._*), not audio"))
-                continue
+        found = scan_folder(wav_dir)
+        problems += found.other  # macOS ._* files, other hidden entries, broken links
+        for path in found.audio:
+            clip = resolved(path)
             match = IEMOCAP_UTTERANCE.match(path.stem)
             if match is None:
-                problems.append((resolved, "name does not follow IEMOCAP's SesNN<F|M>_<dialog>_<F|M>NNN utterance convention"))
+                problems.append((clip, "name does not follow IEMOCAP's SesNN<F|M>_<dialog>_<F|M>NNN utterance convention"))
                 continue
             if int(match.group(1)) != number:
-                problems.append((resolved, f"utterance of Session{int(match.group(1))} found in {session_dir.name}"))
+                problems.append((clip, f"utterance of Session{int(match.group(1))} found in {session_dir.name}"))
                 continue
             code = codes.get(path.stem)
             if code is None:
-                problems.append((resolved, f"no label for {path.stem} in {session_dir.name}/dialog/EmoEvaluation"))
+                problems.append((clip, f"no label for {path.stem} in {session_dir.name}/dialog/EmoEvaluation"))
                 continue
             if code not in names:
-                problems.append((resolved, f"unknown IEMOCAP emotion code {code!r}"))
+                problems.append((clip, f"unknown IEMOCAP emotion code {code!r}"))
                 continue
             speaker = f"Ses{match.group(1)}{match.group(4)}"
-            records.append(Record(path=resolved, label=names[code], speaker=speaker, session=session_dir.name))
+            records.append(Record(path=clip, label=names[code], speaker=speaker, session=session_dir.name))
     _require_some("iemocap", root, records, problems, "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav")
     return _select(records, problems, wanted, reason)
 
@@ -187,7 +188,7 @@ def _crema_d_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
     actor, _, emotion, _ = match.groups()
     if emotion not in CREMA_D_EMOTIONS:
         return None, f"unknown CREMA-D emotion code {emotion!r}"
-    return Record(path=str(path.resolve()), label=CREMA_D_EMOTIONS[emotion], speaker=actor), None
+    return Record(path=resolved(path), label=CREMA_D_EMOTIONS[emotion], speaker=actor), None
 
 
 @CORPORA.register("crema_d")
@@ -232,7 +233,7 @@ def _ravdess_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
     folder = re.fullmatch(r"Actor_(\d{2})", path.parent.name)
     if folder is not None and folder.group(1) != actor:
         return None, f"actor {actor} in the name but the file is in {path.parent.name}"
-    return Record(path=str(path.resolve()), label=RAVDESS_EMOTIONS[emotion], speaker=actor), None
+    return Record(path=resolved(path), label=RAVDESS_EMOTIONS[emotion], speaker=actor), None
 
 
 @CORPORA.register("ravdess")
@@ -257,7 +258,7 @@ def _tess_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
     speaker, _, emotion = match.groups()
     if emotion.lower() not in TESS_EMOTIONS:
         return None, f"unknown TESS emotion {emotion!r}"
-    return Record(path=str(path.resolve()), label=TESS_EMOTIONS[emotion.lower()], speaker=speaker.upper()), None
+    return Record(path=resolved(path), label=TESS_EMOTIONS[emotion.lower()], speaker=speaker.upper()), None
 
 
 @CORPORA.register("tess")
@@ -282,7 +283,7 @@ def _emodb_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
     speaker, _, emotion, _ = match.groups()
     if emotion not in EMODB_EMOTIONS:
         return None, f"unknown EmoDB emotion letter {emotion!r}"
-    return Record(path=str(path.resolve()), label=EMODB_EMOTIONS[emotion], speaker=speaker), None
+    return Record(path=resolved(path), label=EMODB_EMOTIONS[emotion], speaker=speaker), None
 
 
 @CORPORA.register("emodb")
@@ -314,7 +315,7 @@ def _savee_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
     speaker = named or folder
     if speaker is None:
         return None, f"no SAVEE speaker: the file is not in a {'/'.join(SAVEE_SPEAKERS)} folder and its name has no speaker prefix"
-    return Record(path=str(path.resolve()), label=SAVEE_EMOTIONS[prefix], speaker=speaker), None
+    return Record(path=resolved(path), label=SAVEE_EMOTIONS[prefix], speaker=speaker), None
 
 
 @CORPORA.register("savee")

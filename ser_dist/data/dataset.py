@@ -13,9 +13,15 @@ Cache layout, under ``cache_dir`` (default ``$SER_DIST_CACHE``, else ``~/.cache/
     .tmp-<key>-<random>/ an entry being built; renamed to <key> when complete
 
 ``key`` hashes the record list (paths, labels, speakers, sessions, sources, file sizes and mtimes), the
-sample rate, the crop length and ``FORMAT_VERSION``: rewriting a clip, relabelling, or changing the
+sample rate, the crop length, the minimum length and ``FORMAT_VERSION``: rewriting a clip, relabelling, or changing the
 rate or crop makes a new entry; old entries are never modified (delete the folder to reclaim space).
 Build once for the whole corpus and take splits with ``Dataset.select`` so folds share one entry.
+
+A clip is skipped, with its reason, when it can't be decoded (``load_audio``: missing, empty, corrupt,
+NaN/Inf samples), when it is shorter than ``min_seconds`` (no model hears an emotion in a few
+milliseconds, and the MFCC and SSL front ends need 257 / 400 samples for one frame), or when what
+would be stored is silent (every sample the same value after the crop and 16-bit rounding: a
+silent clip carries no emotion, so its label can only teach noise).
 """
 from __future__ import annotations
 
@@ -45,7 +51,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Bump when the stored columns or decoding change meaning, so old cache entries are not reused.
-FORMAT_VERSION = 1
+# 2: too-short and silent clips are skipped.
+FORMAT_VERSION = 2
+# Clips shorter than this are skipped (data.min_seconds); 0.1 s is far above every model's receptive
+# field at any common rate (MFCC: 257 samples, wav2vec2/HuBERT/WavLM: 400 at 16 kHz).
+DEFAULT_MIN_SECONDS = 0.1
 INT16_SCALE = 32767.0
 # Rows are written in record batches of about this many samples (32 MB of int16) to bound memory.
 _BATCH_SAMPLES = 16_000_000
@@ -80,14 +90,18 @@ def build_audio_dataset(
     max_seconds: Optional[float],
     cache_dir: Union[str, os.PathLike, None],
     num_proc: int = 1,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
 ) -> tuple["datasets.Dataset", list[tuple[str, str]]]:
     """Decode every record once into a memory-mapped Arrow dataset; reuse it while nothing changed.
 
     Clips longer than ``max_seconds`` keep their first ``max_seconds`` (a fixed, reproducible view that
     matches the stored ``duration``; random crops are augmentation's job). ``None`` keeps whole clips.
 
-    Returns ``(dataset, skipped)``: the decodable clips in record order, and ``(path, reason)`` for
-    every record that could not be decoded. Both come from the cache on an unchanged second call.
+    Clips shorter than ``min_seconds`` (before the crop) and clips whose stored samples are silent are
+    skipped (see the module docstring).
+
+    Returns ``(dataset, skipped)``: the usable clips in record order, and ``(path, reason)`` for
+    every record that could not be decoded or used. Both come from the cache on an unchanged second call.
     Safe to call from several processes at once: one decodes, the others wait and load its result.
     """
     from ..errors import ConfigError
@@ -96,11 +110,16 @@ def build_audio_dataset(
         raise ConfigError(f"data.sample_rate={sample_rate} must be a positive integer (e.g. 16000)")
     if max_seconds is not None and max_seconds <= 0:
         raise ConfigError(f"data.max_seconds={max_seconds} must be > 0 (or null to keep whole clips)")
+    if min_seconds is None or not min_seconds >= 0:
+        raise ConfigError(f"data.min_seconds={min_seconds} must be >= 0 (0 keeps clips of any length)")
+    if max_seconds is not None and min_seconds > max_seconds:
+        raise ConfigError(f"data.min_seconds={min_seconds} is longer than data.max_seconds={max_seconds}; lower data.min_seconds")
     sample_rate = int(sample_rate)
     max_samples = None if max_seconds is None else max(1, int(round(max_seconds * sample_rate)))
+    min_samples = max(1, int(round(min_seconds * sample_rate)))
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    key = cache_key(records, sample_rate=sample_rate, max_samples=max_samples)
+    key = cache_key(records, sample_rate=sample_rate, max_samples=max_samples, min_samples=min_samples)
     entry = root / key
 
     if not _is_complete(entry):
@@ -111,15 +130,15 @@ def build_audio_dataset(
                 if entry.exists():  # a folder without meta.json was not written by this module
                     logger.warning("audio cache %s is incomplete; rebuilding it", entry)
                     shutil.rmtree(entry, ignore_errors=True)
-                _build_entry(records, entry, key, sample_rate, max_samples, num_proc)
+                _build_entry(records, entry, key, sample_rate, max_samples, min_samples, num_proc)
     else:
         logger.info("audio cache hit: %s", entry)
     return _load_entry(entry)
 
 
-def cache_key(records: Sequence[Record], *, sample_rate: int, max_samples: Optional[int]) -> str:
+def cache_key(records: Sequence[Record], *, sample_rate: int, max_samples: Optional[int], min_samples: int = 1) -> str:
     digest = hashlib.sha256()
-    header = {"format": FORMAT_VERSION, "sample_rate": sample_rate, "max_samples": max_samples, "resampling": RESAMPLING}
+    header = {"format": FORMAT_VERSION, "sample_rate": sample_rate, "max_samples": max_samples, "min_samples": min_samples, "resampling": RESAMPLING}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for rec in records:
         resolved = os.path.realpath(rec.path)
@@ -146,8 +165,8 @@ def _load_entry(entry: Path):
     return dataset, skipped
 
 
-def decode_clip(path: str, sample_rate: int, max_samples: Optional[int]) -> tuple[Optional[np.ndarray], int, Optional[str]]:
-    """(int16 samples or None, samples before the crop, reason when it failed). Runs in pool workers."""
+def decode_clip(path: str, sample_rate: int, max_samples: Optional[int], min_samples: int = 1) -> tuple[Optional[np.ndarray], int, Optional[str]]:
+    """(int16 samples or None, samples before the crop, reason when it is skipped). Runs in pool workers."""
     try:
         waveform = load_audio(path, sample_rate)
     except AudioError as err:
@@ -155,15 +174,36 @@ def decode_clip(path: str, sample_rate: int, max_samples: Optional[int]) -> tupl
     except Exception as err:  # a decoder failing in an unforeseen way skips this clip, not the corpus
         return None, 0, f"decoder error: {type(err).__name__}: {err}"
     original = int(waveform.shape[0])
+    if original < min_samples:
+        return None, original, too_short_reason(original, sample_rate, min_samples)
     if max_samples is not None:
         waveform = waveform[:max_samples]
     # load_audio already clips to [-1, 1]; rounding keeps the int16 error within half a step.
-    return np.rint(waveform * INT16_SCALE).astype(np.int16), original, None
+    samples = np.rint(waveform * INT16_SCALE).astype(np.int16)
+    silent = silent_reason(samples)
+    if silent is not None:
+        if original > samples.shape[0]:
+            silent = silent.replace("silent:", f"silent in its first {max_samples / sample_rate:g} s (the data.max_seconds crop):")
+        return None, original, silent
+    return samples, original, None
 
 
-def _decoded(records: Sequence[Record], sample_rate: int, max_samples: Optional[int], num_proc: int) -> Iterator:
+def too_short_reason(num_samples: int, sample_rate: int, min_samples: int, fix: str = "lower data.min_seconds to keep it") -> str:
+    """The skip reason for a clip under the minimum length, e.g. 'too short (0.00625 s < 0.1 s minimum; ...)'."""
+    return f"too short ({num_samples / sample_rate:.3g} s < {min_samples / sample_rate:g} s minimum; {num_samples} samples at {sample_rate} Hz; {fix})"
+
+
+def silent_reason(samples: np.ndarray) -> Optional[str]:
+    """Why int16 ``samples`` are silent (every sample the same value), or None when they are not."""
+    if samples.min() != samples.max():
+        return None
+    value = "0" if not samples[0] else f"{samples[0] / INT16_SCALE:.4g} (DC only)"
+    return f"silent: every sample is {value} at 16-bit precision"
+
+
+def _decoded(records: Sequence[Record], sample_rate: int, max_samples: Optional[int], min_samples: int, num_proc: int) -> Iterator:
     """decode_clip results in record order, in a pool of spawned processes when ``num_proc > 1``."""
-    jobs = [(rec.path, sample_rate, max_samples) for rec in records]
+    jobs = [(rec.path, sample_rate, max_samples, min_samples) for rec in records]
     workers = max(1, min(int(num_proc), len(jobs)))
     if workers == 1:
         with _one_torch_thread():
@@ -205,7 +245,7 @@ def _decode_job(job):
     return decode_clip(*job)
 
 
-def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: Optional[int], num_proc: int) -> None:
+def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: Optional[int], min_samples: int, num_proc: int) -> None:
     import datasets
     import pyarrow as pa
 
@@ -217,18 +257,17 @@ def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: 
         schema = features.arrow_schema
         staging = building / "decoded.arrow"
         skipped: list[tuple[str, str]] = []
-        kept = silent = 0
+        kept = 0
         rows: list[tuple[Record, np.ndarray, int]] = []
         pending_samples = 0
         with pa.OSFile(str(staging), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for number, (rec, (audio, original, reason)) in enumerate(zip(records, _decoded(records, sample_rate, max_samples, num_proc)), 1):
+            for number, (rec, (audio, original, reason)) in enumerate(zip(records, _decoded(records, sample_rate, max_samples, min_samples, num_proc)), 1):
                 if audio is None:
                     skipped.append((rec.path, reason))
                 else:
                     rows.append((rec, audio, original))
                     pending_samples += audio.shape[0]
                     kept += 1
-                    silent += not audio.any()
                 if pending_samples >= _BATCH_SAMPLES:
                     writer.write_batch(_record_batch(rows, schema, sample_rate))
                     rows, pending_samples = [], 0
@@ -244,20 +283,18 @@ def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: 
             "format": FORMAT_VERSION,
             "sample_rate": sample_rate,
             "max_samples": max_samples,
+            "min_samples": min_samples,
             "num_records": len(records),
             "num_clips": kept,
             "num_skipped": len(skipped),
-            "num_silent": silent,
         }
         (building / "meta.json").write_text(json.dumps(meta, indent=2))  # last: marks the entry complete
         _publish(building, entry)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     logger.info(
-        "decoded %d clips into %s in %.1fs (%d unreadable skipped)", kept, entry, time.monotonic() - started, len(skipped)
+        "decoded %d clips into %s in %.1fs (%d skipped)", kept, entry, time.monotonic() - started, len(skipped)
     )
-    if silent:
-        logger.warning("%d decoded clips are silent (all samples zero); they are kept", silent)
 
 
 def _record_batch(rows, schema, sample_rate: int):

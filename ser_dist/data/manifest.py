@@ -8,16 +8,24 @@ lists them.
 from __future__ import annotations
 
 import csv
+import difflib
+import errno
 import json
+import math
+import os
 import re
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..registry import CORPORA
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif", ".webm")
+# The columns a manifest row may have; ``duration`` (SpeechBrain-style manifests) is known and not needed.
+MANIFEST_COLUMNS = ("path", "label", "speaker", "session", "source")
+IGNORED_COLUMNS = ("duration",)
 
 
 class DataError(UserError, ValueError):
@@ -46,10 +54,91 @@ class Scan:
     problems: list[tuple[str, str]] = field(default_factory=list)
     # The corpus's usual label set, in a fixed order (None: the sorted labels found).
     labels: Optional[list[str]] = None
+    # One line each, for the data report and the run log: things that do not stop the run.
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolved(path: str | os.PathLike) -> str:
+    """The absolute path with links resolved, or as far as they resolve: a broken or looping link stays
+    itself (``Path.resolve`` raises on a loop), so decoding reports it instead of the scan crashing."""
+    return os.path.realpath(os.path.abspath(path))
+
+
+@dataclass
+class FolderScan:
+    audio: list[Path] = field(default_factory=list)  # files with an audio extension, sorted
+    # (path, reason) for entries that can't be used: hidden entries, broken or looping links, unreadable folders
+    other: list[tuple[str, str]] = field(default_factory=list)
+    # (path, reason) for regular files without an audio extension
+    non_audio: list[tuple[str, str]] = field(default_factory=list)
+
+    def not_used(self) -> list[tuple[str, str]]:
+        return sorted(self.other + self.non_audio)
+
+
+def scan_folder(root: Path) -> FolderScan:
+    """Every entry under ``root``: the audio files, and the reason each other entry is not used.
+
+    Links to files and folders are followed; a link to a folder already searched (a loop, or a second
+    way into the same folder) is reported rather than searched twice. Hidden entries (``.name``, e.g.
+    ``.DS_Store``, ``.ipynb_checkpoints/``, macOS ``._clip.wav``) are reported, never searched or used.
+    """
+    found = FolderScan()
+    seen: set[tuple[int, int]] = set()
+
+    def walk(folder: Path) -> None:
+        try:
+            info = os.stat(folder)
+            seen.add((info.st_dev, info.st_ino))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            found.other.append((str(folder), f"folder not readable ({err.strerror or err})"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            reason = _entry_problem(entry)
+            if reason is not None:
+                found.other.append((str(path), reason))
+                continue
+            if entry.is_dir():  # follows links
+                info = os.stat(path)
+                if (info.st_dev, info.st_ino) in seen:
+                    found.other.append((str(path), f"link to a folder already searched ({resolved(path)}); not searched twice"))
+                else:
+                    walk(path)
+            elif path.suffix.lower() in AUDIO_EXTENSIONS:
+                found.audio.append(path)
+            else:
+                kind = f"extension {path.suffix!r}" if path.suffix else "no file extension"
+                found.non_audio.append((str(path), f"not an audio file ({kind}; audio files end in {', '.join(AUDIO_EXTENSIONS[:4])}, ...)"))
+
+    walk(Path(root))
+    found.audio.sort()
+    return found
+
+
+def _entry_problem(entry: os.DirEntry) -> Optional[str]:
+    """Why a folder entry can't be used, or None for a folder or a regular file (directly or by a link)."""
+    if entry.name.startswith("._"):
+        return "macOS metadata file (._*), not audio"
+    if entry.name.startswith("."):
+        return f"hidden {'folder' if entry.is_dir() else 'file'} (name starts with '.'); not used"
+    try:
+        mode = os.stat(entry.path).st_mode  # follows links
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "link loop (the link points back to itself)"
+        if entry.is_symlink():
+            return f"broken link (its target {os.readlink(entry.path)} does not exist)"
+        return f"not readable ({err.strerror or err})"
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        return "not a regular file (a device, pipe or socket)"
+    return None
 
 
 def audio_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    """The audio files under ``root`` (any depth), as ``scan_folder`` finds them."""
+    return scan_folder(root).audio
 
 
 def speaker_from_name(path: Path, pattern: Optional[str]) -> Optional[str]:
@@ -62,15 +151,30 @@ def speaker_from_name(path: Path, pattern: Optional[str]) -> Optional[str]:
     return match.group(1) if match.groups() else match.group(0)
 
 
-def _apply_speaker_pattern(records: Iterable[Record], pattern: Optional[str], problems: list) -> list[Record]:
-    out = []
+def _apply_speaker_pattern(records: list[Record], pattern: Optional[str], problems: list, where) -> list[Record]:
+    """Speakers from the file names for the records without one; a pattern that matches none of them is
+    an error (the pattern, not the data, is wrong), one that misses some sets those aside."""
+    if not pattern:
+        return list(records)
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise ConfigError(f"data.speaker_pattern={pattern!r} is not a valid regular expression ({err}); e.g. data.speaker_pattern='^(spk\\d+)_'") from None
+    out, missed = [], []
     for rec in records:
-        if rec.speaker is None and pattern:
-            rec.speaker = speaker_from_name(Path(rec.path), pattern)
+        if rec.speaker is None:
+            rec.speaker = speaker_from_name(Path(rec.path), pattern) or None  # an empty match is no speaker
             if rec.speaker is None:
-                problems.append((rec.path, f"file name does not match data.speaker_pattern={pattern!r}"))
+                missed.append(rec)
                 continue
         out.append(rec)
+    if missed and not out:
+        example = Path(missed[0].path).stem
+        raise DataError(
+            f"{where}: data.speaker_pattern={pattern!r} matched none of the {len(missed)} file names (e.g. {example!r}); "
+            "the pattern is searched in the name without its extension and group 1 is the speaker id: fix it, or leave it unset"
+        )
+    problems.extend((rec.path, f"file name does not match data.speaker_pattern={pattern!r}") for rec in missed)
     return out
 
 
@@ -80,81 +184,185 @@ def _read_sources(root: Path) -> dict[str, str]:
     if not index.exists():
         return {}
     with open(index, newline="") as f:
-        return {str((root / row["path"]).resolve()): row["source"] for row in csv.DictReader(f)}
+        rows = list(csv.DictReader(f))
+    if rows and not {"path", "source"} <= set(rows[0]):
+        raise DataError(f"{index}: expected the 'path' and 'source' columns ser-dist augment writes; rename or remove the file")
+    return {resolved(root / row["path"]): row["source"] for row in rows if row["path"] and row["source"]}
 
 
 @CORPORA.register("folder")
 def folder(root: Path, data) -> Scan:
-    """The seed's layout: one folder per class (``Anger/``, ``Sad/``...), nested subfolders allowed."""
+    """The seed's layout: one folder per class (``Anger/``, ``Sad/``...), nested subfolders allowed.
+
+    Every entry inside a class folder is used or set aside with its reason (non-audio and hidden files,
+    broken or looping links, a second link to the same clip). At the top level, audio files and hidden
+    folders are set aside; other files there (README, sources.csv, a manifest) are the corpus's notes.
+    """
     scan = Scan()
     sources = _read_sources(root)
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_dirs = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        path = Path(entry.path)
+        problem = _entry_problem(entry)
+        if problem is not None:
+            scan.problems.append((str(path), problem))
+        elif entry.is_dir():
+            class_dirs.append(path)
+        elif path.suffix.lower() in AUDIO_EXTENSIONS:
+            scan.problems.append((str(path), "audio file outside any class folder"))
     if not class_dirs:
         raise DataError(f"{root}: no class folders found; expected one folder per emotion (e.g. {root}/Anger/*.wav) or pass a manifest with data.manifest=FILE")
+    first_use: dict[str, tuple[Path, str]] = {}  # resolved clip -> (the entry that used it, its class)
     for class_dir in class_dirs:
-        files = audio_files(class_dir)
-        if not files:
-            raise DataError(f"{class_dir}: class '{class_dir.name}' has no audio clips; add clips or remove the folder")
-        for path in files:
-            resolved = str(path.resolve())
-            scan.records.append(Record(path=resolved, label=class_dir.name, source=sources.get(resolved)))
-    for path in sorted(root.iterdir()):
-        if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
-            scan.problems.append((str(path), "audio file outside any class folder"))
-    scan.records = _apply_speaker_pattern(scan.records, data.speaker_pattern, scan.problems)
+        found = scan_folder(class_dir)
+        not_used = found.not_used()
+        scan.problems.extend(not_used)
+        if not found.audio:
+            example = f" ({len(not_used)} other entries, e.g. {Path(not_used[0][0]).name}: {not_used[0][1]})" if not_used else ""
+            raise DataError(f"{class_dir}: class '{class_dir.name}' has no audio clips{example}; add clips or remove the folder")
+        for path in found.audio:
+            clip = resolved(path)
+            if clip in first_use:
+                first, first_label = first_use[clip]
+                if first_label != class_dir.name:
+                    raise DataError(
+                        f"{first} and {path} are the same clip ({clip}) in two class folders, {first_label!r} and {class_dir.name!r}; "
+                        "a clip needs one label: remove one of them"
+                    )
+                scan.problems.append((str(path), f"same clip as {first} (a link); used once"))
+                continue
+            first_use[clip] = (path, class_dir.name)
+            scan.records.append(Record(path=clip, label=class_dir.name, source=sources.get(clip)))
+    scan.records = _apply_speaker_pattern(scan.records, data.speaker_pattern, scan.problems, root)
     return scan
 
 
 def read_manifest_rows(path: Path) -> list[dict]:
-    """The rows of a CSV, TSV or JSONL (one object per line) file, as dicts."""
+    """The rows of a CSV, TSV or JSONL (one object per line) file, as dicts (a JSONL line may hold
+    another JSON value; ``read_manifest`` reports it)."""
+    return [row for _, row in manifest_lines(path)]
+
+
+def manifest_lines(path: Path) -> list[tuple[int, object]]:
+    """(line number, row) for each row of a CSV, TSV or JSONL manifest; blank JSONL lines are skipped.
+
+    ``utf-8-sig``: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name.
+    """
+    path = Path(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".jsonl", ".json"):
             rows = []
-            with open(path) as f:
+            with open(path, encoding="utf-8-sig") as f:
                 for number, line in enumerate(f, 1):
                     if line.strip():
                         try:
-                            rows.append(json.loads(line))
+                            rows.append((number, json.loads(line)))
                         except json.JSONDecodeError as err:
                             raise DataError(f"{path}:{number}: not valid JSON ({err.msg}); write one JSON object per line") from None
             return rows
         if suffix in (".csv", ".tsv"):
-            with open(path, newline="") as f:
-                return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+                rows = []
+                try:
+                    for row in reader:
+                        rows.append((reader.line_num, row))
+                except csv.Error as err:
+                    raise DataError(f"{path}:{reader.line_num + 1}: not valid {suffix[1:].upper()} ({err}); check the quoting on that line") from None
+                return rows
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text manifest; a manifest is a CSV/TSV/JSONL file with a 'path' column") from None
     raise DataError(f"{path}: unknown manifest format; use .csv, .tsv or .jsonl")
 
 
+def _check_columns(path: Path, rows: list[tuple[int, object]], scan: Scan) -> None:
+    """Required columns present; an unknown column that looks like a known one (``speker``) is an error,
+    other unknown columns are a warning (they are not read)."""
+    columns: list[str] = []
+    for _, row in rows:
+        if isinstance(row, dict):
+            columns += [key for key in row if isinstance(key, str) and key not in columns]
+    unknown = [key for key in columns if key not in MANIFEST_COLUMNS and key not in IGNORED_COLUMNS]
+    for key in unknown:
+        close = difflib.get_close_matches(key.strip().lower(), [c for c in MANIFEST_COLUMNS if c not in columns], n=1, cutoff=0.75)
+        if close:
+            raise DataError(f"{path}: column {key!r} is not a manifest column; did you mean {close[0]!r}? (columns: {', '.join(MANIFEST_COLUMNS)})")
+    for key in ("path", "label"):
+        if key not in columns:
+            raise DataError(
+                f"{path}: no {key!r} column (found: {', '.join(map(repr, columns)) or 'none'}); a manifest needs 'path' and 'label' "
+                f"columns{' (a TSV file must end in .tsv)' if any(chr(9) in c for c in columns) else ''}"
+            )
+    if unknown:
+        scan.warnings.append(f"{path}: column(s) {', '.join(map(repr, unknown))} are not read (a manifest's columns: {', '.join(MANIFEST_COLUMNS)})")
+
+
+def _cell(value, column: str, where: str) -> Optional[str]:
+    """A manifest value as text (None when missing or blank). Strings and whole numbers only: a list,
+    an object, a fraction or true/false is an error naming the row, never a silent str()."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and column != "path":
+        value = int(value)  # 3.0 from a JSON writer that turned an integer column into floats
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or (column == "path" and not isinstance(value, str)):
+        shown = json.dumps(value) if not isinstance(value, float) else repr(value)
+        kind = {list: "a list", dict: "an object", bool: "true/false", float: "a fraction"}.get(type(value), type(value).__name__)
+        raise DataError(f"{where}: {column!r} is {kind} ({shown[:60]}); give {'the file path as a string' if column == 'path' else 'a string'}")
+    text = str(value).strip()
+    return text or None
+
+
 def read_manifest(path: Path, data=None) -> Scan:
     """A CSV or JSONL manifest with ``path`` and ``label`` columns and optional ``speaker``, ``session``, ``source``.
 
-    Relative paths are taken relative to the manifest's folder.
+    Relative paths are taken relative to the manifest's folder. Any row that can't be read as a clip
+    (no path or label, a value of the wrong type, more fields than the header) is an error naming its
+    line; so is a clip listed twice (with the same or another label): each clip is used once.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: data.manifest is a folder; give the manifest file (CSV/TSV/JSONL), or use the folder as data.root")
     if not path.exists():
         raise DataError(f"{path}: manifest not found; check data.manifest")
-    rows = read_manifest_rows(path)
+    rows = manifest_lines(path)
+    if not rows:
+        raise DataError(f"{path}: the manifest has no rows; write one row per clip with its 'path' and 'label'")
+    for line, row in rows:
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{line}: a row must be a JSON object such as {{\"path\": \"a.wav\", \"label\": \"angry\"}}, got {json.dumps(row)[:60]}")
+        if None in row:  # csv.DictReader puts fields past the header under None
+            raise DataError(f"{path}:{line}: {len(row[None])} more field(s) than the header's {len(row) - 1} columns; quote values that contain the delimiter")
     scan = Scan()
-    for number, row in enumerate(rows, 1):
-        missing = [key for key in ("path", "label") if not row.get(key)]
+    _check_columns(path, rows, scan)
+    first_row: dict[str, tuple[int, str]] = {}  # resolved clip -> (line, label)
+    for line, row in rows:
+        where = f"{path}:{line}"
+        values = {key: _cell(row.get(key), key, where) for key in MANIFEST_COLUMNS}
+        missing = [key for key in ("path", "label") if values[key] is None]
         if missing:
-            raise DataError(f"{path}: row {number} has no {' or '.join(missing)}; every row needs 'path' and 'label'")
-        clip = Path(row["path"])
+            raise DataError(f"{where}: no {' or '.join(missing)} on this row; every row needs 'path' and 'label'")
+        clip = Path(values["path"]).expanduser()
         if not clip.is_absolute():
             clip = path.parent / clip
+        try:
+            clip_path = resolved(clip)
+        except ValueError as err:  # an embedded NUL
+            raise DataError(f"{where}: path {values['path']!r} is not a valid file name ({err})") from None
+        if clip_path in first_row:
+            first_line, first_label = first_row[clip_path]
+            if first_label != values["label"]:
+                raise DataError(
+                    f"{where}: {clip_path} is labelled {values['label']!r} here and {first_label!r} on line {first_line}; "
+                    "a clip needs one label: keep one of the rows"
+                )
+            raise DataError(f"{where}: {clip_path} is listed again (first on line {first_line}); list each clip once: remove the duplicate row")
+        first_row[clip_path] = (line, values["label"])
         scan.records.append(
-            Record(
-                path=str(clip.resolve()),
-                label=str(row["label"]),
-                speaker=str(row["speaker"]) if row.get("speaker") not in (None, "") else None,
-                session=str(row["session"]) if row.get("session") not in (None, "") else None,
-                source=str(row["source"]) if row.get("source") not in (None, "") else None,
-            )
+            Record(path=clip_path, label=values["label"], speaker=values["speaker"], session=values["session"], source=values["source"])
         )
     pattern = getattr(data, "speaker_pattern", None) if data is not None else None
-    scan.records = _apply_speaker_pattern(scan.records, pattern, scan.problems)
+    scan.records = _apply_speaker_pattern(scan.records, pattern, scan.problems, path)
     return scan
 
 

@@ -1,8 +1,13 @@
 """From a config's ``data`` section to decoded, split datasets and the run's data report.
 
 Steps: scan the corpus with its adapter (manifest rows), keep the configured classes, decode every
-clip once into the Arrow cache (unreadable clips are skipped and reported), split (speaker-independent
-by default), and count everything that was found, used, skipped or set aside.
+clip once into the Arrow cache (unreadable, too short and silent clips are skipped and reported),
+split (speaker-independent by default), and count everything that was found, used, skipped or set aside.
+
+Data that would train to a meaningless number stops here with one line naming the fix: fewer than 2
+classes, or a class with no clip in the train split (the model could never learn it). A class missing
+from the validation or test split is a warning (that split's UA averages the classes it has): in the
+report's ``warnings``, which the run log shows.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..registry import CORPORA
-from .manifest import DataError, Record, Scan
+from .manifest import AUDIO_EXTENSIONS, DataError, Record, Scan
 
 
 @dataclass
@@ -51,6 +56,7 @@ def scan_corpus(data) -> Scan:
     except KeyError as err:
         raise DataError(f"data.corpus: {err.args[0]}") from None
     scan = adapter(root, data)
+    found = sorted({rec.label for rec in scan.records})
     if data.labels:
         wanted = set(data.labels)
         kept = []
@@ -64,7 +70,7 @@ def scan_corpus(data) -> Scan:
     elif scan.labels is None:
         scan.labels = sorted({rec.label for rec in scan.records})
     if not scan.records:
-        raise DataError(f"{data.manifest or root}: no usable audio clips found (supported: wav, flac, mp3, ogg, ...); check data.root / data.corpus")
+        raise DataError(_nothing_usable(data, root, scan, found))
     counts = collections.Counter(rec.label for rec in scan.records)
     empty = [label for label in scan.labels if counts[label] == 0]
     if empty:
@@ -72,28 +78,77 @@ def scan_corpus(data) -> Scan:
     return scan
 
 
-def prepare_data(data, seed: int, num_proc: int = 1) -> PreparedData:
+def _nothing_usable(data, root, scan: Scan, labels_found: list[str]) -> str:
+    """The one line for a scan that kept no clip: what was found and why none of it is used."""
+    where = data.manifest or root
+    if data.labels and labels_found:
+        return f"{where}: data.labels={list(data.labels)} matches none of the labels found ({', '.join(labels_found)}); fix data.labels or leave it unset"
+    if scan.problems:
+        path, reason = scan.problems[0]
+        return f"{where}: none of the {len(scan.problems)} files found can be used (first: {Path(path).name}: {reason}); check data.root / data.corpus"
+    return f"{where}: no usable audio clips found (supported: {', '.join(e[1:] for e in AUDIO_EXTENSIONS[:4])}, ...); check data.root / data.corpus"
+
+
+def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = True) -> PreparedData:
     """Scan, decode and split the corpus; the split is drawn with ``data.split_seed`` when set, else ``seed``
-    (the training seed), so runs that differ only in ``train.seed`` can share one split."""
+    (the training seed), so runs that differ only in ``train.seed`` can share one split.
+
+    ``for_training``: fewer than 2 classes, or a class absent from the train split, is a ``DataError``
+    (scoring a saved model on a split, as ``ser-dist evaluate`` does, needs neither).
+    """
     from .dataset import build_audio_dataset
     from .splits import split_records
 
     scan = scan_corpus(data)
+    where = data.manifest or data.root
+    if for_training and len(scan.labels) < 2:
+        raise DataError(
+            f"{where}: only one class ({scan.labels[0]!r}, {len(scan.records)} clips); a classifier needs at least 2 classes: "
+            "add clips of another emotion (another class folder or manifest label), or widen data.labels"
+        )
     dataset, skipped = build_audio_dataset(
-        scan.records, sample_rate=data.sample_rate, max_seconds=data.max_seconds, cache_dir=data.cache_dir, num_proc=num_proc
+        scan.records, sample_rate=data.sample_rate, max_seconds=data.max_seconds, cache_dir=data.cache_dir, num_proc=num_proc,
+        min_seconds=data.min_seconds,
     )
     skipped_paths = {path for path, _ in skipped}
     records = [rec for rec in scan.records if rec.path not in skipped_paths]
     counts = collections.Counter(rec.label for rec in records)
     unreadable = [label for label in scan.labels if counts[label] == 0]
     if unreadable:
-        raise DataError(f"{data.manifest or data.root}: every clip of class {unreadable[0]!r} failed to decode (see the reasons in the data report); fix the files or leave the class out with data.labels=...")
+        reasons = dict(skipped)
+        first = next(rec.path for rec in scan.records if rec.label == unreadable[0])
+        raise DataError(
+            f"{where}: every clip of class {unreadable[0]!r} was skipped (e.g. {Path(first).name}: {reasons.get(first, 'unreadable')}); "
+            "fix the files or leave the class out with data.labels=..."
+        )
     split = split_records(records, data, seed if data.split_seed is None else data.split_seed)
-    report = data_report(data, scan, records, skipped, split, dataset)
+    coverage = class_coverage(records, split, scan.labels)
+    if for_training and coverage.get("train"):
+        label = coverage["train"][0]
+        elsewhere = ", ".join(f"{sum(1 for i in split[name] if records[i].label == label)} in {name}" for name in ("val", "test"))
+        raise DataError(
+            f"{where}: class {label!r} has no clips in the train split ({elsewhere}; data.split={data.split}), so the model can't learn it; "
+            "add clips of it from other speakers, leave it out with data.labels=..., or use another data.split"
+        )
+    warnings = list(scan.warnings) + [
+        f"class {label!r} has no clips in the {name} split; {name} UA averages the other {len(scan.labels) - len(missing)} classes"
+        for name, missing in coverage.items() if name != "train" and split[name] for label in missing
+    ]
+    report = data_report(data, scan, records, skipped, split, dataset, warnings)
     return PreparedData(label_names=list(scan.labels), records=records, dataset=dataset, split=split, report=report)
 
 
-def data_report(data, scan: Scan, records: list[Record], skipped, split: dict, dataset) -> dict:
+def class_coverage(records: list[Record], split: dict, labels: list[str]) -> dict[str, list[str]]:
+    """For each split, the classes (in ``labels`` order) with no clip in it."""
+    return {name: [label for label in labels if label not in {records[i].label for i in indices}] for name, indices in split.items()}
+
+
+def skip_kind(reason: str) -> str:
+    """How the summary counts a skipped clip: too short, silent, or unreadable (everything else)."""
+    return "too short" if reason.startswith("too short") else "silent" if reason.startswith("silent") else "unreadable"
+
+
+def data_report(data, scan: Scan, records: list[Record], skipped, split: dict, dataset, warnings: Optional[list[str]] = None) -> dict:
     durations = dataset["duration"]
     original = dataset["original_duration"]
     per_split = {}
@@ -114,16 +169,21 @@ def data_report(data, scan: Scan, records: list[Record], skipped, split: dict, d
         "num_cropped": int(sum(1 for d, o in zip(durations, original) if o > d + 1e-6)),
         "skipped_files": [{"path": p, "reason": r} for p, r in skipped],
         "set_aside_files": [{"path": p, "reason": r} for p, r in scan.problems],
+        "warnings": list(warnings or []),
         "splits": per_split,
     }
 
 
 def summary_line(report: dict) -> str:
     splits = " / ".join(f"{name} {info['num_clips']}" for name, info in report["splits"].items())
+    kinds = collections.Counter(skip_kind(r["reason"]) for r in report["skipped_files"])
+    unusable = "".join(f", {kinds[kind]} {kind} skipped" for kind in ("too short", "silent") if kinds[kind])
+    warnings = report.get("warnings") or []
+    warned = f"; {len(warnings)} warning(s): {warnings[0]}" + (" (+ more in data_report.json)" if len(warnings) > 1 else "") if warnings else ""
     return (
         f"data: {report['num_used']} clips used of {report['num_found']} found "
-        f"({len(report['skipped_files'])} unreadable skipped, {len(report['set_aside_files'])} set aside, "
-        f"{report['num_cropped']} cropped); {splits}"
+        f"({kinds['unreadable']} unreadable skipped{unusable}, {len(report['set_aside_files'])} set aside, "
+        f"{report['num_cropped']} cropped); {splits}{warned}"
     )
 
 

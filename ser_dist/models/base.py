@@ -2,7 +2,8 @@
 
 ``forward(input_values [B, T] float waveforms at the data sample rate, lengths [B] in samples)``
 returns ``SEROutput(logits [B, C], embedding [B, D])``. Padding never reaches the prediction: each
-model masks or packs using ``lengths``.
+model masks or packs using ``lengths``. Any input of 1 sample or more runs: a batch shorter than the
+model's receptive field (``min_input_samples``) is zero-padded to it inside ``forward``.
 """
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ class SEROutput(NamedTuple):
 
 class SERModel(nn.Module):
     """Base class: subclasses define ``forward`` and may name parameter groups for freezing and lrs."""
+
+    @property
+    def min_input_samples(self) -> int:
+        """The fewest samples the front end needs for one frame (its receptive field). Shorter batches
+        are zero-padded to this inside ``forward``, so they run, but what the model hears is mostly padding."""
+        return 1
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Named, disjoint groups covering every parameter. ``head`` is trained with ``optim.lr``;

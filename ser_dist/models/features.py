@@ -106,8 +106,15 @@ class MFCCFrontend(nn.Module):
         self.output_size = 3 * n_mfcc
         make_buffers_non_persistent(self.mfcc)
 
+    @property
+    def min_input_samples(self) -> int:
+        """The centred STFT reflect-pads n_fft // 2 samples on each side, which needs a longer input."""
+        return self.n_fft // 2 + 1
+
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            if waveforms.shape[1] < self.min_input_samples:  # as batch padding would: zeros after the clip
+                waveforms = nn.functional.pad(waveforms, (0, self.min_input_samples - waveforms.shape[1]))
             mfcc = self.mfcc(waveforms.float())  # [B, n_mfcc, T]
             delta = torchaudio.functional.compute_deltas(mfcc)
             delta2 = torchaudio.functional.compute_deltas(delta)

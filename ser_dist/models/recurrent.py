@@ -115,6 +115,10 @@ class RecurrentSER(SERModel):
         self.dense = nn.Sequential(nn.Linear(pooled_size, embedding_size), nn.ReLU())
         self.classifier = build_classifier(embedding_size, num_classes, classifier, classifier_scale)
 
+    @property
+    def min_input_samples(self) -> int:
+        return self.frontend.min_input_samples
+
     def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
         features, frames = average_frames(*self.frontend(input_values, lengths), self.frame_stride)
         outputs, pooled = self.lstm(features, frames)

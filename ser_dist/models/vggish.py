@@ -165,6 +165,11 @@ class VGGishSER(SERModel):
         self.dropout = nn.Dropout(dropout)
         self.classifier = build_classifier(embedding_size, num_classes, classifier, classifier_scale)
 
+    @property
+    def min_input_samples(self) -> int:
+        """One (uncentred) STFT frame; the front end zero-pads shorter batches to it."""
+        return self.frontend.n_fft
+
     def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
         log_mel, frames = self.frontend(input_values, lengths)
         batch, total = log_mel.shape[0], log_mel.shape[1]
