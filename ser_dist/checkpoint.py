@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -172,6 +173,7 @@ def load_checkpoint(accelerator, path: Path, schedule=None) -> TrainerState:
             f"train.resume: {path} was saved by {state.num_processes} process(es) but this run has {accelerator.num_processes}; "
             f"resume with {state.num_processes} processes (the sampler position and RNG states are per process)"
         )
+    _check_pickles(path, accelerator.process_index)
     try:
         accelerator.load_state(str(path))
         if schedule is not None and (path / SCHEDULE_FILE).exists():
@@ -179,6 +181,24 @@ def load_checkpoint(accelerator, path: Path, schedule=None) -> TrainerState:
     except Exception as err:  # a file without a files.json entry (older layout) that fails to load
         raise CheckpointError(f"{path}: cannot resume, a file failed to load ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
     return state
+
+
+def _check_pickles(path: Path, process_index: int) -> None:
+    """Refuse what accelerate would unpickle with ``weights_only=False`` (custom objects) or drop silently when
+    it fails to load (the RNG states): a checkpoint resumed from must not run code nor lose its RNG state."""
+    from accelerate.utils.other import load
+
+    custom = sorted(path.glob("custom_checkpoint_*.pkl"))
+    if custom:
+        raise CheckpointError(f"{custom[0]}: ser-dist writes no pickled custom state, so this file is not its own; refused unread, resume from another checkpoint")
+    rng = path / f"random_states_{process_index}.pkl"
+    if rng.exists():
+        try:
+            with warnings.catch_warnings():  # torch warns about the pickle protocol of a file it then refuses
+                warnings.simplefilter("ignore")
+                load(rng)  # weights_only=True with numpy's array types allowed: plain data or an error, never code
+        except Exception as err:
+            raise CheckpointError(f"{rng}: the RNG state does not load as plain data ({type(err).__name__}); resume from another checkpoint") from None
 
 
 def resolve_resume(resume: Optional[str], directory: Path, log=None) -> Optional[Path]:

@@ -220,3 +220,23 @@ def test_resume_auto_sets_aside_a_checkpoint_whose_state_file_is_truncated(tmp_p
     assert resolve_resume("auto", tmp_path, said.append) == whole
     assert said == [f"resume: passing over {damaged.name}: {STATE_FILE} is missing or unreadable; set aside as .damaged-{damaged.name}, trying the previous checkpoint"]
     assert (tmp_path / f".damaged-{damaged.name}").is_dir() and not damaged.exists()
+
+
+def test_hostile_pickles_in_a_consistent_checkpoint_are_refused_unread(demo_corpus, tmp_path):
+    """The strongest attacker rewrites files.json too. accelerate would unpickle a custom_checkpoint_*.pkl with
+    weights_only=False (ser-dist once stored its lr schedule so), and drops an RNG file it cannot load in silence."""
+    from ser_dist.checkpoint import _file_table
+
+    out, marker = tmp_path / "run", tmp_path / "pwned"
+    killed_after(2, demo_corpus, out)
+    latest = complete_checkpoints(out / "checkpoints")[-1][1]
+    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl"):
+        original = (latest / name).read_bytes() if (latest / name).exists() else None
+        (latest / name).write_bytes(pickle.dumps(Payload(marker)))
+        (latest / FILES_FILE).write_text(json.dumps(_file_table(latest)))
+        assert_one_line_error(run(*args(demo_corpus, out, "train.resume=auto")), str(latest / name))
+        assert not marker.exists()
+        if original is None:
+            (latest / name).unlink()
+        else:
+            (latest / name).write_bytes(original)
