@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import runpy
 import sys
 from pathlib import Path
@@ -173,24 +174,57 @@ def cmd_report(args) -> None:
     print(f"-> {paths['markdown']}, {paths['csv']}, {paths['heatmap']}")
 
 
+def at_least(low: float, kind=int):
+    """An argparse type: a finite ``kind`` >= ``low`` (argparse reports anything else as the option's error)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number >= {low}" if kind is float else f"{text} must be >= {low}")
+        return value
+
+    return parse
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number of seconds > 0")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad command-line input is one ``ser-dist: error:`` line, as every other bad input (no usage block)."""
+
+    def error(self, message: str):
+        print(f"ser-dist: error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ser-dist", description="Speech emotion recognition training on one CPU to many GPUs.")
+    parser = OneLineParser(prog="ser-dist", description="Speech emotion recognition training on one CPU to many GPUs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("make-demo-data", help="write the synthetic acted-emotion demo corpus (folder per class)")
     p.add_argument("out_dir")
-    p.add_argument("--speakers", type=int, default=10)
-    p.add_argument("--sentences", type=int, default=10)
-    p.add_argument("--takes", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speakers", type=at_least(2), default=10)
+    p.add_argument("--sentences", type=at_least(1), default=10)
+    p.add_argument("--takes", type=at_least(1), default=1)
+    p.add_argument("--seed", type=at_least(0), default=0)
 
     p = sub.add_parser("augment", help="write an augmented copy of a folder-per-class corpus (originals + one copy per op) and DST/sources.csv")
     p.add_argument("src", help="folder with one subfolder per emotion")
     p.add_argument("dst", help="new folder to write (train on it with data.root=DST: copies stay in their original's split)")
     p.add_argument("--ops", required=True, help="comma-separated: bandpass, pitch_shift, time_mask, noise, gain, speed")
-    p.add_argument("--copies", type=int, default=1, help="augmented copies per op and clip")
-    p.add_argument("--sample-rate", type=int, default=16000, help="rate of the written clips")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--copies", type=at_least(1), default=1, help="augmented copies per op and clip")
+    p.add_argument("--sample-rate", type=at_least(1000), default=16000, help="rate of the written clips")
+    p.add_argument("--seed", type=at_least(0), default=0)
     p.add_argument("--no-originals", action="store_true", help="write only the augmented copies")
 
     p = sub.add_parser("train", help="train a recipe: ser-dist train recipes/bilstm_mfcc_ce.py data.root=DIR [section.key=value ...]")
@@ -202,10 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print a JSON list, one object per file: file, label, confidence, probabilities (+ windows)")
     fmt.add_argument("--csv", action="store_true", help="print CSV: one row per file (segment 'all') and per window, every class's probability")
-    p.add_argument("--top-k", type=int, default=None, help="also show the K most likely emotions")
-    p.add_argument("--window-seconds", type=float, default=None, help="window length for long recordings (default: the model's training crop, data.max_seconds)")
-    p.add_argument("--hop-seconds", type=float, default=None, help="step between windows (default: the window length); recordings longer than window + hop are split")
-    p.add_argument("--batch-size", type=int, default=8, help="clips or windows per forward pass")
+    p.add_argument("--top-k", type=at_least(1), default=None, help="also show the K most likely emotions")
+    p.add_argument("--window-seconds", type=positive_seconds, default=None, help="window length for long recordings (default: the model's training crop, data.max_seconds)")
+    p.add_argument("--hop-seconds", type=positive_seconds, default=None, help="step between windows (default: the window length); recordings longer than window + hop are split")
+    p.add_argument("--batch-size", type=at_least(1), default=8, help="clips or windows per forward pass")
     p.add_argument("--revision", default=None, help="Hub models: branch, tag or commit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--device", default=None)
@@ -216,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "val", "train", "all"), default=None, help="which clips: default the run's test split without --data, every clip (all) with --data")
     p.add_argument("--label-map", default=None, metavar="CORPUS=MODEL,...", help="rename the corpus's labels to the model's, e.g. angry=Anger,sad=Sad")
     p.add_argument("--out", default=None, help="report folder (default: RUN_DIR/evaluation)")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the model's train.batch_size")
+    p.add_argument("--batch-size", type=at_least(1), default=None, help="default: the model's train.batch_size")
     p.add_argument("--revision", default=None, help="Hub models: branch, tag or commit")
 
     p = sub.add_parser("push", help="upload a run's exported model (weights, config, model card) to the Hugging Face Hub")

@@ -9,6 +9,7 @@ windows go through the model ``batch_size`` at a time, so a recording of any len
 """
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -171,7 +172,7 @@ class EmotionClassifier:
     def _window_samples(self, window_seconds: Optional[float], hop_seconds: Optional[float]) -> tuple[int, int]:
         window = window_seconds or self.max_seconds or DEFAULT_WINDOW_SECONDS
         hop = hop_seconds or window
-        if window <= 0 or hop <= 0:
+        if not (window > 0 and hop > 0 and math.isfinite(window) and math.isfinite(hop)):  # NaN fails every comparison
             raise UserError(f"--window-seconds {window} and --hop-seconds {hop} must be > 0")
         return max(1, int(round(window * self.sample_rate))), max(1, int(round(hop * self.sample_rate)))
 
