@@ -1,11 +1,17 @@
-"""Optimizer, schedulers and freezing through learning rates.
+"""Optimizer, schedulers and freezing.
 
 Every parameter is in the optimizer from step 0, in named groups (``head``, ``encoder``,
-``feature_encoder``, each split into decayed and non-decayed tensors). A frozen part is a group whose
-lr is held at 0 (AdamW's update and decoupled weight decay both scale with lr, so the weights do not
-move). This works the same under DDP, where a parameter that gets no gradient breaks the gradient
-reduction, and under DeepSpeed ZeRO, which builds its optimizer only from the parameters that require
-grad at start (DeepSpeed #1767): a later unfreeze there would silently train nothing.
+``feature_encoder``, each split into decayed and non-decayed tensors): DeepSpeed ZeRO builds its
+optimizer only from the parameters that require grad at start (DeepSpeed #1767), so a part left out
+there would silently never train after its unfreeze.
+
+Freezing is one mechanism on any number of processes (``Freezing``): while a part is frozen its
+parameters stop requiring grad, so they get no gradient, enter no clipping norm and no optimizer state
+(AdamW skips a parameter without a gradient); its groups' lr is also held at 0, which under ZeRO (whose
+flat partitions see zeros for it) keeps decoupled weight decay from moving it. When the part unfreezes,
+its groups' optimizer state is dropped, so it starts from a fresh state exactly as on one process.
+DDP is told to expect parameters without gradients whenever the recipe freezes anything
+(``find_unused_parameters``, in the trainer's accelerator set-up).
 """
 from __future__ import annotations
 
@@ -92,3 +98,40 @@ def apply_frozen_lrs(optimizer, frozen: set[str]) -> None:
             if group["lr"] == 0.0:
                 group["lr"] = group["lr_when_unfrozen"]
             group["lr_when_unfrozen"] = None
+
+
+def reset_optimizer_state(optimizer, parts: set[str]) -> None:
+    """Drop the optimizer state of the groups of ``parts``; the optimizer re-creates it at the next step.
+
+    ``param_groups``/``state`` are the torch optimizer's, also under ZeRO (where a group's ``params`` is its
+    flat fp32 partition), so this is the same call on any number of processes.
+    """
+    for group in optimizer.param_groups:
+        if group.get("part") in parts:
+            for param in group["params"]:
+                optimizer.state.pop(param, None)
+
+
+class Freezing:
+    """Which parts are frozen in an epoch, applied the same way on one process, DDP and ZeRO."""
+
+    def __init__(self, model_cfg, model, optimizer):
+        self.model_cfg, self.model, self.optimizer = model_cfg, model, optimizer
+
+    def start_epoch(self, epoch: int, from_batch: int = 0) -> set[str]:
+        """Freeze and unfreeze for ``epoch`` (0-based). A part unfrozen at this epoch's start loses its
+        optimizer state; a run resumed in the middle of the epoch (``from_batch`` > 0) has that already."""
+        frozen = frozen_parts(self.model_cfg, epoch)
+        before = frozen_parts(self.model_cfg, epoch - 1) if epoch > 0 else frozen
+        self.model.set_frozen("feature_encoder" in frozen, "encoder" in frozen)
+        apply_frozen_lrs(self.optimizer, frozen)
+        if from_batch == 0:
+            reset_optimizer_state(self.optimizer, before - frozen)
+        return frozen
+
+    def after_step(self, frozen: set[str]) -> None:
+        apply_frozen_lrs(self.optimizer, frozen)  # a LambdaLR step rewrites every group's lr
+
+
+def freezes_anything(model_cfg) -> bool:
+    return model_cfg.freeze_feature_encoder_epochs != 0 or model_cfg.freeze_backbone_epochs != 0

@@ -29,7 +29,7 @@ from .errors import UserError
 from .losses import build_loss
 from .metrics import compute_metrics
 from .models import build_model
-from .optim import Schedule, apply_frozen_lrs, build_optimizer, frozen_parts
+from .optim import Freezing, Schedule, build_optimizer, freezes_anything
 from .run_log import RunLog
 
 METRIC_KEYS = {"ua": "unweighted_accuracy", "wa": "weighted_accuracy", "macro_f1": "macro_f1", "loss": "loss"}
@@ -53,6 +53,11 @@ def make_accelerator(exp):
         )
     if distributed and (not torch.cuda.is_available() or use_cpu):
         handlers.append(InitProcessGroupKwargs(backend="gloo", timeout=timedelta(minutes=30)))
+    if freezes_anything(exp.model) or exp.model.layerdrop > 0:
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        # A frozen part gets no gradients (ser_dist.optim.Freezing), nor a layer LayerDrop skipped: DDP must not wait for them.
+        handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
     precision = None if exp.train.mixed_precision == "auto" else exp.train.mixed_precision
     accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=exp.train.grad_accum_steps, kwargs_handlers=handlers)
     if distributed and accelerator.distributed_type == "NO":
@@ -310,18 +315,13 @@ def train(exp) -> dict:
     )
     metric_key = METRIC_KEYS[exp.train.metric]
     input_dtype = deepspeed_input_dtype(accelerator)
-    hard_freeze = accelerator.num_processes == 1 and accelerator.state.deepspeed_plugin is None
+    freezing = Freezing(exp.model, unwrapped, optimizer)
 
     for epoch in range(state.epoch, exp.train.epochs):
         if state.stopped_early:
             break
         state.epoch, started = epoch, time.time()
-        frozen = frozen_parts(exp.model, epoch)
-        # One process: frozen parts also stop computing gradients. Several: all parameters keep
-        # gradients (DDP/ZeRO need every one every step) and only the lr of 0 holds them still.
-        if not exp.model.cache_features:  # cached features: the encoder is out of the graph for good
-            unwrapped.set_frozen("feature_encoder" in frozen, "encoder" in frozen, hard=hard_freeze)
-        apply_frozen_lrs(optimizer, frozen)
+        frozen = freezing.start_epoch(epoch, from_batch=state.batches_done)  # the same on any number of processes
         sampler.set_epoch(epoch)
         loader_generator.manual_seed(exp.train.seed * 100_003 + epoch)
         sampler.set_start(state.batches_done)
@@ -354,7 +354,7 @@ def train(exp) -> dict:
                         state.train_loss_sum += float(stats[0]) / accelerator.num_processes
                         state.train_loss_count += 1
                         schedule.after_optimizer_step()
-                        apply_frozen_lrs(optimizer, frozen)
+                        freezing.after_step(frozen)
                     else:
                         state.nonfinite_steps += 1
                         state.nonfinite_streak += 1

@@ -121,7 +121,7 @@ def test_parameter_groups_cover_every_parameter_and_all_get_gradients(head):
     model(x, lengths).logits.sum().backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []  # DDP: no unused parameter
     model.zero_grad(set_to_none=True)
-    model.set_frozen(feature_encoder=True, encoder=False, hard=True)
+    model.set_frozen(feature_encoder=True, encoder=False)
     model(x, lengths).logits.sum().backward()
     assert all(p.grad is None for p in groups["feature_encoder"]) and all(p.grad is not None for p in groups["encoder"])
 

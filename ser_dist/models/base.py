@@ -36,10 +36,10 @@ class SERModel(nn.Module):
         ``feature_encoder`` and ``encoder`` (pretrained parts) with ``optim.backbone_lr`` and can be frozen."""
         return {"head": list(self.parameters())}
 
-    def set_frozen(self, feature_encoder: bool, encoder: bool, hard: bool = True) -> None:
-        """Freeze pretrained parts (the trainer also holds their lr at 0). ``hard``: also stop computing
-        their gradients (one process only: DDP and ZeRO need every parameter's gradient every step).
-        Models without such parts ignore it."""
+    def set_frozen(self, feature_encoder: bool, encoder: bool) -> None:
+        """Freeze pretrained parts: their parameters stop requiring grad (``ser_dist.optim.Freezing`` also
+        holds their lr at 0 and resets their optimizer state at the unfreeze). Models without such parts
+        ignore it."""
 
 
 def reject_recurrent_options(model_cfg, backbone: str) -> None:

@@ -194,13 +194,13 @@ class SSLClassifier(SERModel):
         head = [p for name, p in self.named_parameters() if not name.startswith(self.prefix + ".")]
         return {"head": head, "encoder": encoder, "feature_encoder": feature_encoder}
 
-    def set_frozen(self, feature_encoder: bool, encoder: bool, hard: bool = True) -> None:
+    def set_frozen(self, feature_encoder: bool, encoder: bool) -> None:
         groups = self.parameter_groups()
         for name, frozen in (("feature_encoder", feature_encoder), ("encoder", encoder)):
             for p in groups[name]:
-                p.requires_grad_(not (hard and frozen))
+                p.requires_grad_(not frozen)
         # transformers' own freeze flag: also skips the input's requires_grad for gradient checkpointing
-        self.encoder.feature_extractor._requires_grad = not (hard and feature_encoder)
+        self.encoder.feature_extractor._requires_grad = not feature_encoder
 
     # -- export (ser_dist/export.py calls these) -------------------------------------------------
     def hf_config(self, meta: dict):

@@ -189,10 +189,10 @@ class VGGishSER(SERModel):
             "head": list(self.classifier.parameters()),
         }
 
-    def set_frozen(self, feature_encoder: bool, encoder: bool, hard: bool = True) -> None:
+    def set_frozen(self, feature_encoder: bool, encoder: bool) -> None:
         for module, frozen in ((self.vggish.features, feature_encoder or encoder), (self.vggish.embeddings, encoder)):
             for parameter in module.parameters():
-                parameter.requires_grad_(not (hard and frozen))
+                parameter.requires_grad_(not frozen)
 
 
 @BACKBONES.register("vggish")
