@@ -145,7 +145,7 @@ def cmd_cv(args, extras: list[str]) -> None:
     if len(recipes) != 1:
         raise UserError(f"ser-dist cv takes one recipe, got {len(recipes)}; for several use ser-dist grid")
     plan = plan_cv(recipes[0], overrides, out_dir=args.out, smoke=args.smoke)
-    run_cv(plan, launcher=args.launcher)
+    run_cv(plan, launcher=args.launcher, rerun=args.rerun)
     print((plan.out_dir / "cv_summary.md").read_text(), end="")
     print(f"-> {plan.out_dir / 'cv_summary.json'}")
 
@@ -156,10 +156,10 @@ def cmd_grid(args, extras: list[str]) -> None:
     recipes, overrides = _study_arguments(args, extras)
     plans = plan_grid(recipes, overrides, args.out, smoke=args.smoke)
     if args.print_jobs:
-        print("\n".join(grid_jobs(plans, launcher=args.launcher)))
+        print("\n".join(grid_jobs(plans, launcher=args.launcher, rerun=args.rerun)))
         print(f"# when every job has finished: ser-dist report {args.out}/*/ --out {args.out}", file=sys.stderr)
         return
-    paths = run_grid(plans, args.out, launcher=args.launcher)
+    paths = run_grid(plans, args.out, launcher=args.launcher, rerun=args.rerun)
     print(paths["markdown"].read_text(), end="")
 
 
@@ -271,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=name == "grid", help="output folder (cv: default train.output_dir; folds go to OUT/fold_K)")
         p.add_argument("--launcher", help="run each fold as a command of this launcher, e.g. 'accelerate launch --num_processes 8'")
         p.add_argument("--smoke", action="store_true", help="tiny models, 1 epoch, 2 s clips: check a setup end to end (numbers are meaningless)")
+        p.add_argument("--rerun", action="store_true", help="retrain the folds whose folder holds a run of other settings (without it, such a fold stops the command)")
         if name == "grid":
             p.add_argument("--print-jobs", action="store_true", help="print one ser-dist cv command per cell (for a cluster) instead of running")
 

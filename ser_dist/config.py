@@ -29,6 +29,12 @@ HEADS = ("auto", "last", "mean", "attentive_stats", "weighted_layers")
 
 # How a run is launched, not what it computes: left out of the exported experiment and of the resume check.
 RUN_CONTROL_KEYS = ("train.resume", "train.overwrite", "train.output_dir")
+# Settings that cannot change a run's numbers (where it writes, how often it logs or saves, where its
+# decode cache lives): left out of its fingerprint, the rest is in it.
+RESULT_NEUTRAL_KEYS = RUN_CONTROL_KEYS + (
+    "data.cache_dir", "data.num_workers", "train.tensorboard", "train.log_every_steps", "train.keep_last",
+    "train.save_every_steps", "train.push_to_hub", "hub.repo_id", "hub.private", "hub.revision",
+)
 # Keys a resumed run may change; any other difference from the checkpoint's run stops the resume.
 # train.epochs is safe only when the lr schedule does not span the run's length (plateau, none).
 RESUME_SAFE_KEYS = (
@@ -193,6 +199,7 @@ class Experiment:
         if self.data.split_seed is not None and self.data.split not in SEEDED_SPLITS:
             raise ConfigError(f"data.split_seed has no effect with data.split={self.data.split} (its folds or sets do not depend on a seed); "
                               f"leave it out, or use it with data.split={'|'.join(SEEDED_SPLITS)}")
+        check_component_names(self)  # a typo fails here, before the corpus is scanned and decoded
         if self.data.augment:
             from .data.augment import resolve_ops
 
@@ -208,6 +215,41 @@ class Experiment:
         if self.train.resume is not None and self.train.overwrite:
             raise ConfigError("train.resume and train.overwrite=true contradict each other: resume continues the run in train.output_dir, overwrite clears it; pick one")
         return self
+
+
+def _unknown(key: str, value: str, known: list[str], also: str) -> ConfigError:
+    hint = difflib.get_close_matches(value, known, n=1, cutoff=0.6)
+    return ConfigError(f"unknown {key}={value!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + f" Known: {', '.join(known)}; {also}")
+
+
+def check_component_names(exp: "Experiment") -> None:
+    """``model.backbone`` and ``loss.name`` name a registered component, an import path the user gave
+    (``pkg.module:name``, imported here so a bad one fails now), or, for the backbone, a Hub id
+    (``owner/name``) or a local directory written by ``save_pretrained``."""
+    from .registry import BACKBONES, LOSSES, load_builtins
+
+    load_builtins()
+    for key, registry, also in (
+        ("model.backbone", BACKBONES, "or a Hub id (owner/name), a local directory written by save_pretrained, or an import path package.module:builder"),
+        ("loss.name", LOSSES, "or an import path package.module:builder"),
+    ):
+        value = getattr(getattr(exp, key.split(".")[0]), key.split(".")[1])
+        if registry.is_registered(value):
+            continue
+        if ":" in value:
+            try:
+                registry.get(value)
+            except KeyError as err:
+                raise ConfigError(f"{key}: {err.args[0]}") from None
+            continue
+        if key == "model.backbone":
+            from .hub import REPO_ID
+
+            if Path(value).expanduser().is_dir() or (REPO_ID.match(value) and not value.startswith((".", "/", "~"))):
+                continue
+            if value.startswith((".", "/", "~")) or Path(value).expanduser().exists():
+                raise ConfigError(f"model.backbone={value}: not a directory; pass a folder written by save_pretrained (config.json + weights), a Hub id or a registered name")
+        raise _unknown(key, value, registry.names(), also)
 
 
 def _parse_interval(text: str) -> tuple[float, float, bool, bool]:
@@ -398,6 +440,26 @@ def cli(default: Experiment, argv: Optional[list[str]] = None) -> Experiment:
 
 def to_dict(exp: Experiment) -> dict[str, Any]:
     return dataclasses.asdict(exp)
+
+
+def result_settings(exp: Experiment, ignore: tuple = ()) -> dict[str, Any]:
+    """Every setting that can change a run's numbers, flat (``section.key``): less ``RESULT_NEUTRAL_KEYS`` and ``ignore``."""
+    return {key: value for key, value in flatten(to_dict(exp)).items() if key not in RESULT_NEUTRAL_KEYS and key not in ignore}
+
+
+def fingerprint(exp: Experiment, ignore: tuple = ()) -> str:
+    """A short hash of ``result_settings``: two runs with the same fingerprint ran the same settings."""
+    import hashlib
+    import json
+
+    text = json.dumps(result_settings(exp, ignore), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def setting_differences(old: Experiment, new: Experiment, ignore: tuple = ()) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) for each setting in ``result_settings`` that differs."""
+    a, b = result_settings(old, ignore), result_settings(new, ignore)
+    return [(key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
 
 
 def model_dict(exp: Experiment) -> dict[str, Any]:

@@ -7,7 +7,8 @@ hyperparameter is changed in one place. Defaults follow the seed study: IEMOCAP,
 
 ``run_cv`` runs every fold of a recipe's protocol and writes ``cv_summary.json`` / ``cv_summary.md``
 (mean ± sample std across folds of UA, WA and macro-F1); ``run_grid`` runs ``run_cv`` per recipe,
-skips folds that already finished (their ``metrics.json`` exists) and writes the backbone x loss
+skips folds that already finished with the same settings (the fingerprint in their ``metrics.json``;
+a fold run with other settings stops the command, or retrains with ``--rerun``) and writes the backbone x loss
 table (``results.md``, ``results.csv``) and heatmap (``results_heatmap.png``).
 
 How a fold runs: in this process, through the recipe's own ``__main__`` block (its real entry point),
@@ -173,13 +174,44 @@ class CVPlan:
     def fold_dir(self, fold: Optional[int]) -> Path:
         return self.out_dir / f"fold_{fold or 1}"
 
-    def fold_overrides(self, fold: Optional[int]) -> list[str]:
-        extra = [f"train.output_dir={self.fold_dir(fold)}", "train.resume=auto"]
+    def fold_overrides(self, fold: Optional[int], restart: bool = False) -> list[str]:
+        """``restart``: clear the fold's earlier run (other settings) instead of resuming it."""
+        extra = [f"train.output_dir={self.fold_dir(fold)}", "train.overwrite=true" if restart else "train.resume=auto"]
         return self.overrides + ([f"data.fold={fold}"] if fold is not None else []) + extra
 
-    def command(self, fold: Optional[int], launcher: Optional[str]) -> list[str]:
+    def command(self, fold: Optional[int], launcher: Optional[str], restart: bool = False) -> list[str]:
         prefix = shlex.split(launcher) if launcher else [sys.executable]
-        return prefix + [str(self.recipe.path), *self.fold_overrides(fold)]
+        return prefix + [str(self.recipe.path), *self.fold_overrides(fold, restart)]
+
+    def fold_experiment(self, fold: Optional[int]) -> Experiment:
+        """The fold's resolved config, as its training run resolves it."""
+        return apply_overrides(self.experiment, {"data.fold": fold}) if fold is not None else self.experiment
+
+    def earlier_run(self, fold: Optional[int]) -> tuple[str, str]:
+        """What the fold folder holds: ("none" | "same" | "changed", why). "same": a run of these settings
+        (finished when its metrics.json exists); "changed": a run of other settings, ``why`` names them."""
+        from . import config as config_module
+        from .errors import ConfigError
+
+        folder = self.fold_dir(fold)
+        config_file, metrics_file = folder / "config.yaml", folder / "metrics.json"
+        if not config_file.exists():
+            return ("changed", f"{metrics_file} has no config.yaml beside it") if metrics_file.exists() else ("none", "")
+        wanted = self.fold_experiment(fold)
+        try:
+            differences = config_module.setting_differences(config_module.load(config_file), wanted)
+        except ConfigError as err:
+            return "changed", f"its {config_file.name} does not load ({err})"
+        if differences:
+            shown = ", ".join(f"{key}={old!r} then, {new!r} now" for key, old, new in differences[:3])
+            return "changed", shown + (f" (+{len(differences) - 3} more)" if len(differences) > 3 else "")
+        if metrics_file.exists():
+            recorded = json.loads(metrics_file.read_text()).get("config_fingerprint")
+            if recorded is None:
+                return "changed", "its metrics.json records no settings fingerprint (an older ser-dist)"
+            if recorded != config_module.fingerprint(wanted):
+                return "changed", "its metrics.json was written by other settings than its config.yaml says"
+        return "same", ""
 
 
 def plan_cv(recipe_path: str | os.PathLike, overrides: Sequence[str], out_dir: Optional[str] = None, smoke: bool = False) -> CVPlan:
@@ -198,24 +230,41 @@ def plan_cv(recipe_path: str | os.PathLike, overrides: Sequence[str], out_dir: O
     return CVPlan(recipe=recipe, experiment=exp, out_dir=out, overrides=overrides, folds=folds)
 
 
-def run_cv(plan: CVPlan, launcher: Optional[str] = None, log=print) -> dict:
-    """Run the folds that have no ``metrics.json`` yet (a partly run fold resumes from its checkpoint)."""
+def check_earlier_runs(plan: CVPlan, rerun: bool = False) -> dict:
+    """Fold -> whether to restart it. A fold folder that holds a run of other settings stops the command
+    (before anything trains) with one line naming them, unless ``rerun``: then just that fold retrains."""
+    restart = {}
+    for fold in plan.folds:
+        state, why = plan.earlier_run(fold)
+        if state == "changed" and not rerun:
+            raise UserError(
+                f"{plan.recipe.name} fold {fold or 1}: {plan.fold_dir(fold)} holds a run of other settings ({why}); "
+                "pass --rerun to retrain the folds whose settings changed, or use another --out"
+            )
+        restart[fold] = state == "changed"
+    return restart
+
+
+def run_cv(plan: CVPlan, launcher: Optional[str] = None, log=print, rerun: bool = False) -> dict:
+    """Run the folds without a finished run of these settings (a partly run fold resumes from its checkpoint;
+    a fold run with other settings stops the command, or with ``rerun`` retrains)."""
     if launcher is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError(
             "ser-dist cv runs several trainings one after another, which a multi-process launch cannot do in one process; "
             "run it without a launcher and pass --launcher 'accelerate launch --num_processes N' instead"
         )
+    restart = check_earlier_runs(plan, rerun)
     for fold in plan.folds:
         done = plan.fold_dir(fold) / "metrics.json"
         label = f"{plan.recipe.name} fold {fold or 1}/{len(plan.folds)}"
-        if done.exists():
-            log(f"{label}: finished earlier ({done}), not rerun")
+        if done.exists() and not restart[fold]:
+            log(f"{label}: finished earlier with the same settings ({done}), not rerun")
             continue
-        log(f"{label}: training -> {plan.fold_dir(fold)}")
+        log(f"{label}: {'retraining (settings changed)' if restart[fold] else 'training'} -> {plan.fold_dir(fold)}")
         if launcher is None:
-            run_recipe_main(plan.recipe.path, plan.fold_overrides(fold))
+            run_recipe_main(plan.recipe.path, plan.fold_overrides(fold, restart[fold]))
         else:
-            result = subprocess.run(plan.command(fold, launcher))
+            result = subprocess.run(plan.command(fold, launcher, restart[fold]))
             if result.returncode != 0:
                 raise UserError(f"{label} failed (exit {result.returncode}); see {plan.fold_dir(fold) / 'train.log'}, then rerun the same command to resume")
         if not done.exists():
@@ -227,7 +276,10 @@ def write_cv_summary(plan: CVPlan) -> dict:
     folds = []
     for fold in plan.folds:
         metrics = json.loads((plan.fold_dir(fold) / "metrics.json").read_text())
-        folds.append({"fold": fold or 1, **{key: metrics["test"][key] for key in CV_METRICS}, "num_examples": metrics["test"]["num_examples"]})
+        folds.append({
+            "fold": fold or 1, **{key: metrics["test"][key] for key in CV_METRICS}, "num_examples": metrics["test"]["num_examples"],
+            "config_fingerprint_without_fold": metrics.get("config_fingerprint_without_fold"),
+        })
     summary = {
         "recipe": str(plan.recipe.path),
         "experiment": plan.recipe.config.name,
@@ -284,17 +336,37 @@ def collect_results(run_dirs: Sequence[str | os.PathLike]) -> list[dict]:
         if summary_path.is_file():
             summary = json.loads(summary_path.read_text())
             for fold in summary["folds"]:
-                rows.append({"backbone": summary["backbone"], "loss": summary["loss"], "run": str(run_dir), **{k: fold[k] for k in CV_METRICS}})
+                rows.append({
+                    "backbone": summary["backbone"], "loss": summary["loss"], "run": f"{run_dir} fold {fold['fold']}",
+                    "fingerprint": fold.get("config_fingerprint_without_fold"), **{k: fold[k] for k in CV_METRICS},
+                })
             continue
         metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.yaml"
         if not (metrics_path.is_file() and config_path.is_file()):
             raise UserError(f"{run_dir}: not a finished run (no {CV_SUMMARY}, or no metrics.json and config.yaml); pass run or cv folders")
         exp = config_module.load(config_path)
-        test = json.loads(metrics_path.read_text())["test"]
-        rows.append({"backbone": exp.model.backbone, "loss": exp.loss.name, "run": str(run_dir), **{k: test[k] for k in CV_METRICS}})
+        metrics = json.loads(metrics_path.read_text())
+        rows.append({
+            "backbone": exp.model.backbone, "loss": exp.loss.name, "run": str(run_dir),
+            "fingerprint": metrics.get("config_fingerprint_without_fold"), **{k: metrics["test"][k] for k in CV_METRICS},
+        })
     if not rows:
         raise UserError("no runs given; pass finished run folders (train.output_dir) or cv folders")
+    check_one_setting_per_cell(rows)
     return rows
+
+
+def check_one_setting_per_cell(rows: list[dict]) -> None:
+    """A table cell pools folds of one setting: runs whose settings (but the fold) differ are refused."""
+    cells: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        first = cells.setdefault((row["backbone"], row["loss"]), row)
+        if row.get("fingerprint") != first.get("fingerprint"):
+            raise UserError(
+                f"{first['run']} and {row['run']} are both the {row['backbone']} x {row['loss']} cell but ran other settings "
+                f"(fingerprints {first.get('fingerprint') or 'none recorded'} and {row.get('fingerprint') or 'none recorded'}; "
+                "compare their config.yaml); report runs of one setting per cell"
+            )
 
 
 def write_results(rows: list[dict], out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -376,22 +448,24 @@ def _differences(a, b, section: str, ignore: tuple[str, ...] = ()) -> list[tuple
     ]
 
 
-def grid_jobs(plans: Sequence[CVPlan], launcher: Optional[str] = None) -> list[str]:
+def grid_jobs(plans: Sequence[CVPlan], launcher: Optional[str] = None, rerun: bool = False) -> list[str]:
     """One shell command per cell: ``ser-dist cv`` of that recipe into its cell folder."""
     jobs = []
     for plan in plans:
-        command = ["ser-dist", "cv", str(plan.recipe.path), *plan.overrides, "--out", str(plan.out_dir)]
+        command = ["ser-dist", "cv", str(plan.recipe.path), *plan.overrides, "--out", str(plan.out_dir)] + (["--rerun"] if rerun else [])
         if launcher:
             command += ["--launcher", launcher]
         jobs.append(shlex.join(command))
     return jobs
 
 
-def run_grid(plans: Sequence[CVPlan], out_dir: str, launcher: Optional[str] = None, log=print) -> dict[str, Path]:
-    """Run every cell (finished folds are skipped), then write the study table and heatmap."""
+def run_grid(plans: Sequence[CVPlan], out_dir: str, launcher: Optional[str] = None, log=print, rerun: bool = False) -> dict[str, Path]:
+    """Run every cell (folds finished with the same settings are skipped), then write the study table and heatmap."""
+    for plan in plans:  # every cell's folders are checked before anything trains
+        check_earlier_runs(plan, rerun)
     for index, plan in enumerate(plans, 1):
         log(f"grid cell {index}/{len(plans)}: {plan.recipe.name} ({plan.recipe.backbone} x {plan.recipe.loss}, {len(plan.folds)} fold(s))")
-        run_cv(plan, launcher=launcher, log=log)
+        run_cv(plan, launcher=launcher, log=log, rerun=rerun)
     paths = write_results(collect_results([plan.out_dir for plan in plans]), out_dir)
     log(f"grid: {len(plans)} cells -> {paths['markdown']}, {paths['csv']}, {paths['heatmap']}")
     return paths

@@ -436,6 +436,9 @@ def finish(exp, accelerator, model, state, data, test_loader, criterion, log, nu
         "nonfinite_steps": state.nonfinite_steps,
         "num_parameters": num_parameters,
         "num_processes": accelerator.num_processes,
+        # What cv, grid and report check before reusing or pooling this run (ser_dist.config.fingerprint).
+        "config_fingerprint": config_module.fingerprint(exp),
+        "config_fingerprint_without_fold": config_module.fingerprint(exp, ignore=("data.fold",)),
         "data": {
             "num_used": data.report["num_used"],
             "skipped_files": len(data.report["skipped_files"]),

@@ -150,3 +150,36 @@ def test_out_of_range_or_non_finite_values_fail_in_one_line_naming_the_key(key, 
         for value in ("nan", "inf", "-inf"):
             with pytest.raises(ConfigError, match=re.escape(f"{key}=") + ".*must be a finite number"):
                 cli(base(), [f"{key}={value_as_cli(value)}"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.backbone=hubert_larg", "unknown model.backbone='hubert_larg'; did you mean 'hubert_large'?"),
+        ("model.backbone=BiLSTM", "unknown model.backbone='BiLSTM'"),
+        ("loss.name=focall", "unknown loss.name='focall'; did you mean 'focal'?"),
+        ("loss.name=no_such_pkg.mod:loss", "loss.name: cannot import loss 'no_such_pkg.mod:loss'"),
+        ("model.backbone=./no/such/dir", "model.backbone=./no/such/dir: not a directory"),
+    ],
+)
+def test_unknown_component_names_fail_at_config_time_with_a_suggestion(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cli(base(), [override])
+
+
+def test_hub_ids_local_directories_and_import_paths_stay_valid_backbones(tmp_path):
+    assert cli(base(), ["model.backbone=facebook/hubert-large-ll60k"]).model.backbone == "facebook/hubert-large-ll60k"
+    assert cli(base(), [f"model.backbone={tmp_path}"]).model.backbone == str(tmp_path)
+    assert cli(base(), ["model.backbone=ser_dist.models.recurrent:bilstm"]).model.backbone == "ser_dist.models.recurrent:bilstm"
+
+
+def test_a_wrong_backbone_fails_before_the_corpus_is_read(tmp_path):
+    """Through the recipe's entry point: the error comes before any data line (the corpus is never scanned)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "bilstm_mfcc_ce.py"), f"data.root={tmp_path}", "model.backbone=wav2vec_base"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 2 and "data:" not in result.stdout
+    assert result.stderr.strip() == (
+        "ser-dist: error: unknown model.backbone='wav2vec_base'; did you mean 'wav2vec2_base'? Known: " + result.stderr.split("Known: ")[1].strip()
+    )

@@ -198,3 +198,54 @@ def test_report_pools_folds_and_single_runs(tmp_path):
     assert lines[2] == "| lstm | — | UA 50.0 / WA 25.0 |"
     assert lines[3] == "| hubert_large | UA 70.0 ± 14.1 / WA 80.0 ± 14.1 | — |"
     assert os.path.getsize(paths["heatmap"]) > 0
+
+
+# ---- a study never reports stale runs: reuse only a fold of the same settings ----------------------------
+
+
+def test_a_fold_of_other_settings_stops_the_command_and_rerun_retrains_only_it(grid_run, demo_corpus, tmp_path):
+    from ser_dist.config import fingerprint, load
+
+    out = tmp_path / "study"
+    shutil.copytree(grid_run[0], out)
+    cell = out / "lstm_focal" / "fold_1"
+    untouched = {path: path.read_bytes() for path in (out / "lstm_ce" / "fold_1" / "metrics.json", cell / "metrics.json")}
+    recipes, data = ["recipes/lstm_ce.py", "recipes/lstm_focal.py"], demo_data(demo_corpus, "split=speaker")
+
+    def one_line_error(result, *fragments):
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and "training ->" not in result.stdout and len(lines) == 1, result.stderr[-2000:]
+        assert all(fragment in lines[0] for fragment in fragments), lines[0]
+
+    changed = cli("grid", *recipes, "--smoke", *data, "--out", str(out), "optim.lr=0.5")
+    one_line_error(changed, "ser-dist: error: lstm_ce fold 1: ", "holds a run of other settings (optim.lr=0.001 then, 0.5 now)", "pass --rerun")
+    assert all(path.read_bytes() == data_ for path, data_ in untouched.items())  # nothing trained, nothing cleared
+
+    one_line_error(cli("cv", "recipes/lstm_focal.py", "--smoke", *data, "--out", str(out / "lstm_focal"), "loss.gamma=0"), "loss.gamma=2.0 then, 0.0 now")
+    retrained = cli("cv", "recipes/lstm_focal.py", "--smoke", *data, "--out", str(out / "lstm_focal"), "loss.gamma=0", "--rerun")
+    assert retrained.returncode == 0 and "lstm_focal fold 1/1: retraining (settings changed)" in retrained.stdout, retrained.stderr[-2000:]
+    metrics = json.loads((cell / "metrics.json").read_text())
+    assert load(cell / "config.yaml").loss.gamma == 0.0 and metrics["config_fingerprint"] == fingerprint(load(cell / "config.yaml"))
+    assert (cell / "train.log").read_text().count("process(es) on") == 1  # the old run was cleared, not appended to
+
+    # Back to the recipes' own settings: only the focal cell is stale now, and only it retrains.
+    one_line_error(cli("grid", *recipes, "--smoke", *data, "--out", str(out)), "lstm_focal fold 1: ", "loss.gamma=0.0 then, 2.0 now")
+    rerun = cli("grid", *recipes, "--smoke", *data, "--out", str(out), "--rerun")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "lstm_ce fold 1/1: finished earlier with the same settings" in rerun.stdout
+    assert "lstm_focal fold 1/1: retraining (settings changed)" in rerun.stdout and rerun.stdout.count("training") == 1
+    assert json.loads((cell / "metrics.json").read_text())["test"] == json.loads(untouched[cell / "metrics.json"])["test"]  # the same run again
+
+
+def test_report_refuses_one_cell_of_runs_with_other_settings(grid_run, tmp_path):
+    out = tmp_path / "study"
+    shutil.copytree(grid_run[0], out)
+    other = out / "lstm_ce_again"
+    shutil.copytree(out / "lstm_ce", other)
+    metrics_file = other / "fold_1" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    metrics["config_fingerprint_without_fold"] = "0123456789abcdef"  # as a run with another lr would record
+    metrics_file.write_text(json.dumps(metrics))
+    assert collect_results([out / "lstm_ce" / "fold_1", out / "lstm_focal" / "fold_1"])  # one run per cell: fine
+    with pytest.raises(UserError, match=r"are both the lstm x ce cell but ran other settings"):
+        collect_results([out / "lstm_ce" / "fold_1", other / "fold_1"])
