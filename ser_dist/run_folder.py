@@ -7,6 +7,8 @@
   killed before its first one), the folder's outputs are cleared and the run starts from scratch.
 - A lock (``.ser-dist.lock``, an ``flock`` the kernel drops when the process ends, even on SIGKILL) keeps
   a second live run out of the folder.
+- With several processes, every one must see the same folder (``check_shared``): checkpoints hold every
+  rank's RNG state and are resumed by every rank, so nodes need a file system they all share.
 """
 from __future__ import annotations
 
@@ -87,4 +89,28 @@ def claim(out: Path, train_cfg, has_checkpoint: bool) -> None:
         raise ConfigError(
             f"train.output_dir={out} holds another run ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}); "
             "continue it with train.resume=auto, clear it with train.overwrite=true, or train into another folder"
+        )
+
+
+def check_shared(accelerator, out: Path) -> None:
+    """Collective: every process must see a file rank 0 wrote into ``out``, else one line saying so."""
+    if accelerator.num_processes == 1:
+        return
+    import uuid
+
+    from accelerate.utils import broadcast_object_list
+
+    token = broadcast_object_list([uuid.uuid4().hex if accelerator.is_main_process else None])[0]
+    probe = Path(out) / f".ser-dist-shared-{token}"
+    if accelerator.is_main_process:
+        probe.write_text(socket.gethostname())
+    accelerator.wait_for_everyone()
+    seen = probe.exists() and probe.read_text() != ""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        probe.unlink()
+    if not seen:
+        raise ConfigError(
+            f"train.output_dir={out} is not one folder for every process: rank {accelerator.process_index} on {socket.gethostname()} "
+            "does not see what rank 0 wrote there; checkpoints, resume and the export need a file system shared by all nodes (NFS, Lustre, ...)"
         )

@@ -64,9 +64,40 @@ def make_accelerator(exp):
         # e.g. the GPU config (accelerate_config.yaml) on a machine without GPUs: every process would train alone
         raise TrainingError(
             f"{os.environ['WORLD_SIZE']} processes were launched but Accelerate set up no distributed training "
-            f"(a GPU launch on a machine without CUDA?); on CPUs use launch/cpu_multiprocess.sh or accelerate launch --cpu"
+            f"(a GPU launch on a machine without CUDA?); on CPUs use bash launch/cpu_multiprocess.sh (torchrun with ACCELERATE_USE_CPU=true)"
+        )
+    asked = launcher_process_count()
+    if asked is not None and asked > accelerator.num_processes:
+        raise TrainingError(
+            f"accelerate launch was asked for {asked} processes but started this one alone ({accelerator.num_processes} process): "
+            "accelerate runs --cpu (and a machine without GPUs) as a single process; for several CPU processes use "
+            f"NPROC={asked} bash launch/cpu_multiprocess.sh RECIPE ... (ACCELERATE_USE_CPU=true torchrun --nproc_per_node {asked} RECIPE ...)"
         )
     return accelerator
+
+
+def launcher_process_count() -> int | None:
+    """The ``--num_processes`` of an ``accelerate launch`` that started this process directly (Linux), else None.
+
+    accelerate's single-process launcher (``--cpu``, or no GPU found) passes nothing of it on, so a
+    ``--num_processes 2`` it ignored is read from the parent's command line.
+    """
+    try:
+        parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    argv = [part.decode(errors="replace") for part in parent if part]
+    launched = any(a.endswith("accelerate") or a == "accelerate.commands.launch" for a in argv) and (
+        "launch" in argv or "accelerate.commands.launch" in argv
+    )
+    if not launched:
+        return None
+    for i, arg in enumerate(argv):
+        for flag in ("--num_processes", "--num-processes"):
+            value = argv[i + 1] if arg == flag and i + 1 < len(argv) else arg.split("=", 1)[1] if arg.startswith(flag + "=") else None
+            if value is not None and value.isdigit():
+                return int(value)
+    return None
 
 
 @contextlib.contextmanager
@@ -230,6 +261,7 @@ def train(exp) -> dict:
     if accelerator.is_main_process:  # before anything is written: one folder holds one run
         run_folder.claim(out, exp.train, has_checkpoint=bool(complete_checkpoints(ckpt_dir)))
     accelerator.wait_for_everyone()
+    run_folder.check_shared(accelerator, out)
     log = RunLog(accelerator, out, tensorboard=exp.train.tensorboard)
     log(f"{exp.name}: {accelerator.num_processes} process(es) on {accelerator.device}, precision {accelerator.mixed_precision}")
 

@@ -169,5 +169,5 @@ def test_launch_files_parse():
     for script in ("multi_gpu.sh", "slurm_multinode.sbatch", "cpu_multiprocess.sh"):
         assert subprocess.run(["bash", "-n", str(ROOT / "launch" / script)]).returncode == 0, script
     slurm = (ROOT / "launch" / "slurm_multinode.sbatch").read_text()
-    for flag in ("--num_machines", "--machine_rank", "--main_process_ip", "--rdzv_backend c10d", "--config_file accelerate_config.yaml"):
+    for flag in ("--num_machines", "--machine_rank", "--main_process_ip", "--rdzv_backend c10d", "--config_file \"$CONFIG_FILE\""):
         assert flag in slurm
