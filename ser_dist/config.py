@@ -248,7 +248,7 @@ def check_component_names(exp: "Experiment") -> None:
             if Path(value).expanduser().is_dir() or (REPO_ID.match(value) and not value.startswith((".", "/", "~"))):
                 continue
             if value.startswith((".", "/", "~")) or Path(value).expanduser().exists():
-                raise ConfigError(f"model.backbone={value}: not a directory; pass a folder written by save_pretrained (config.json + weights), a Hub id or a registered name")
+                raise ConfigError(f"model.backbone={value}: {value} is not a directory; pass a folder written by save_pretrained (config.json + weights), a Hub id or a registered name")
         raise _unknown(key, value, registry.names(), also)
 
 

@@ -159,7 +159,7 @@ def test_out_of_range_or_non_finite_values_fail_in_one_line_naming_the_key(key, 
         ("model.backbone=BiLSTM", "unknown model.backbone='BiLSTM'"),
         ("loss.name=focall", "unknown loss.name='focall'; did you mean 'focal'?"),
         ("loss.name=no_such_pkg.mod:loss", "loss.name: cannot import loss 'no_such_pkg.mod:loss'"),
-        ("model.backbone=./no/such/dir", "model.backbone=./no/such/dir: not a directory"),
+        ("model.backbone=./no/such/dir", "model.backbone=./no/such/dir: ./no/such/dir is not a directory"),
     ],
 )
 def test_unknown_component_names_fail_at_config_time_with_a_suggestion(override, message):
