@@ -10,7 +10,8 @@ folder; only when all are done does rank 0 write the JSON files and rename the f
 run killed mid-write never leaves a folder that resume would pick up. Progress comes from
 ``trainer_state.json``, never from folder names.
 
-A checkpoint is *loadable* when its files match ``files.json``. ``train.resume=auto`` takes the newest
+A checkpoint is *loadable* when its files match ``files.json`` (which must exist and list ``run.json`` and
+``schedule.json``) and its state file holds fields of the right types. ``train.resume=auto`` takes the newest
 loadable one and says in one line which newer ones it passed over and why (a truncated file, say).
 """
 from __future__ import annotations
@@ -58,10 +59,31 @@ class TrainerState:
 
     @classmethod
     def read(cls, path: Path) -> "TrainerState":
+        """The state file, checked field by field (a TypeError or ValueError names what is wrong)."""
         tree = json.loads((Path(path) / STATE_FILE).read_text())
         if not isinstance(tree, dict):
             raise TypeError("not a mapping")
-        return cls(**tree)
+        unknown = sorted(set(tree) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r}")
+        state = cls(**tree)
+        for name, kinds in STATE_TYPES.items():
+            value = getattr(state, name)
+            if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+                raise TypeError(f"{name}={value!r} is not {' or '.join(k.__name__ for k in kinds)}")
+            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+                raise ValueError(f"{name}={value} is negative")
+        if not all(isinstance(row, dict) for row in state.history):
+            raise TypeError("history holds a row that is not a mapping")
+        return state
+
+
+NONE = type(None)
+STATE_TYPES = {
+    "epoch": (int,), "batches_done": (int,), "global_step": (int,), "train_loss_sum": (float, int), "train_loss_count": (int,),
+    "best_metric": (float, int, NONE), "best_epoch": (int, NONE), "best_checkpoint": (str, NONE), "epochs_without_improvement": (int,),
+    "nonfinite_steps": (int,), "nonfinite_streak": (int,), "stopped_early": (bool,), "history": (list,), "num_processes": (int, NONE),
+}
 
 
 def checkpoint_name(state: TrainerState) -> str:
@@ -106,9 +128,11 @@ def verify(path: Path) -> Optional[str]:
         TrainerState.read(path)
         table = json.loads((path / FILES_FILE).read_text())
     except FileNotFoundError as err:
-        return f"{Path(err.filename).name} is missing"
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError):
-        return "its state or file list is unreadable"
+        return f"{Path(err.filename).name} is missing (damaged, or written by an older ser-dist)"
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as err:
+        return f"its state or file list is unreadable ({str(err).splitlines()[0][:120]})"
+    if not isinstance(table, dict) or RUN_FILE not in table or SCHEDULE_FILE not in table:
+        return f"{FILES_FILE} does not list {RUN_FILE} and {SCHEDULE_FILE}"
     on_disk = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - {STATE_FILE, FILES_FILE}
     foreign = sorted(on_disk - set(table))
     if foreign:  # accelerate would load (or refuse) a file ser-dist never wrote there
@@ -164,7 +188,7 @@ def _prune(directory: Path, keep_last: int, keep: set) -> None:
 def load_checkpoint(accelerator, path: Path, schedule=None) -> TrainerState:
     """Load a checkpoint into the prepared objects; a damaged one fails with one line naming the file."""
     path = Path(path)
-    problem = verify(path) if (path / FILES_FILE).exists() else None
+    problem = verify(path)
     if problem:
         raise CheckpointError(f"{path}: cannot resume, {problem}; resume from another checkpoint (train.resume=auto takes the newest whole one)")
     state = TrainerState.read(path)
@@ -215,7 +239,7 @@ def resolve_resume(resume: Optional[str], directory: Path, log=None) -> Optional
             if path.is_dir() and not path.name.startswith(".") and path not in whole:
                 _set_aside(path, f"{STATE_FILE} is missing or unreadable", log)
         for _, path in reversed(complete):
-            problem = verify(path) if (path / FILES_FILE).exists() else None
+            problem = verify(path)
             if problem is None:
                 return path
             _set_aside(path, problem, log)
@@ -236,10 +260,7 @@ def _set_aside(path: Path, problem: str, log) -> None:
 
 def check_same_run(path: Path, run_info: dict, safe_keys: tuple) -> None:
     """A resumed run must have the checkpoint's resolved config (but for ``safe_keys``) and data."""
-    file = Path(path) / RUN_FILE
-    if not file.exists():
-        return  # written before run.json existed: nothing to compare with
-    saved = json.loads(file.read_text())
+    saved = json.loads((Path(path) / RUN_FILE).read_text())  # verified whole by load_checkpoint's files.json check
     if saved.get("data") != run_info.get("data"):
         raise ConfigError(
             f"train.resume: {path} was trained on other data (the clips, labels, speakers or split differ: "

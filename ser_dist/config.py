@@ -50,7 +50,7 @@ NUMERIC_RANGES = {
     "data.val_fraction": "[0, 1)", "data.test_fraction": "[0, 1)", "data.sample_rate": "[1000, 384000]",
     "data.max_seconds": "(0, inf)", "data.batch_seconds": "(0, inf)", "data.num_workers": "[0, 256]",
     "data.augment_prob": "[0, 1]", "data.min_seconds": "[0, inf)",
-    "model.n_mfcc": "[1, 128]", "model.hidden_size": "[1, inf)", "model.num_layers": "[1, inf)",
+    "model.n_mfcc": "[1, 64]", "model.hidden_size": "[1, inf)", "model.num_layers": "[1, inf)",
     "model.frame_stride": "[1, inf)", "model.embedding_size": "[1, inf)", "model.dropout": "[0, 1)",
     "model.cnn_width": "(0, 16]", "model.freeze_feature_encoder_epochs": "[-1, inf)", "model.freeze_backbone_epochs": "[-1, inf)",
     "model.layerdrop": "[0, 1)", "model.mask_time_prob": "[0, 1)",
@@ -64,6 +64,7 @@ NUMERIC_RANGES = {
     "train.max_nonfinite_steps": "[1, inf)",
 }
 RANGE_HINTS = {
+    "model.n_mfcc": "the MFCC front end has 64 mel bands",
     "data.fold": "folds are numbered from 1", "model.num_layers": "null: the backbone's own depth",
     "model.frame_stride": "1: every 10 ms MFCC frame", "data.max_seconds": "null: keep whole clips",
     "train.early_stopping_patience": "null: no early stopping", "train.max_grad_norm": "null or 0: no clipping",
@@ -200,6 +201,11 @@ class Experiment:
             raise ConfigError(f"data.split_seed has no effect with data.split={self.data.split} (its folds or sets do not depend on a seed); "
                               f"leave it out, or use it with data.split={'|'.join(SEEDED_SPLITS)}")
         check_component_names(self)  # a typo fails here, before the corpus is scanned and decoded
+        for key, folder in (("data.cache_dir", self.data.cache_dir), ("train.output_dir", self.train.output_dir)):
+            if folder is not None:
+                blocked = next((p for p in [Path(folder), *Path(folder).parents] if p.exists() and not p.is_dir()), None)
+                if blocked is not None:
+                    raise ConfigError(f"{key}={folder}: {blocked} is a file, so this folder cannot be created; pass a folder path")
         if self.data.augment:
             from .data.augment import resolve_ops
 
@@ -339,6 +345,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if annotation is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{key}={value!r} must be a string")
+        if value is None or not str(value).strip():  # an empty key=, which would otherwise become the string "None"
+            raise ConfigError(f"{key} needs a value (it was given empty)")
         return str(value)
     return value
 

@@ -78,11 +78,24 @@ def release(out: Path) -> None:
 def claim(out: Path, train_cfg, has_checkpoint: bool) -> None:
     """Main process only, before the run writes anything: lock the folder, then refuse, clear or continue."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    lock(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock(out)
+    except OSError as err:
+        raise ConfigError(f"train.output_dir={out}: cannot create or write this folder ({err.strerror or err}); pass a writable folder") from None
     found = run_outputs(out)
     if not found:
         return
+    checkpoints = out / "checkpoints"
+    if checkpoints.exists() and not checkpoints.is_dir():
+        raise ConfigError(f"{checkpoints} is a file, not the run's checkpoint folder; move it away, or clear the run with train.overwrite=true")
+    finished = [name for name in ("metrics.json", "model") if (out / name).exists()]
+    if train_cfg.resume == "auto" and not has_checkpoint and finished and not train_cfg.overwrite:
+        # Nothing to continue from, yet a finished run: never clear it on a resume.
+        raise ConfigError(
+            f"train.output_dir={out} holds a finished run ({', '.join(finished)}) but no checkpoint to resume from; "
+            "keep it and train into another folder, or clear it with train.overwrite=true"
+        )
     if train_cfg.overwrite or (train_cfg.resume == "auto" and not has_checkpoint):
         clear_outputs(out)
     elif train_cfg.resume is None:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Subset
 
 from . import config as config_module
 from . import run_folder
-from .checkpoint import TrainerState, check_same_run, complete_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+from .checkpoint import TrainerState, check_same_run, complete_checkpoints, load_checkpoint, resolve_resume, save_checkpoint, verify
 from .data.augment import augmented_training_data
 from .data.dataset import AudioClips, collate_waveforms
 from .data.pipeline import first_problems, prepare_data, summary_line, write_report
@@ -219,6 +219,49 @@ def test_summary(scores: dict) -> dict:
     return summary
 
 
+def check_batches_per_step(exp, sampler, train_durations: list[float], num_processes: int, log) -> None:
+    """An optimizer step takes ``grad_accum_steps`` batches on every process: more than an epoch has would
+    repeat each clip many times over. Filling the last step repeats a few batches, which the log says."""
+    natural = len(TrainBatchSampler(train_durations, batch_size=exp.train.batch_size, batch_seconds=exp.data.batch_seconds, seed=exp.train.seed).global_batches())
+    per_step = num_processes * exp.train.grad_accum_steps
+    if per_step > natural:
+        raise TrainingError(
+            f"train.grad_accum_steps={exp.train.grad_accum_steps} x {num_processes} process(es) takes {per_step} batches per optimizer step, "
+            f"but an epoch has {natural} ({len(train_durations)} training clips); lower train.grad_accum_steps to at most "
+            f"{max(1, natural // num_processes)}, or train.batch_size"
+        )
+    repeated = len(sampler.global_batches()) - natural
+    if repeated:
+        log(f"sampler: {repeated} of the epoch's {natural} batches are repeated so that every process runs whole optimizer steps")
+
+
+def resume_training(accelerator, exp, log, *, ckpt_dir: Path, identity: dict, schedule, batches_per_epoch: int) -> TrainerState:
+    """The state to start from: fresh, or the checkpoint ``train.resume`` names, loaded after checking it is
+    whole, of this run (settings and data), at a position this run has, with its best checkpoint present."""
+    resume_from = resolve_resume(exp.train.resume, ckpt_dir, log) if accelerator.is_main_process else None
+    if accelerator.num_processes > 1:  # rank 0 chose (and set damaged checkpoints aside): every rank loads that one
+        from accelerate.utils import broadcast_object_list
+
+        resume_from = broadcast_object_list([resume_from])[0]
+    if resume_from is None:
+        if exp.train.resume == "auto":
+            log("resume: no checkpoint to continue from, starting from scratch")
+        return TrainerState(num_processes=accelerator.num_processes)
+    state = load_checkpoint(accelerator, resume_from, schedule)
+    check_same_run(resume_from, identity, resume_safe_keys(exp))
+    if state.batches_done > batches_per_epoch:
+        raise TrainingError(f"{resume_from}: its state says {state.batches_done} batches into the epoch, but an epoch has {batches_per_epoch}; resume from another checkpoint")
+    if state.best_checkpoint is not None:
+        problem = verify(ckpt_dir / state.best_checkpoint) if (ckpt_dir / state.best_checkpoint).is_dir() else "it is missing"
+        if problem:  # the export must be the best model: stop now, not after training to the end
+            raise TrainingError(
+                f"{ckpt_dir / state.best_checkpoint}, the best checkpoint so far, is needed for the export but {problem}; "
+                "restore it, or start the run over with train.overwrite=true"
+            )
+    log(f"resumed from {resume_from} (epoch {state.epoch + 1}, batch {state.batches_done}, step {state.global_step})")
+    return state
+
+
 def run_identity(exp, data) -> dict:
     """What a resumed run must share with the run that wrote its checkpoint: the resolved config (less how
     it is launched) and the data: every clip's path, label, speaker, session, split and decoded duration."""
@@ -314,6 +357,7 @@ def train(exp) -> dict:
         raise TrainingError("the validation split is empty, and choosing the best epoch on the test split would leak it; set data.val_fraction > 0")
     val_loader = eval_loader(clips["val"], durations["val"], exp.train.batch_size)
     test_loader = eval_loader(clips["test"], durations["test"], exp.train.batch_size)
+    check_batches_per_step(exp, sampler, durations["train"], accelerator.num_processes, log)
     steps_per_epoch = math.ceil(len(sampler.local_batches()) / exp.train.grad_accum_steps)
     schedule = Schedule(optimizer, exp.optim, steps_per_epoch * exp.train.epochs, maximize=exp.train.metric != "loss")
     if accelerator.state.deepspeed_plugin is not None:
@@ -329,19 +373,8 @@ def train(exp) -> dict:
             f"gradient clipping {ds['gradient_clipping']}, bf16 {ds.get('bf16', {}).get('enabled', False)}, fp16 {ds.get('fp16', {}).get('enabled', False)}"
         )
 
-    state = TrainerState(num_processes=accelerator.num_processes)
     identity = run_identity(exp, data)
-    resume_from = resolve_resume(exp.train.resume, ckpt_dir, log) if accelerator.is_main_process else None
-    if accelerator.num_processes > 1:  # rank 0 chose (and set damaged checkpoints aside): every rank loads that one
-        from accelerate.utils import broadcast_object_list
-
-        resume_from = broadcast_object_list([resume_from])[0]
-    if resume_from is not None:
-        check_same_run(resume_from, identity, resume_safe_keys(exp))
-        state = load_checkpoint(accelerator, resume_from, schedule)
-        log(f"resumed from {resume_from} (epoch {state.epoch + 1}, batch {state.batches_done}, step {state.global_step})")
-    elif exp.train.resume == "auto":
-        log("resume: no checkpoint to continue from, starting from scratch")
+    state = resume_training(accelerator, exp, log, ckpt_dir=ckpt_dir, identity=identity, schedule=schedule, batches_per_epoch=len(sampler.local_batches()))
     checkpoint = lambda best=False: save_checkpoint(  # noqa: E731  collective, on every rank
         accelerator, ckpt_dir, state, exp.train.keep_last, best=best, schedule=schedule, run_info=identity
     )

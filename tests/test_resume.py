@@ -30,9 +30,16 @@ def accelerator():
 
 
 def fake_checkpoint(directory: Path, step: int, state_text: str | None = None) -> Path:
+    """A checkpoint folder as save_checkpoint lays it out (weights, schedule, run identity, file list), with
+    ``state_text`` as its state file (None: killed before the state file was written)."""
+    from ser_dist.checkpoint import FILES_FILE, RUN_FILE, SCHEDULE_FILE, _file_table
+
     path = directory / f"step-{step:08d}"
     path.mkdir(parents=True)
     (path / "model.safetensors").write_bytes(b"weights")
+    (path / SCHEDULE_FILE).write_text("{}")
+    (path / RUN_FILE).write_text("{}")
+    (path / FILES_FILE).write_text(json.dumps(_file_table(path)))
     if state_text is not None:
         (path / STATE_FILE).write_text(state_text)
     return path

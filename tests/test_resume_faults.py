@@ -211,11 +211,10 @@ def test_non_finite_model_outputs_fail_evaluation_instead_of_counting_as_the_fir
 def test_resume_auto_sets_aside_a_checkpoint_whose_state_file_is_truncated(tmp_path):
     from ser_dist.checkpoint import resolve_resume
 
-    whole, damaged = tmp_path / "step-00000010", tmp_path / "step-00000020"
-    for path in (whole, damaged):
-        path.mkdir()
-        (path / STATE_FILE).write_text(TrainerState(global_step=int(path.name[-2:])).to_json())
-    (damaged / STATE_FILE).write_text((damaged / STATE_FILE).read_text()[:40])
+    from test_resume import fake_checkpoint
+
+    whole = fake_checkpoint(tmp_path, 10, TrainerState(global_step=10).to_json())
+    damaged = fake_checkpoint(tmp_path, 20, TrainerState(global_step=20).to_json()[:40])
     said = []
     assert resolve_resume("auto", tmp_path, said.append) == whole
     assert said == [f"resume: passing over {damaged.name}: {STATE_FILE} is missing or unreadable; set aside as .damaged-{damaged.name}, trying the previous checkpoint"]
@@ -240,3 +239,62 @@ def test_hostile_pickles_in_a_consistent_checkpoint_are_refused_unread(demo_corp
             (latest / name).unlink()
         else:
             (latest / name).write_bytes(original)
+
+
+# ---- runs and checkpoints tampered with or half gone -----------------------------------------------------
+
+
+def test_resume_auto_never_clears_a_finished_run_whose_checkpoints_are_gone(straight, demo_corpus, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(straight, out)
+    shutil.rmtree(out / "checkpoints")
+    assert_one_line_error(run(*args(demo_corpus, out, "train.resume=auto")), "holds a finished run (metrics.json, model) but no checkpoint to resume from")
+    (out / "checkpoints").write_text("junk")
+    assert_one_line_error(run(*args(demo_corpus, out, "train.resume=auto")), f"{out / 'checkpoints'} is a file")
+    assert (out / "metrics.json").read_bytes() == (straight / "metrics.json").read_bytes()
+
+
+def test_a_checkpoint_without_its_run_identity_or_with_a_tampered_state_is_not_resumed(demo_corpus, tmp_path):
+    from ser_dist.checkpoint import RUN_FILE, _file_table
+
+    out = tmp_path / "run"
+    killed_after(4, demo_corpus, out, "train.keep_last=5")
+    found = [p for _, p in complete_checkpoints(out / "checkpoints")]
+    latest = found[-1]
+    (latest / RUN_FILE).unlink()  # a resume with other settings must not slip through
+    (latest / FILES_FILE).write_text(json.dumps(_file_table(latest)))
+    assert_one_line_error(run(*args(demo_corpus, out, f"train.resume={latest}", "optim.lr=0.002")), str(latest), "does not list run.json")
+    (latest / FILES_FILE).unlink()
+    assert_one_line_error(run(*args(demo_corpus, out, f"train.resume={latest}")), "files.json is missing")
+
+    state = json.loads((found[2] / STATE_FILE).read_text())
+    for field, value in (("epoch", "abc"), ("history", 5)):
+        (found[2] / STATE_FILE).write_text(json.dumps({**state, field: value}))
+        assert_one_line_error(run(*args(demo_corpus, out, f"train.resume={found[2]}")), "state or file list is unreadable", field)
+    (found[2] / STATE_FILE).write_text(json.dumps({**state, "batches_done": 100000}))
+    assert_one_line_error(run(*args(demo_corpus, out, f"train.resume={found[2]}")), "100000 batches into the epoch, but an epoch has 9")
+
+
+def test_a_resume_whose_best_checkpoint_is_gone_stops_before_training(demo_corpus, tmp_path):
+    out = tmp_path / "run"
+    killed_after(5, demo_corpus, out, "train.keep_last=1")  # kept: step 18 (the best) and step 24
+    best = TrainerState.read(complete_checkpoints(out / "checkpoints")[-1][1]).best_checkpoint
+    shutil.rmtree(out / "checkpoints" / best)
+    result = run(*args(demo_corpus, out, "train.resume=auto", "train.keep_last=1"))
+    assert_one_line_error(result, f"{best}, the best checkpoint so far, is needed for the export but it is missing")
+    assert "epoch 3/3" not in result.stdout
+
+
+def test_bad_run_settings_stop_before_training(demo_corpus, tmp_path):
+    assert_one_line_error(run(*args(demo_corpus, tmp_path / "a", "train.grad_accum_steps=1000")),
+                          "train.grad_accum_steps=1000 x 1 process(es) takes 1000 batches per optimizer step, but an epoch has 9")
+    assert_one_line_error(run(*args(demo_corpus, tmp_path / "b", "train.output_dir=")), "train.output_dir needs a value")
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(run(*args(demo_corpus, tmp_path / "file")), f"train.output_dir={tmp_path / 'file'}: {tmp_path / 'file'} is a file")
+    assert_one_line_error(run(*args(demo_corpus, tmp_path / "file" / "sub")), f"{tmp_path / 'file'} is a file")
+    assert_one_line_error(run(*args(demo_corpus, tmp_path / "c", f"data.cache_dir={tmp_path / 'file'}")), f"data.cache_dir={tmp_path / 'file'}")
+    assert_one_line_error(run(*args(demo_corpus, Path("/proc/ser-dist-test"))), "cannot create or write this folder")
+    assert not (ROOT_DIR / "None").exists()
+
+
+ROOT_DIR = Path(__file__).resolve().parents[1]
