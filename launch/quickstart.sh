@@ -12,8 +12,9 @@ if [ ! -f "$data/README.md" ]; then
   ser-dist make-demo-data "$data"
 fi
 out=runs/quickstart
+# Each quickstart replaces the previous one's run folder (one folder holds one run: train.overwrite=true).
 python recipes/bilstm_mfcc_ce.py "data.root=$data" 'data.speaker_pattern=^(spk\d+)_' "train.output_dir=$out" \
-  train.epochs=20 train.early_stopping_patience=6 "$@"
+  train.epochs=20 train.early_stopping_patience=6 train.overwrite=true "$@"
 
 echo
 echo "== predictions of the trained model on three held-out test clips =="
