@@ -135,7 +135,7 @@ def run_ser_dist(args, manifest: Path) -> dict:
         loss=Loss(name="ce"),
         optim=Optim(name="adamw", lr=args.lr, weight_decay=0.01, scheduler="linear_warmup", warmup_ratio=0.1),
         train=Train(epochs=args.epochs, batch_size=args.batch_size, max_grad_norm=1.0, early_stopping_patience=None,
-                    seed=args.seed, output_dir=str(args.out / "ser_dist" / "run"), tensorboard=False,
+                    seed=args.seed, output_dir=str(args.out / "ser_dist" / "run"), overwrite=True, tensorboard=False,
                     mixed_precision="bf16" if args.device == "cuda" else "no"),
     )
     started = time.time()
