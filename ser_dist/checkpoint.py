@@ -275,3 +275,58 @@ def check_same_run(path: Path, run_info: dict, safe_keys: tuple) -> None:
             f"train.resume: {path} was written with other settings: {shown}{more}; resume with the same settings "
             f"(safe to change: {', '.join(safe_keys)}), or start a new run in another train.output_dir"
         )
+
+
+# ---- resuming a run ------------------------------------------------------------------------------------
+
+
+def resume_training(accelerator, exp, log, *, ckpt_dir: Path, identity: dict, schedule, batches_per_epoch: int) -> TrainerState:
+    """The state to start from: fresh, or the checkpoint ``train.resume`` names, loaded after checking it is
+    whole, of this run (settings and data), at a position this run has, with its best checkpoint present."""
+    resume_from = resolve_resume(exp.train.resume, ckpt_dir, log) if accelerator.is_main_process else None
+    if accelerator.num_processes > 1:  # rank 0 chose (and set damaged checkpoints aside): every rank loads that one
+        from accelerate.utils import broadcast_object_list
+
+        resume_from = broadcast_object_list([resume_from])[0]
+    if resume_from is None:
+        if exp.train.resume == "auto":
+            log("resume: no checkpoint to continue from, starting from scratch")
+        return TrainerState(num_processes=accelerator.num_processes)
+    state = load_checkpoint(accelerator, resume_from, schedule)
+    check_same_run(resume_from, identity, resume_safe_keys(exp))
+    if state.batches_done > batches_per_epoch:
+        raise CheckpointError(f"{resume_from}: its state says {state.batches_done} batches into the epoch, but an epoch has {batches_per_epoch}; resume from another checkpoint")
+    if state.best_checkpoint is not None:
+        problem = verify(ckpt_dir / state.best_checkpoint) if (ckpt_dir / state.best_checkpoint).is_dir() else "it is missing"
+        if problem:  # the export must be the best model: stop now, not after training to the end
+            raise CheckpointError(
+                f"{ckpt_dir / state.best_checkpoint}, the best checkpoint so far, is needed for the export but {problem}; "
+                "restore it, or start the run over with train.overwrite=true"
+            )
+    log(f"resumed from {resume_from} (epoch {state.epoch + 1}, batch {state.batches_done}, step {state.global_step})")
+    return state
+
+
+def run_identity(exp, data) -> dict:
+    """What a resumed run must share with the run that wrote its checkpoint: the resolved config (less how
+    it is launched) and the data: every clip's path, label, speaker, session, split and decoded duration."""
+    import hashlib
+
+    from . import config as config_module
+
+    flat = config_module.flatten(config_module.to_dict(exp))
+    settings = {key: value for key, value in flat.items() if key not in config_module.RUN_CONTROL_KEYS}
+    split_of = {i: name for name, indices in data.split.items() for i in indices}
+    durations = data.dataset["duration"]
+    rows = [[r.path, r.label, r.speaker, r.session, split_of.get(i), round(float(durations[i]), 6)] for i, r in enumerate(data.records)]
+    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    summary = f"{len(rows)} clips, " + ", ".join(f"{name} {len(idx)}" for name, idx in data.split.items())
+    return {"config": settings, "data": digest, "data_summary": summary}
+
+
+def resume_safe_keys(exp) -> tuple:
+    """``RESUME_SAFE_KEYS``, less ``train.epochs`` when the lr schedule spans the run's length."""
+    from . import config as config_module
+
+    spans_run = exp.optim.scheduler in ("linear_warmup", "cosine_warmup")
+    return tuple(key for key in config_module.RESUME_SAFE_KEYS if not (spans_run and key == "train.epochs"))

@@ -12,6 +12,10 @@ class ConfigError(UserError, ValueError):
     pass
 
 
+class TrainingError(UserError):
+    """A run that cannot go on (non-finite steps, out of memory, ranks that disagree, ...)."""
+
+
 def install_excepthook() -> None:
     """Print ``UserError`` (and its subclasses, wherever they are defined) as ``ser-dist: error: ...`` and exit 2."""
     previous = sys.excepthook
