@@ -50,11 +50,12 @@ def cmd_train(args, overrides: list[str]) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .inference import EmotionClassifier, expand_inputs
+    from .inference import EmotionClassifier, gather_inputs
 
-    files = expand_inputs(args.inputs)
+    files, set_aside = gather_inputs(args.inputs)
     if not files:
-        raise UserError("no input audio files; pass files, folders or a CSV/JSONL manifest: ser-dist predict RUN_DIR a.wav b.flac")
+        example = f" ({len(set_aside)} entries set aside, e.g. {set_aside[0][0]}: {set_aside[0][1]})" if set_aside else ""
+        raise UserError(f"no input audio files{example}; pass files, folders or a CSV/JSONL manifest: ser-dist predict RUN_DIR a.wav b.flac")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k {args.top_k}: give a number of classes >= 1")
     if args.batch_size < 1:
@@ -89,7 +90,7 @@ def cmd_predict(args) -> None:
             print(f"{p.file:<{width}}  {p.label:<12} {p.confidence:.3f}{top}" + (f"  (mean of {len(p.windows)} windows)" if p.windows else ""))
             for w in p.windows or []:
                 print(f"{'':<{width}}    {w['start']:7.1f}-{w['end']:7.1f} s  {w['label']:<12} {w['confidence']:.3f}")
-    for file, reason in failed:
+    for file, reason in set_aside + failed:  # every entry of a given folder is predicted or listed here
         print(f"ser-dist: skipped {file}: {reason}", file=sys.stderr)
     if failed and not predictions:
         raise SystemExit(1)
@@ -168,8 +169,9 @@ def cmd_report(args) -> None:
 
     from .study import collect_results, write_results
 
-    out = args.out or os.path.commonpath([str(Path(d).resolve().parent) for d in args.run_dirs])
-    paths = write_results(collect_results(args.run_dirs), out)
+    rows = collect_results(args.run_dirs)  # a damaged or repeated run fails here, before anything is written
+    out = args.out or os.path.commonpath([os.path.dirname(os.path.realpath(d)) for d in args.run_dirs])
+    paths = write_results(rows, out)
     print(paths["markdown"].read_text(), end="")
     print(f"-> {paths['markdown']}, {paths['csv']}, {paths['heatmap']}")
 
@@ -242,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=at_least(1), default=8, help="clips or windows per forward pass")
     p.add_argument("--revision", default=None, help="Hub models: branch, tag or commit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when there is one, else cpu)")
 
     p = sub.add_parser("evaluate", help="score a saved model on a labelled corpus and write metrics.json, confusion matrix, classification report")
     p.add_argument("model", help="a run directory, an exported model folder or a Hub id")

@@ -77,6 +77,80 @@ def check_labels(records: list[Record], model_labels: list[str], label_map: dict
     return [label for label in model_labels if label not in corpus]
 
 
+def _run_split(run_dir: Path, split_file: Path, split: str) -> list[Record]:
+    """The ``split`` rows of the run's own ``split.csv``, checked against what the run recorded in its
+    ``metrics.json`` (clips per split and class): a file cut at a row boundary, or edited, still parses,
+    and would score another set of clips than the run's test metrics did."""
+    import csv
+    import json
+
+    from .data.splits import read_split
+
+    try:
+        records, indices = read_split(split_file)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        reason = getattr(err, "strerror", None) or getattr(err, "reason", None) or str(err)
+        raise DataError(f"{split_file}: not a readable split file ({reason}); the run's split is damaged: evaluate with --data root=DIR ... instead") from None
+    chosen = [records[i] for i in indices[split]]
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.exists():  # an unfinished run: nothing recorded to compare with
+        return chosen
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = getattr(err, "msg", None) or getattr(err, "strerror", None) or str(err)
+        raise DataError(f"{metrics_file}: not valid JSON ({reason}), so {split_file} cannot be checked against the run; evaluate with --data root=DIR ... instead") from None
+    recorded = ((metrics.get("data") or {}).get("split") or {}).get(split) if isinstance(metrics, dict) else None
+    expected, per_class = None, None
+    if isinstance(recorded, dict):
+        expected, per_class = recorded.get("num_clips"), recorded.get("per_class")
+    if expected is None and split == "test" and isinstance(metrics, dict):
+        expected = (metrics.get("test") or {}).get("num_examples")
+    found = collections.Counter(rec.label for rec in chosen)
+    if isinstance(expected, int) and expected != len(chosen):
+        raise DataError(
+            f"{split_file}: {len(chosen)} {split} clips, but the run recorded {expected} in {metrics_file.name}; the split file was cut or edited, "
+            "so it would not reproduce the run: restore it, or evaluate with --data root=DIR ..."
+        )
+    if isinstance(per_class, dict) and {k: v for k, v in per_class.items() if v} != dict(found):
+        differ = sorted(label for label in set(per_class) | set(found) if per_class.get(label, 0) != found.get(label, 0))
+        raise DataError(
+            f"{split_file}: the {split} clips per class differ from what the run recorded in {metrics_file.name} "
+            f"({', '.join(f'{label} {found.get(label, 0)} vs {per_class.get(label, 0)}' for label in differ[:4])}); "
+            "the split file was edited: restore it, or evaluate with --data root=DIR ..."
+        )
+    return chosen
+
+
+def check_output_folder(out: Path, option: str = "--out") -> None:
+    """Fail before any work when ``out`` cannot become a folder: it (or a folder above it) is a file, or the
+    nearest existing folder above it is not writable."""
+    import os
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{option} {out}: is a file, not a folder; pass a folder (it is created if needed)")
+    parent = out
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"{option} {out}: {parent} is a file, so no folder can be made under it; pass another folder")
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {out}: {parent} is not writable; pass a folder you can write to")
+
+
+def make_output_folder(out: Path, option: str = "--out") -> Path:
+    """``check_output_folder``, then the folder (and its parents) made; an OS refusal is one line too."""
+    check_output_folder(out, option)
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{option} {out}: cannot create this folder ({err.strerror or err}); pass another folder") from None
+    return Path(out)
+
+
 def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Optional[str]) -> tuple[list[Record], dict, str]:
     """The clips to score, a data summary for metrics.json, and a description of where they came from."""
     from .config import Data, apply_overrides
@@ -89,10 +163,8 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Op
             raise UserError("--split all needs a corpus: pass --data root=DIR (or manifest=FILE) ...")
         split_file = run_dir / "split.csv" if run_dir is not None else None
         if split_file is not None and split_file.exists():
-            from .data.splits import read_split
-
-            records, indices = read_split(split_file)
-            return [records[i] for i in indices[split]], {"split_file": str(split_file), "split": split}, f"{split_file} ({split} rows)"
+            records = _run_split(run_dir, split_file, split)
+            return records, {"split_file": str(split_file), "split": split}, f"{split_file} ({split} rows)"
         import dataclasses
 
         data = dataclasses.replace(exp.data, cache_dir=None)  # the user's decode cache, never a folder the model's files name
@@ -153,6 +225,10 @@ def evaluate_model(
     if split is not None and split not in SPLIT_CHOICES:
         raise UserError(f"--split {split}: choose one of {', '.join(SPLIT_CHOICES)}")
     model_dir = resolve_model_dir(model_ref, revision=revision)
+    if out is None:
+        out = (model_dir.parent if model_dir.name == "model" and Path(model_ref).exists() else Path(".")) / "evaluation"
+    out = Path(out)
+    check_output_folder(out)  # before anything is scored
     model, meta = load_exported(model_dir)  # refuses a folder that names anything but built-in components
     exp = from_dict(meta["experiment"])
     labels = list(meta["labels"])
@@ -180,10 +256,7 @@ def evaluate_model(
         criterion = build_loss(exp.loss, len(labels), [1] * len(labels))  # the loss is reported unweighted
     test = evaluate(model, loader, criterion, accelerator, labels)
 
-    if out is None:
-        out = (model_dir.parent if model_dir.name == "model" and Path(model_ref).exists() else Path(".")) / "evaluation"
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out)
     per_class = collections.Counter(rec.label for rec in usable)
     results = {
         "model": str(model_ref),

@@ -69,13 +69,16 @@ def push_to_hub(run_dir, repo_id: str, *, private: bool = False, revision: Optio
     from huggingface_hub import CommitOperationAdd, HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 
-    from .export import read_meta
+    from .config import model_dict
+    from .export import check_export
     from .model_card import CONFUSION_IMAGE, render
 
     if not REPO_ID.match(str(repo_id)):
         raise HubError(f"repository id {repo_id!r} is not of the form owner/name (e.g. alice/ser-bilstm-emodb)")
     folder, files = upload_plan(Path(run_dir))
-    meta = read_meta(folder)
+    # What a load would refuse is never pushed: a damaged or edited ser_dist.json fails here, in one line.
+    meta, exp = check_export(folder)
+    meta = {**meta, "experiment": model_dict(exp)}  # the card reads every section, defaults filled as a load fills them
     if token is None and get_token() is None:
         raise HubError(f"not logged in to the Hugging Face Hub: set HF_TOKEN or run `hf auth login`, then ser-dist push {run_dir} {repo_id} (the local export in {folder} is unchanged)")
     # The card is rendered for this repository (its usage snippet names it) and sent from memory: the

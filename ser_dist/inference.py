@@ -61,22 +61,60 @@ def manifest_paths(path: Path) -> list[Path]:
     return out
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders searched recursively for audio, manifests read for their ``path`` column."""
-    from .data.manifest import audio_files
+def gather_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(files to predict, (path, reason) for each entry of a given folder that is not one): files as given,
+    folders searched recursively for audio (``data.manifest.scan_folder``, the walker training uses, so a
+    broken or looping link, a pipe, a non-audio file, an empty or hidden folder is set aside with its reason),
+    manifests read for their ``path`` column."""
+    from .data.manifest import scan_folder
 
     files: list[Path] = []
+    set_aside: list[tuple[str, str]] = []
     for item in inputs:
         if not str(item).strip():  # Path("") is the current folder: predict would search all of it
             raise UserError("an input path is empty (an unset shell variable?); pass audio files, folders or a CSV/JSONL manifest")
         path = Path(item)
         if path.is_dir():
-            files.extend(audio_files(path))
+            found = scan_folder(path)
+            files.extend(found.audio)
+            set_aside.extend(found.not_used())
         elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
             files.extend(manifest_paths(path))
         else:
             files.append(path)  # a missing or unreadable file is reported by predict() with its reason
-    return files
+    return files, set_aside
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """The files ``gather_inputs`` finds (without the entries it sets aside)."""
+    return gather_inputs(inputs)[0]
+
+
+def resolve_device(device: Optional[str]) -> torch.device:
+    """``device`` (default: cuda when there is one, else cpu) as a torch device that exists here; anything
+    else is one line naming --device and what this machine has."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device is None or not str(device).strip():
+        return torch.device("cuda" if count else "cpu")
+    have = "cpu" + (f", cuda with {count} device(s) (cuda:0 to cuda:{count - 1})" if count else "; no CUDA device")
+    try:
+        resolved = torch.device(str(device).strip())
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"--device {device!r} is not a device name; available here: {have}") from None
+    if resolved.type == "meta":
+        raise UserError(f"--device {device}: the meta device holds no data and cannot predict; available here: {have}")
+    if resolved.type == "cuda":
+        if not count:
+            raise UserError(f"--device {device}: no CUDA device here (torch sees none); available here: {have}")
+        if resolved.index is not None and resolved.index >= count:
+            raise UserError(f"--device {device}: there is no CUDA device {resolved.index}; available here: {have}")
+    elif resolved.type != "cpu":
+        try:
+            torch.zeros(1, device=resolved)
+        except Exception as err:  # mps/xpu/... not built in or not present: torch's reasons vary by backend
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise UserError(f"--device {device}: not usable here ({reason}); available here: {have}") from None
+    return resolved
 
 
 def window_spans(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
@@ -111,9 +149,13 @@ class Prediction:
         return out
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class EmotionClassifier:
     def __init__(self, model: torch.nn.Module, meta: dict, device: Optional[str] = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.meta = meta
         self.labels: list[str] = list(meta["labels"])
@@ -123,6 +165,7 @@ class EmotionClassifier:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: Optional[str] = None, revision: Optional[str] = None) -> "EmotionClassifier":
         """``path``: a run directory, an export folder or a Hub id (``revision``: a branch, tag or commit)."""
+        device = resolve_device(device)  # a device this machine lacks fails before the model is read
         model, meta = load_exported(resolve_model_dir(path, revision=revision))
         return cls(model, meta, device)
 
@@ -169,11 +212,26 @@ class EmotionClassifier:
         seconds = data.get("min_seconds", DEFAULT_MIN_SECONDS)
         return max(1, int(round(float(seconds if seconds is not None else DEFAULT_MIN_SECONDS) * self.sample_rate)))
 
+    def _min_window_samples(self) -> int:
+        """The shortest window or hop: the training minimum, and at least the model's receptive field."""
+        return max(self._min_samples(), int(getattr(self.model, "min_input_samples", 1) or 1))
+
     def _window_samples(self, window_seconds: Optional[float], hop_seconds: Optional[float]) -> tuple[int, int]:
-        window = window_seconds or self.max_seconds or DEFAULT_WINDOW_SECONDS
-        hop = hop_seconds or window
-        if not (window > 0 and hop > 0 and math.isfinite(window) and math.isfinite(hop)):  # NaN fails every comparison
-            raise UserError(f"--window-seconds {window} and --hop-seconds {hop} must be > 0")
+        """(window, hop) in samples. A window or hop given shorter than the model's minimum input is refused
+        before any audio is read: one-sample windows would score a recording's every sample on its own."""
+        for option, value in (("--window-seconds", window_seconds), ("--hop-seconds", hop_seconds)):
+            if value is not None and not (_is_number(value) and math.isfinite(value) and value > 0):  # NaN fails every comparison
+                raise UserError(f"{option} {value}: give a finite number of seconds > 0")
+        window = window_seconds if window_seconds is not None else (self.max_seconds or DEFAULT_WINDOW_SECONDS)
+        hop = hop_seconds if hop_seconds is not None else window
+        minimum = self._min_window_samples()
+        for option, value in (("--window-seconds", window_seconds), ("--hop-seconds", hop_seconds)):
+            if value is not None and round(value * self.sample_rate) < minimum:
+                raise UserError(
+                    f"{option} {value:g}: shorter than the model's minimum input, {minimum / self.sample_rate:g} s "
+                    f"({minimum} samples at {self.sample_rate} Hz: its data.min_seconds and its front end's receptive field); "
+                    f"give {option} {minimum / self.sample_rate:g} or more"
+                )
         return max(1, int(round(window * self.sample_rate))), max(1, int(round(hop * self.sample_rate)))
 
     def _as_prediction(self, probs: np.ndarray) -> tuple[str, float, dict]:
@@ -265,8 +323,10 @@ class EmotionClassifier:
         recordings). Files, folders and manifests are accepted; unreadable files are left out with a warning."""
         if isinstance(files, (str, Path)):
             files = [files]
-        predictions, failed = self.predict(expand_inputs(files), batch_size, **options)
+        found, set_aside = gather_inputs(files)
+        predictions, failed = self.predict(found, batch_size, **options)
+        failed = set_aside + failed
         if failed:
             shown = "; ".join(f"{f}: {reason}" for f, reason in failed[:5])
-            warnings.warn(f"{len(failed)} input(s) could not be read and were skipped: {shown}", stacklevel=2)
+            warnings.warn(f"{len(failed)} input(s) could not be read or are not audio, and were skipped: {shown}", stacklevel=2)
         return [p.to_dict() for p in predictions]

@@ -24,6 +24,7 @@ import json
 import os
 import runpy
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -245,6 +246,23 @@ def check_earlier_runs(plan: CVPlan, rerun: bool = False) -> dict:
     return restart
 
 
+def check_launch(plan: CVPlan, launcher: Optional[str]) -> None:
+    """Before any fold trains: the output folder can be made, and the launcher parses and exists."""
+    blocked = next((p for p in [plan.out_dir, *plan.out_dir.parents] if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise UserError(f"--out {plan.out_dir}: {blocked} is a file, so the folds' folder cannot be created; pass a folder path")
+    if launcher is None:
+        return
+    try:
+        command = shlex.split(launcher)
+    except ValueError as err:
+        raise UserError(f"--launcher {launcher!r}: {err}; quote it as one shell word, e.g. --launcher 'accelerate launch --num_processes 8'") from None
+    if not command:
+        raise UserError("--launcher is empty; e.g. --launcher 'accelerate launch --num_processes 8'")
+    if shutil.which(command[0]) is None:
+        raise UserError(f"--launcher {launcher!r}: {command[0]} is not a program on PATH; install it or give its full path")
+
+
 def run_cv(plan: CVPlan, launcher: Optional[str] = None, log=print, rerun: bool = False) -> dict:
     """Run the folds without a finished run of these settings (a partly run fold resumes from its checkpoint;
     a fold run with other settings stops the command, or with ``rerun`` retrains)."""
@@ -253,6 +271,7 @@ def run_cv(plan: CVPlan, launcher: Optional[str] = None, log=print, rerun: bool 
             "ser-dist cv runs several trainings one after another, which a multi-process launch cannot do in one process; "
             "run it without a launcher and pass --launcher 'accelerate launch --num_processes N' instead"
         )
+    check_launch(plan, launcher)
     restart = check_earlier_runs(plan, rerun)
     for fold in plan.folds:
         done = plan.fold_dir(fold) / "metrics.json"
@@ -323,33 +342,85 @@ def _pm(stat: dict) -> str:
 
 # --- results across runs -------------------------------------------------------------------------
 
+def _read_results_json(path: Path) -> dict:
+    """A run's ``metrics.json`` or a cv folder's ``cv_summary.json``; a damaged one is one line naming it."""
+    try:
+        tree = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = getattr(err, "msg", None) or getattr(err, "strerror", None) or getattr(err, "reason", None) or str(err)
+        raise UserError(f"{path}: not valid JSON ({reason}); it was cut short or edited: rerun the run (train.resume=auto) or leave it out of the report") from None
+    if not isinstance(tree, dict):
+        raise UserError(f"{path}: holds a {type(tree).__name__}, not a mapping; not a ser-dist results file: rerun the run or leave it out of the report")
+    return tree
+
+
+def _metric_values(source: dict, path: Path, where: str) -> dict:
+    """CV_METRICS from ``source`` (the ``where`` part of ``path``), each a fraction in [0, 1]."""
+    values = {}
+    for key in CV_METRICS:
+        value = source.get(key) if isinstance(source, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0):  # NaN fails too
+            what = f"no {where}{key} (a fraction in [0, 1])" if value is None else f"{where}{key}={value!r} is not a fraction in [0, 1]"
+            raise UserError(f"{path}: {what}; not a finished ser-dist run's results: rerun it or leave it out of the report")
+        values[key] = value
+    return values
+
+
+def _run_folders(run_dir: Path, summary: Optional[dict]) -> list[str]:
+    """The real paths of the runs a report argument stands for: a cv folder's fold folders, else the run itself."""
+    if summary is None:
+        return [os.path.realpath(run_dir)]
+    return [os.path.realpath(run_dir / f"fold_{fold.get('fold')}") for fold in summary["folds"]]
+
+
 def collect_results(run_dirs: Sequence[str | os.PathLike]) -> list[dict]:
     """One row per fold for ``report.results_table``: from cv folders (``cv_summary.json``) or single runs.
 
-    A single run's row and column come from its saved ``config.yaml`` (model.backbone, loss.name).
+    A single run's row and column come from its saved ``config.yaml`` (model.backbone, loss.name). A run
+    given twice (the same folder, through a link, or a cv folder and one of its folds) is refused: it
+    would count as two folds.
     """
     from . import config as config_module
 
     rows = []
+    given: dict[str, Path] = {}  # real path of a run folder -> the argument that named it
     for run_dir in map(Path, run_dirs):
         summary_path = run_dir / CV_SUMMARY
         if summary_path.is_file():
-            summary = json.loads(summary_path.read_text())
-            for fold in summary["folds"]:
-                rows.append({
-                    "backbone": summary["backbone"], "loss": summary["loss"], "run": f"{run_dir} fold {fold['fold']}",
-                    "fingerprint": fold.get("config_fingerprint_without_fold"), **{k: fold[k] for k in CV_METRICS},
-                })
-            continue
-        metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.yaml"
-        if not (metrics_path.is_file() and config_path.is_file()):
-            raise UserError(f"{run_dir}: not a finished run (no {CV_SUMMARY}, or no metrics.json and config.yaml); pass run or cv folders")
-        exp = config_module.load(config_path)
-        metrics = json.loads(metrics_path.read_text())
-        rows.append({
-            "backbone": exp.model.backbone, "loss": exp.loss.name, "run": str(run_dir),
-            "fingerprint": metrics.get("config_fingerprint_without_fold"), **{k: metrics["test"][k] for k in CV_METRICS},
-        })
+            summary = _read_results_json(summary_path)
+            for key in ("backbone", "loss"):
+                if not isinstance(summary.get(key), str) or not summary[key]:
+                    raise UserError(f"{summary_path}: no {key}; not a ser-dist cv summary: rerun ser-dist cv or leave it out of the report")
+            folds = summary.get("folds")
+            if not isinstance(folds, list) or not folds or not all(isinstance(fold, dict) for fold in folds):
+                raise UserError(f"{summary_path}: no folds list; not a ser-dist cv summary: rerun ser-dist cv or leave it out of the report")
+            fold_rows = [
+                {
+                    "backbone": summary["backbone"], "loss": summary["loss"], "run": f"{run_dir} fold {fold.get('fold')}",
+                    "fingerprint": fold.get("config_fingerprint_without_fold"),
+                    **_metric_values(fold, summary_path, f"folds[{i}]."),
+                }
+                for i, fold in enumerate(folds)
+            ]
+        else:
+            summary = None
+            metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.yaml"
+            if not (metrics_path.is_file() and config_path.is_file()):
+                raise UserError(f"{run_dir}: not a finished run (no {CV_SUMMARY}, or no metrics.json and config.yaml); pass run or cv folders")
+            exp = config_module.load(config_path)
+            metrics = _read_results_json(metrics_path)
+            fold_rows = [{
+                "backbone": exp.model.backbone, "loss": exp.loss.name, "run": str(run_dir),
+                "fingerprint": metrics.get("config_fingerprint_without_fold"), **_metric_values(metrics.get("test"), metrics_path, "test."),
+            }]
+        for folder in _run_folders(run_dir, summary):
+            if folder in given:
+                raise UserError(
+                    f"{run_dir}: run {folder} is given twice (also through {given[folder]}), so it would count as two folds; "
+                    "give each run once (a cv folder brings all its folds)"
+                )
+            given[folder] = run_dir
+        rows.extend(fold_rows)
     if not rows:
         raise UserError("no runs given; pass finished run folders (train.output_dir) or cv folders")
     check_one_setting_per_cell(rows)
@@ -373,8 +444,9 @@ def write_results(rows: list[dict], out_dir: str | os.PathLike) -> dict[str, Pat
     """``results.md`` (backbone x loss, UA / WA ± across folds), ``results.csv`` and ``results_heatmap.png``."""
     from .report import plot_results_heatmap, results_table
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from .evaluation import make_output_folder
+
+    out = make_output_folder(Path(out_dir))
     markdown, csv_rows = results_table(rows)
     num_folds = sorted({row["num_folds"] for row in csv_rows})
     note = (
@@ -462,6 +534,7 @@ def grid_jobs(plans: Sequence[CVPlan], launcher: Optional[str] = None, rerun: bo
 def run_grid(plans: Sequence[CVPlan], out_dir: str, launcher: Optional[str] = None, log=print, rerun: bool = False) -> dict[str, Path]:
     """Run every cell (folds finished with the same settings are skipped), then write the study table and heatmap."""
     for plan in plans:  # every cell's folders are checked before anything trains
+        check_launch(plan, launcher)
         check_earlier_runs(plan, rerun)
     for index, plan in enumerate(plans, 1):
         log(f"grid cell {index}/{len(plans)}: {plan.recipe.name} ({plan.recipe.backbone} x {plan.recipe.loss}, {len(plan.folds)} fold(s))")

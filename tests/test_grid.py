@@ -249,3 +249,24 @@ def test_report_refuses_one_cell_of_runs_with_other_settings(grid_run, tmp_path)
     assert collect_results([out / "lstm_ce" / "fold_1", out / "lstm_focal" / "fold_1"])  # one run per cell: fine
     with pytest.raises(UserError, match=r"are both the lstm x ce cell but ran other settings"):
         collect_results([out / "lstm_ce" / "fold_1", other / "fold_1"])
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--launcher", "no-such-launcher --num_processes 2"], "no-such-launcher is not a program on PATH"),
+        (["--launcher", 'accelerate "launch'], "No closing quotation"),
+    ],
+)
+def test_a_bad_launcher_stops_cv_before_any_fold_trains(demo_corpus, tmp_path, extra, fragment):
+    result = cli(*CV_ARGS, *demo_data(demo_corpus, "split=speaker_kfold", "num_folds=2"), "--out", str(tmp_path / "cv"), *extra)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and fragment in lines[0], result.stderr[-2000:]
+    assert not (tmp_path / "cv").exists()
+
+
+def test_cv_out_that_is_a_file_is_one_line(demo_corpus, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = cli(*CV_ARGS, *demo_data(demo_corpus, "split=speaker_kfold", "num_folds=2"), "--out", str(tmp_path / "file" / "cv"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and f"{tmp_path / 'file'} is a file" in lines[0], result.stderr[-2000:]
