@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 import ser_dist.data.dataset as dataset_module
-from ser_dist.data.audio import load_audio
+from ser_dist.data.audio import decode_audio, load_audio
 from ser_dist.data.dataset import AudioClips, build_audio_dataset, collate_waveforms, default_cache_dir
 from ser_dist.data.manifest import Record
 from ser_dist.errors import ConfigError, UserError
@@ -50,14 +50,14 @@ def corpus(tmp_path):
 
 @pytest.fixture
 def count_decodes(monkeypatch):
-    """Count load_audio calls made by the cache builder (in-process, num_proc=1)."""
+    """Count decode_audio calls made by the cache builder (in-process, num_proc=1)."""
     calls = []
 
-    def counting(path, sample_rate=16000):
+    def counting(path, sample_rate=16000, max_samples=None):
         calls.append(str(path))
-        return load_audio(path, sample_rate)
+        return decode_audio(path, sample_rate, max_samples)
 
-    monkeypatch.setattr(dataset_module, "load_audio", counting)
+    monkeypatch.setattr(dataset_module, "decode_audio", counting)
     return calls
 
 
@@ -321,12 +321,12 @@ def test_dataloader_workers_read_the_cache(corpus, tmp_path):
 def test_an_unexpected_decoder_failure_skips_only_that_clip(corpus, tmp_path, monkeypatch):
     root, records = corpus
 
-    def flaky(path, sample_rate=16000):
+    def flaky(path, sample_rate=16000, max_samples=None):
         if str(path).endswith("stereo.wav"):
             raise MemoryError("decoder ran out of memory")
-        return load_audio(path, sample_rate)
+        return decode_audio(path, sample_rate, max_samples)
 
-    monkeypatch.setattr(dataset_module, "load_audio", flaky)
+    monkeypatch.setattr(dataset_module, "decode_audio", flaky)
     dataset, skipped = build(records, tmp_path / "cache")
     assert dataset["path"][:] == [str(root / "long.wav"), str(root / "short.flac")]
     assert (str(root / "stereo.wav"), "decoder error: MemoryError: decoder ran out of memory") in skipped

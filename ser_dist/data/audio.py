@@ -7,23 +7,46 @@ WMA, MP3 variants mpg123 rejects). Both hand back the file's own rate, so resamp
 
 A clip that can't be decoded raises ``AudioError`` with the path and a short reason; callers skip and
 report it rather than stop the run, so it is deliberately not a ``UserError``.
+
+Memory follows the audio a clip holds and the crop asked for, never what its header claims: a native
+rate outside 1000-384000 Hz is a corrupt header (a WAV claiming 1 Hz would be upsampled 16000-fold) and
+is refused before anything is read; frames are read in blocks, at most the crop's worth at the native
+rate (plus the resampling filter's reach), and only those are resampled.
 """
 from __future__ import annotations
 
 import errno
 import functools
+import math
 import os
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from .manifest import not_utf8_name
+
 PathLike = Union[str, os.PathLike]
+
+# A native rate outside this range is a corrupt header, not audio (data.sample_rate takes the same range).
+MIN_NATIVE_RATE = 1000
+MAX_NATIVE_RATE = 384000
+# Frames read per call: a header that claims hours of audio costs only what the file holds.
+_READ_BLOCK_FRAMES = 1 << 20
+# Largest sinc kernel (output phases x taps) built for one pair of rates: ~130 MB while it is built. A
+# rate pair with a large reduced ratio (47999 -> 16000 Hz: 16000 x 48405 taps, 3 GB) resamples from the
+# nearest rate within 0.5 % that fits instead (48000 Hz: a 0.002 % speed change).
+_MAX_KERNEL_ELEMENTS = 1 << 22
+_RATE_TOLERANCE = 0.005
+# A decoder that stops this far short of the frame count its header declares marks a truncated file
+# (some slack: MP3 frame counts from a Xing header are estimates to within a frame or two).
+_SHORT_FRACTION, _SHORT_SECONDS = 0.01, 0.05
 
 # Kaiser-windowed sinc with librosa's "kaiser_best" settings: flat to ~0.95 of the new Nyquist and
 # > 100 dB stopband. torchaudio's default (width 6, Hann) lets 9 kHz alias into 16 kHz output at -17 dB
@@ -56,21 +79,48 @@ class AudioError(Exception):
         return (AudioError, (self.path, self.reason))
 
 
-def load_audio(path: PathLike, sample_rate: int = 16000) -> np.ndarray:
-    """Decode ``path`` to a float32 mono waveform at ``sample_rate``, values clipped to [-1, 1].
+class Decoded(NamedTuple):
+    samples: np.ndarray  # float32 mono at the requested rate in [-1, 1], at most ``max_samples`` long
+    num_samples: int  # the whole clip's length at that rate, before the crop
+    truncated: Optional[str]  # set when the file holds less audio than its header declares; the rest is used
 
-    Channels are averaged. Raises ``AudioError`` for a missing, empty, unrecognised or corrupt file,
-    a stream with 0 samples, or one with NaN/Inf samples (they would turn the loss into NaN). A silent
-    (all-zero) clip is valid audio and is returned as is.
+
+def load_audio(path: PathLike, sample_rate: int = 16000, max_seconds: Optional[float] = None) -> np.ndarray:
+    """Decode ``path`` to a float32 mono waveform at ``sample_rate``, values clipped to [-1, 1]; with
+    ``max_seconds``, its first ``max_seconds`` only (read and resampled alone, see ``decode_audio``)."""
+    max_samples = None if max_seconds is None else max(1, int(round(max_seconds * sample_rate)))
+    return decode_audio(path, sample_rate, max_samples).samples
+
+
+def decode_audio(path: PathLike, sample_rate: int = 16000, max_samples: Optional[int] = None) -> Decoded:
+    """Decode ``path`` to at most ``max_samples`` float32 mono samples at ``sample_rate`` (all of it when
+    None), with the whole clip's length and a note when the file is truncated.
+
+    Channels are averaged. Raises ``AudioError`` for a missing, empty, unrecognised or corrupt file, a
+    native rate outside 1000-384000 Hz (a corrupt header), a stream with 0 samples, NaN/Inf samples in
+    what is kept (they would turn the loss into NaN), or a path that is not valid UTF-8 (every path a run
+    keeps goes into UTF-8 text files). A silent (all-zero) clip is valid audio and is returned as is.
+
+    A file that holds less audio than its header declares (a WAV whose data chunk claims more bytes than
+    follow it, an MP3 or other stream that ends early) is kept: the audio present is returned, and
+    ``truncated`` says how much the header claimed, so callers can report it. Past the crop only a WAV's
+    header is checked (nothing there is read); FFmpeg-only formats (M4A, WebM, ...) are not checked.
+
+    With ``max_samples``, only the frames the crop needs are read at the native rate (plus the resampling
+    filter's reach past the crop, so the kept samples equal those of resampling the whole clip), and only
+    those are resampled: memory follows the crop, whatever the clip's length or rate.
     """
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, _not_a_file(path))
+    bad_name = not_utf8_name(str(path))
+    if bad_name is not None:
+        raise AudioError(path, bad_name)
     if not os.access(path, os.R_OK):
         raise AudioError(path, "not readable (permission denied)")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
-    waveform, native_rate = _decode(path)
+    waveform, native_rate, total, truncated = _decode(path, sample_rate, max_samples)
     if waveform.shape[0] == 0:
         raise AudioError(path, "empty (0 samples)")
     finite = np.isfinite(waveform)
@@ -79,10 +129,65 @@ def load_audio(path: PathLike, sample_rate: int = 16000) -> np.ndarray:
             raise AudioError(path, "all samples are NaN/Inf")
         raise AudioError(path, f"{int((~finite).sum())} of {finite.size} samples are NaN/Inf")
     mono = waveform.mean(axis=1, dtype=np.float32) if waveform.shape[1] > 1 else waveform[:, 0]
+    num_samples = total
     if native_rate != sample_rate:
-        mono = resample(mono, native_rate, sample_rate)
+        from_rate = resampling_rate(native_rate, sample_rate)
+        mono = resample(mono, from_rate, sample_rate)
+        num_samples = math.ceil(total * sample_rate / from_rate)  # torchaudio's output length for the whole clip
+    if max_samples is not None:
+        mono = mono[:max_samples]
     # Float files may exceed full scale and sinc resampling overshoots slightly on clipped input.
-    return np.clip(mono, -1.0, 1.0, out=np.ascontiguousarray(mono, dtype=np.float32))
+    return Decoded(np.clip(mono, -1.0, 1.0, out=np.ascontiguousarray(mono, dtype=np.float32)), int(num_samples), truncated)
+
+
+def _check_rate(path: Path, rate) -> int:
+    """The native rate, or ``AudioError`` when the header's rate can't be a recording's (before any frame is read)."""
+    if not rate or not MIN_NATIVE_RATE <= rate <= MAX_NATIVE_RATE:
+        raise AudioError(
+            path, f"implausible sample rate in the file's header ({rate} Hz; audio is {MIN_NATIVE_RATE}-{MAX_NATIVE_RATE} Hz): "
+            "the header is corrupt; re-export the file"
+        )
+    return int(rate)
+
+
+def native_frames(max_samples: Optional[int], native_rate: int, sample_rate: int) -> Optional[int]:
+    """Frames at ``native_rate`` that ``max_samples`` at ``sample_rate`` need, with the resampling filter's
+    reach past the crop (torchaudio pads by the kernel's half-width plus one input block)."""
+    if max_samples is None:
+        return None
+    if native_rate == sample_rate:
+        return max_samples
+    from_rate = resampling_rate(native_rate, sample_rate)
+    orig, _, width = _kernel_shape(from_rate, sample_rate)
+    return math.ceil(max_samples * native_rate / sample_rate) + width + 2 * orig
+
+
+def _kernel_shape(orig_rate: int, new_rate: int) -> tuple[int, int, int]:
+    """(input block, output phases, half-width in input frames) of torchaudio's kernel for these rates."""
+    g = math.gcd(int(orig_rate), int(new_rate))
+    orig, new = orig_rate // g, new_rate // g
+    base = min(orig, new) * RESAMPLING["rolloff"]
+    return orig, new, math.ceil(RESAMPLING["lowpass_filter_width"] * orig / base)
+
+
+@functools.lru_cache(maxsize=256)
+def resampling_rate(orig_rate: int, new_rate: int) -> int:
+    """The rate to resample from: ``orig_rate``, unless that pair needs a kernel over ``_MAX_KERNEL_ELEMENTS``;
+    then the nearest rate within 0.5 % that does not (at worst the one with the smallest kernel)."""
+    def elements(rate: int) -> int:
+        orig, new, width = _kernel_shape(rate, new_rate)
+        return new * (2 * width + orig)
+
+    if elements(orig_rate) <= _MAX_KERNEL_ELEMENTS:
+        return int(orig_rate)
+    best = int(orig_rate)
+    for step in range(1, max(1, int(orig_rate * _RATE_TOLERANCE)) + 1):
+        for rate in (orig_rate - step, orig_rate + step):
+            if elements(rate) <= _MAX_KERNEL_ELEMENTS:
+                return int(rate)
+            if elements(rate) < elements(best):
+                best = int(rate)
+    return best
 
 
 def _not_a_file(path: Path) -> str:
@@ -101,7 +206,8 @@ def _not_a_file(path: Path) -> str:
 
 
 def resample(waveform: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling of a 1-D float32 waveform (see ``RESAMPLING``)."""
+    """Band-limited resampling of a 1-D float32 waveform (see ``RESAMPLING``); ``decode_audio`` passes
+    ``resampling_rate(native, new_rate)`` as ``orig_rate``, which bounds the kernel's size."""
     tensor = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
     with torch.inference_mode():
         return _resampler(int(orig_rate), int(new_rate))(tensor).numpy()
@@ -116,17 +222,17 @@ def _resampler(orig_rate: int, new_rate: int):
     return torchaudio.transforms.Resample(orig_rate, new_rate, **RESAMPLING)
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """(samples [T, C] float32, native rate) from soundfile, else torchcodec."""
+def _decode(path: Path, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
+    """(frames [T, C] float32 at the native rate, cut to what ``max_samples`` needs; native rate; frames in the
+    whole clip; truncation note) from soundfile, else torchcodec."""
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(rate)
+        return _decode_soundfile(path, sample_rate, max_samples)
     except sf.LibsndfileError as err:
         sndfile_error = err
     except (RuntimeError, ValueError) as err:  # errors raised while reading frames after a good open
         sndfile_error = err
     try:
-        return _decode_torchcodec(path)
+        return _decode_torchcodec(path, sample_rate, max_samples)
     except _TorchcodecOpenError:
         # Neither decoder recognised the container. If libsndfile recognised it, its message is the
         # specific one ("Malformed 'fmt ' chunk", "flac decoder lost sync").
@@ -141,11 +247,66 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
         raise AudioError(path, f"truncated/corrupt: {_torchcodec_message(err)}") from None
 
 
+def _decode_soundfile(path: Path, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
+    with sf.SoundFile(str(path)) as f:
+        rate = _check_rate(path, f.samplerate)
+        declared = max(0, int(f.frames))
+        crop = native_frames(max_samples, rate, sample_rate)
+        wanted = declared if crop is None else min(declared, crop)
+        blocks, got = [], 0
+        while got < wanted:
+            block = f.read(min(_READ_BLOCK_FRAMES, wanted - got), dtype="float32", always_2d=True)
+            if not len(block):
+                break
+            blocks.append(block)
+            got += len(block)
+        channels, is_wav = f.channels, f.format in ("WAV", "WAVEX")
+    data = np.concatenate(blocks) if len(blocks) > 1 else blocks[0] if blocks else np.zeros((0, channels), np.float32)
+    if got < wanted:  # the stream ended before the frame count its header declares
+        note = None
+        if wanted - got > max(_SHORT_FRACTION * declared, _SHORT_SECONDS * rate):
+            note = _truncated_note(declared / rate, got / rate)
+        return data, rate, got, note
+    shortfall = _wav_shortfall(path) if is_wav else None  # libsndfile counts the frames a WAV holds, not those it claims
+    if shortfall is not None:
+        claimed_bytes, block_align = shortfall
+        return data, rate, declared, _truncated_note(claimed_bytes / block_align / rate, declared / rate)
+    return data, rate, declared, None
+
+
+def _truncated_note(claimed_seconds: float, held_seconds: float) -> str:
+    return f"truncated: the header declares {claimed_seconds:.3g} s of audio, the file holds {held_seconds:.3g} s; the audio present is used"
+
+
+def _wav_shortfall(path: Path) -> Optional[tuple[int, int]]:
+    """(bytes the data chunk declares, block align) for a RIFF/WAVE file whose data chunk claims more bytes
+    than follow it; None for a whole file. A size of 0 or 0xFFFFFFFF is a streaming writer's "to the end"."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return None
+        position, block_align = 12, 0
+        while position + 8 <= size:
+            f.seek(position)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"fmt ":
+                fmt = f.read(16)
+                block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else 0
+            elif chunk_id == b"data":
+                held = size - position - 8
+                if chunk_size in (0, 0xFFFFFFFF) or chunk_size <= held or not block_align:
+                    return None
+                return chunk_size, block_align
+            position += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
 class _TorchcodecOpenError(Exception):
     pass
 
 
-def _decode_torchcodec(path: Path) -> tuple[np.ndarray, int]:
+def _decode_torchcodec(path: Path, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
     from torchcodec.decoders import AudioDecoder
 
     try:
@@ -156,16 +317,32 @@ def _decode_torchcodec(path: Path) -> tuple[np.ndarray, int]:
         if "audio stream" in message.lower():
             raise AudioError(path, "not audio (the file has no audio stream)") from None
         raise _TorchcodecOpenError(message) from None
+    metadata = decoder.metadata
+    crop = None
+    if metadata.sample_rate:
+        crop = native_frames(max_samples, _check_rate(path, metadata.sample_rate), sample_rate)
     try:
-        samples = decoder.get_all_samples()
+        if crop is None:
+            samples = decoder.get_all_samples()
+        else:  # timestamps start where the stream does (an MP3's encoder delay); a little extra, cut below
+            begin = metadata.begin_stream_seconds or 0.0
+            samples = decoder.get_samples_played_in_range(0.0, begin + (crop + metadata.sample_rate // 10) / metadata.sample_rate)
     except RuntimeError as err:
         if "No audio frames were decoded" not in str(err):
             raise
-        if not decoder.metadata.duration_seconds:
+        if not metadata.duration_seconds:
             raise AudioError(path, "empty (0 samples)") from None
         raise AudioError(path, "truncated/corrupt: no audio frame could be decoded") from None
+    rate = _check_rate(path, samples.sample_rate)
     # AudioSamples.data is [channels, time]; keep soundfile's [time, channels] layout.
-    return samples.data.T.contiguous().numpy().astype(np.float32, copy=False), int(samples.sample_rate)
+    data = samples.data.T.contiguous().numpy().astype(np.float32, copy=False)
+    total = data.shape[0]
+    if crop is not None and total > crop:
+        data = data[:crop]
+        # The rest was not decoded: the header's duration (from the first sample) stands for the whole clip.
+        duration = (metadata.duration_seconds or 0.0) - (metadata.begin_stream_seconds or 0.0)
+        total = max(total, int(round(duration * rate)))
+    return data, rate, total, None
 
 
 def _sndfile_message(err: Exception) -> str:

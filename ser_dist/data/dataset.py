@@ -17,11 +17,16 @@ sample rate, the crop length, the minimum length and ``FORMAT_VERSION``: rewriti
 rate or crop makes a new entry; old entries are never modified (delete the folder to reclaim space).
 Build once for the whole corpus and take splits with ``Dataset.select`` so folds share one entry.
 
-A clip is skipped, with its reason, when it can't be decoded (``load_audio``: missing, empty, corrupt,
-NaN/Inf samples), when it is shorter than ``min_seconds`` (no model hears an emotion in a few
-milliseconds, and the MFCC and SSL front ends need 257 / 400 samples for one frame), or when what
-would be stored is silent (every sample the same value after the crop and 16-bit rounding: a
-silent clip carries no emotion, so its label can only teach noise).
+A clip is skipped, with its reason, when it can't be decoded (``decode_audio``: missing, empty, corrupt,
+an implausible native rate, NaN/Inf samples, a path that is not UTF-8), when it is shorter than
+``min_seconds`` (no model hears an emotion in a few milliseconds, and the MFCC and SSL front ends need
+257 / 400 samples for one frame), or when what would be stored is silent (every sample the same value
+after the crop and 16-bit rounding: a silent clip carries no emotion, so its label can only teach
+noise). A clip from a truncated file (its header claims more audio than the file holds) is kept with
+what is there, and the ``truncated`` column says so, for the data report.
+
+Only the crop is decoded and resampled (``decode_audio`` reads at most ``max_seconds`` at the clip's own
+rate), so a long or mislabelled clip costs no more memory than a clip of ``max_seconds``.
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .audio import RESAMPLING, AudioError, load_audio
+from .audio import RESAMPLING, AudioError, decode_audio
 from .manifest import DataError, Record
 
 if TYPE_CHECKING:
@@ -51,8 +56,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Bump when the stored columns or decoding change meaning, so old cache entries are not reused.
-# 2: too-short and silent clips are skipped.
-FORMAT_VERSION = 2
+# 2: too-short and silent clips are skipped. 3: decoded from the crop alone; rate checks; the truncated column.
+FORMAT_VERSION = 3
 # Clips shorter than this are skipped (data.min_seconds); 0.1 s is far above every model's receptive
 # field at any common rate (MFCC: 257 samples, wav2vec2/HuBERT/WavLM: 400 at 16 kHz).
 DEFAULT_MIN_SECONDS = 0.1
@@ -75,6 +80,7 @@ def _features():
             "speaker": Value("string"),
             "session": Value("string"),
             "source": Value("string"),
+            "truncated": Value("string"),  # why the file is truncated (its header claims more audio); null when whole
         }
     )
 
@@ -98,7 +104,8 @@ def build_audio_dataset(
     matches the stored ``duration``; random crops are augmentation's job). ``None`` keeps whole clips.
 
     Clips shorter than ``min_seconds`` (before the crop) and clips whose stored samples are silent are
-    skipped (see the module docstring).
+    skipped (see the module docstring); a clip from a truncated file is kept, with the reason in its
+    ``truncated`` column (null for a whole file).
 
     Returns ``(dataset, skipped)``: the usable clips in record order, and ``(path, reason)`` for
     every record that could not be decoded or used. Both come from the cache on an unchanged second call.
@@ -165,27 +172,28 @@ def _load_entry(entry: Path):
     return dataset, skipped
 
 
-def decode_clip(path: str, sample_rate: int, max_samples: Optional[int], min_samples: int = 1) -> tuple[Optional[np.ndarray], int, Optional[str]]:
-    """(int16 samples or None, samples before the crop, reason when it is skipped). Runs in pool workers."""
+def decode_clip(
+    path: str, sample_rate: int, max_samples: Optional[int], min_samples: int = 1
+) -> tuple[Optional[np.ndarray], int, Optional[str], Optional[str]]:
+    """(int16 samples or None, samples before the crop, reason when it is skipped, truncation note when it
+    is kept from a truncated file). Runs in pool workers."""
     try:
-        waveform = load_audio(path, sample_rate)
+        decoded = decode_audio(path, sample_rate, max_samples)
     except AudioError as err:
-        return None, 0, err.reason
+        return None, 0, err.reason, None
     except Exception as err:  # a decoder failing in an unforeseen way skips this clip, not the corpus
-        return None, 0, f"decoder error: {type(err).__name__}: {err}"
-    original = int(waveform.shape[0])
+        return None, 0, f"decoder error: {type(err).__name__}: {err}", None
+    original = decoded.num_samples
     if original < min_samples:
-        return None, original, too_short_reason(original, sample_rate, min_samples)
-    if max_samples is not None:
-        waveform = waveform[:max_samples]
-    # load_audio already clips to [-1, 1]; rounding keeps the int16 error within half a step.
-    samples = np.rint(waveform * INT16_SCALE).astype(np.int16)
+        return None, original, too_short_reason(original, sample_rate, min_samples), None
+    # decode_audio already clips to [-1, 1]; rounding keeps the int16 error within half a step.
+    samples = np.rint(decoded.samples * INT16_SCALE).astype(np.int16)
     silent = silent_reason(samples)
     if silent is not None:
         if original > samples.shape[0]:
             silent = silent.replace("silent:", f"silent in its first {max_samples / sample_rate:g} s (the data.max_seconds crop):")
-        return None, original, silent
-    return samples, original, None
+        return None, original, silent, None
+    return samples, original, None, decoded.truncated
 
 
 def too_short_reason(num_samples: int, sample_rate: int, min_samples: int, fix: str = "lower data.min_seconds to keep it") -> str:
@@ -258,14 +266,15 @@ def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: 
         staging = building / "decoded.arrow"
         skipped: list[tuple[str, str]] = []
         kept = 0
-        rows: list[tuple[Record, np.ndarray, int]] = []
+        rows: list[tuple[Record, np.ndarray, int, Optional[str]]] = []
         pending_samples = 0
         with pa.OSFile(str(staging), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for number, (rec, (audio, original, reason)) in enumerate(zip(records, _decoded(records, sample_rate, max_samples, min_samples, num_proc)), 1):
+            decoded = _decoded(records, sample_rate, max_samples, min_samples, num_proc)
+            for number, (rec, (audio, original, reason, truncated)) in enumerate(zip(records, decoded), 1):
                 if audio is None:
                     skipped.append((rec.path, reason))
                 else:
-                    rows.append((rec, audio, original))
+                    rows.append((rec, audio, original, truncated))
                     pending_samples += audio.shape[0]
                     kept += 1
                 if pending_samples >= _BATCH_SAMPLES:
@@ -300,20 +309,21 @@ def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: 
 def _record_batch(rows, schema, sample_rate: int):
     import pyarrow as pa
 
-    lengths = np.array([audio.shape[0] for _, audio, _ in rows], dtype=np.int64)
+    lengths = np.array([audio.shape[0] for _, audio, _, _ in rows], dtype=np.int64)
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])  # int32 offsets: < 2**31 samples per batch, see _BATCH_SAMPLES
-    samples = np.concatenate([audio for _, audio, _ in rows]) if rows else np.zeros(0, dtype=np.int16)
+    samples = np.concatenate([audio for _, audio, _, _ in rows]) if rows else np.zeros(0, dtype=np.int16)
     columns = {
         "audio": pa.ListArray.from_arrays(pa.array(offsets), pa.array(samples, type=pa.int16())),
         "num_samples": pa.array(lengths, type=pa.int64()),
         "duration": pa.array(lengths / sample_rate, type=pa.float64()),
-        "original_duration": pa.array([original / sample_rate for _, _, original in rows], type=pa.float64()),
-        "path": pa.array([rec.path for rec, _, _ in rows], type=pa.string()),
-        "label": pa.array([rec.label for rec, _, _ in rows], type=pa.string()),
-        "speaker": pa.array([rec.speaker for rec, _, _ in rows], type=pa.string()),
-        "session": pa.array([rec.session for rec, _, _ in rows], type=pa.string()),
-        "source": pa.array([rec.source for rec, _, _ in rows], type=pa.string()),
+        "original_duration": pa.array([original / sample_rate for _, _, original, _ in rows], type=pa.float64()),
+        "path": pa.array([rec.path for rec, _, _, _ in rows], type=pa.string()),
+        "label": pa.array([rec.label for rec, _, _, _ in rows], type=pa.string()),
+        "speaker": pa.array([rec.speaker for rec, _, _, _ in rows], type=pa.string()),
+        "session": pa.array([rec.session for rec, _, _, _ in rows], type=pa.string()),
+        "source": pa.array([rec.source for rec, _, _, _ in rows], type=pa.string()),
+        "truncated": pa.array([truncated for _, _, _, truncated in rows], type=pa.string()),
     }
     return pa.record_batch([columns[name] for name in schema.names], schema=schema)
 

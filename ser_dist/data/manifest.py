@@ -81,7 +81,9 @@ def scan_folder(root: Path) -> FolderScan:
 
     Links to files and folders are followed; a link to a folder already searched (a loop, or a second
     way into the same folder) is reported rather than searched twice. Hidden entries (``.name``, e.g.
-    ``.DS_Store``, ``.ipynb_checkpoints/``, macOS ``._clip.wav``) are reported, never searched or used.
+    ``.DS_Store``, ``.ipynb_checkpoints/``, macOS ``._clip.wav``) are reported, never searched or used;
+    so are empty subfolders (a folder named ``clip.wav`` is one) and audio files whose path is not valid
+    UTF-8 (``not_utf8_name``).
     """
     found = FolderScan()
     seen: set[tuple[int, int]] = set()
@@ -93,6 +95,10 @@ def scan_folder(root: Path) -> FolderScan:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as err:
             found.other.append((str(folder), f"folder not readable ({err.strerror or err})"))
+            return
+        if not entries and folder != Path(root):  # e.g. a folder named clip.wav: an entry, so it is reported
+            named_like_audio = folder.suffix.lower() in AUDIO_EXTENSIONS
+            found.other.append((str(folder), "a folder, not a file (named like an audio file, and empty)" if named_like_audio else "empty folder"))
             return
         for entry in entries:
             path = Path(entry.path)
@@ -107,7 +113,11 @@ def scan_folder(root: Path) -> FolderScan:
                 else:
                     walk(path)
             elif path.suffix.lower() in AUDIO_EXTENSIONS:
-                found.audio.append(path)
+                bad_name = not_utf8_name(resolved(path))
+                if bad_name is not None:
+                    found.other.append((str(path), bad_name))
+                else:
+                    found.audio.append(path)
             else:
                 kind = f"extension {path.suffix!r}" if path.suffix else "no file extension"
                 found.non_audio.append((str(path), f"not an audio file ({kind}; audio files end in {', '.join(AUDIO_EXTENSIONS[:4])}, ...)"))
@@ -115,6 +125,24 @@ def scan_folder(root: Path) -> FolderScan:
     walk(Path(root))
     found.audio.sort()
     return found
+
+
+def not_utf8_name(path: str) -> Optional[str]:
+    """Why a path can't be a clip's path, when a part of it is not valid UTF-8 (Python holds such bytes as
+    surrogate escapes), else None. The clip itself may be fine, but a run writes every clip's path into
+    UTF-8 text (``split.csv``, ``test_predictions.csv``, the Arrow cache), which can't hold those bytes."""
+    if _is_utf8(path):
+        return None
+    part = next((part for part in Path(path).parts if not _is_utf8(part)), path)
+    return f"file name is not valid UTF-8 ({os.fsencode(part)!r}); rename it (e.g. convmv -f latin1 -t utf8 --notest FILE)"
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _entry_problem(entry: os.DirEntry) -> Optional[str]:
@@ -246,7 +274,9 @@ def read_manifest_rows(path: Path) -> list[dict]:
 def manifest_lines(path: Path) -> list[tuple[int, object]]:
     """(line number, row) for each row of a CSV, TSV or JSONL manifest; blank JSONL lines are skipped.
 
-    ``utf-8-sig``: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name.
+    ``utf-8-sig``: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name. A
+    column named twice in the header, or a key given twice in a JSONL row, is an error (the readers would
+    keep only the last one, silently); so is text that is not UTF-8, named by line and byte.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -257,23 +287,76 @@ def manifest_lines(path: Path) -> list[tuple[int, object]]:
                 for number, line in enumerate(f, 1):
                     if line.strip():
                         try:
-                            rows.append((number, json.loads(line)))
+                            rows.append((number, json.loads(line, object_pairs_hook=_unique_keys)))
                         except json.JSONDecodeError as err:
                             raise DataError(f"{path}:{number}: not valid JSON ({err.msg}); write one JSON object per line") from None
+                        except _DuplicateKey as err:
+                            raise DataError(
+                                f"{path}:{number}: key {err.key!r} appears twice in this row, and JSON keeps only the last value; "
+                                "give each key once"
+                            ) from None
             return rows
         if suffix in (".csv", ".tsv"):
             with open(path, newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
                 rows = []
                 try:
+                    _check_header(path, reader)
                     for row in reader:
                         rows.append((reader.line_num, row))
                 except csv.Error as err:
                     raise DataError(f"{path}:{reader.line_num + 1}: not valid {suffix[1:].upper()} ({err}); check the quoting on that line") from None
                 return rows
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text manifest; a manifest is a CSV/TSV/JSONL file with a 'path' column") from None
+        raise DataError(_not_utf8_text(path)) from None
     raise DataError(f"{path}: unknown manifest format; use .csv, .tsv or .jsonl")
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``json.loads`` hook: a key given twice is an error (``json.loads`` alone keeps the last silently)."""
+    row = {}
+    for key, value in pairs:
+        if key in row:
+            raise _DuplicateKey(key)
+        row[key] = value
+    return row
+
+
+def _check_header(path: Path, reader: csv.DictReader) -> None:
+    """A column named twice is an error: ``csv.DictReader`` would keep the last one's values silently."""
+    names = reader.fieldnames or []
+    for name in dict.fromkeys(names):
+        positions = [i + 1 for i, other in enumerate(names) if other == name]
+        if name and len(positions) > 1:
+            raise DataError(
+                f"{path}:{reader.line_num}: column {name!r} appears {len(positions)} times in the header (columns "
+                f"{', '.join(map(str, positions))}), and only the last would be read; rename or remove the others"
+            )
+
+
+def _not_utf8_text(path: Path) -> str:
+    """The one line for a manifest that does not decode as UTF-8: where, and how to convert it."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return f"{path}: the manifest is UTF-16 text; re-save it as UTF-8 (e.g. 'CSV UTF-8' in Excel, or iconv -f utf-16 -t utf-8 FILE > NEW)"
+    if b"\0" in raw[:8192]:
+        return f"{path}: a binary file, not a text manifest; a manifest is a UTF-8 CSV/TSV/JSONL file with 'path' and 'label' columns"
+    try:
+        raw.decode("utf-8")
+        return f"{path}: not valid UTF-8 text; re-save the manifest as UTF-8"
+    except UnicodeDecodeError as err:
+        offset = err.start
+    line = raw.count(b"\n", 0, offset) + 1
+    column = offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+    return (
+        f"{path}:{line}: not UTF-8 text (byte 0x{raw[offset]:02x} at byte {column} of the line; Latin-1 or a Windows code page?); "
+        "re-save the manifest as UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE > NEW, or 'CSV UTF-8' in Excel)"
+    )
 
 
 def _check_columns(path: Path, rows: list[tuple[int, object]], scan: Scan) -> None:
@@ -310,6 +393,8 @@ def _cell(value, column: str, where: str) -> Optional[str]:
         kind = {list: "a list", dict: "an object", bool: "true/false", float: "a fraction"}.get(type(value), type(value).__name__)
         raise DataError(f"{where}: {column!r} is {kind} ({shown[:60]}); give {'the file path as a string' if column == 'path' else 'a string'}")
     text = str(value).strip()
+    if column != "path" and not _is_utf8(text):  # a JSON "\\udcff" escape: a lone surrogate, which no UTF-8 file can hold
+        raise DataError(f"{where}: {column!r} holds a lone surrogate escape ({text.encode('utf-8', 'backslashreplace').decode()[:60]}); give valid Unicode text")
     return text or None
 
 
@@ -318,7 +403,8 @@ def read_manifest(path: Path, data=None) -> Scan:
 
     Relative paths are taken relative to the manifest's folder. Any row that can't be read as a clip
     (no path or label, a value of the wrong type, more fields than the header) is an error naming its
-    line; so is a clip listed twice (with the same or another label): each clip is used once.
+    line; so is a clip listed twice (with the same or another label): each clip is used once. A row whose
+    path is not valid UTF-8 (see ``not_utf8_name``) is set aside with that reason.
     """
     path = Path(path)
     if path.is_dir():
@@ -358,6 +444,10 @@ def read_manifest(path: Path, data=None) -> Scan:
                 )
             raise DataError(f"{where}: {clip_path} is listed again (first on line {first_line}); list each clip once: remove the duplicate row")
         first_row[clip_path] = (line, values["label"])
+        bad_name = not_utf8_name(clip_path)
+        if bad_name is not None:
+            scan.problems.append((clip_path, bad_name))
+            continue
         scan.records.append(
             Record(path=clip_path, label=values["label"], speaker=values["speaker"], session=values["session"], source=values["source"])
         )

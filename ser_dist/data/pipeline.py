@@ -3,6 +3,8 @@
 Steps: scan the corpus with its adapter (manifest rows), keep the configured classes, decode every
 clip once into the Arrow cache (unreadable, too short and silent clips are skipped and reported),
 split (speaker-independent by default), and count everything that was found, used, skipped or set aside.
+A clip kept from a truncated file (its header claims more audio than the file holds) is listed under
+``truncated_files`` in the report, with one warning line counting them.
 
 Data that would train to a meaningless number stops here with one line naming the fix: fewer than 2
 classes, or a class with no clip in the train split (the model could never learn it). A class missing
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..errors import ConfigError
 from ..registry import CORPORA
 from .manifest import AUDIO_EXTENSIONS, DataError, Record, Scan
 
@@ -44,6 +47,14 @@ class PreparedData:
 def scan_corpus(data) -> Scan:
     """Run the configured corpus adapter and apply ``data.labels``."""
     import ser_dist.data.corpora  # noqa: F401  registers the corpus adapters
+
+    if data.labels:
+        repeated = [label for label, count in collections.Counter(data.labels).items() if count > 1]
+        if repeated:
+            raise ConfigError(
+                f"data.labels={','.join(data.labels)} lists {repeated[0]!r} {data.labels.count(repeated[0])} times; "
+                f"name each class once, e.g. data.labels={','.join(dict.fromkeys(data.labels))}"
+            )
 
     root = Path(data.root) if data.root else None
     if data.manifest is None:
@@ -134,6 +145,14 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
         f"class {label!r} has no clips in the {name} split; {name} UA averages the other {len(scan.labels) - len(missing)} classes"
         for name, missing in coverage.items() if name != "train" and split[name] for label in missing
     ]
+    truncated = truncated_files(dataset)
+    if truncated:
+        path, reason = truncated[0]
+        warnings.append(
+            f"{len(truncated)} clip(s) come from truncated files, kept with the audio they hold "
+            f"(e.g. {Path(path).name}: {reason.removeprefix('truncated: ')}); "
+            "re-export or remove them (all listed under truncated_files in data_report.json)"
+        )
     report = data_report(data, scan, records, skipped, split, dataset, warnings)
     return PreparedData(label_names=list(scan.labels), records=records, dataset=dataset, split=split, report=report)
 
@@ -141,6 +160,12 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
 def class_coverage(records: list[Record], split: dict, labels: list[str]) -> dict[str, list[str]]:
     """For each split, the classes (in ``labels`` order) with no clip in it."""
     return {name: [label for label in labels if label not in {records[i].label for i in indices}] for name, indices in split.items()}
+
+
+def truncated_files(dataset) -> list[tuple[str, str]]:
+    """(path, reason) for each decoded clip that comes from a truncated file."""
+    columns = dataset.select_columns(["path", "truncated"]).with_format("arrow")[:]
+    return [(path, note) for path, note in zip(columns.column("path").to_pylist(), columns.column("truncated").to_pylist()) if note]
 
 
 def skip_kind(reason: str) -> str:
@@ -169,6 +194,7 @@ def data_report(data, scan: Scan, records: list[Record], skipped, split: dict, d
         "num_cropped": int(sum(1 for d, o in zip(durations, original) if o > d + 1e-6)),
         "skipped_files": [{"path": p, "reason": r} for p, r in skipped],
         "set_aside_files": [{"path": p, "reason": r} for p, r in scan.problems],
+        "truncated_files": [{"path": p, "reason": r} for p, r in truncated_files(dataset)],
         "warnings": list(warnings or []),
         "splits": per_split,
     }
@@ -180,10 +206,11 @@ def summary_line(report: dict) -> str:
     unusable = "".join(f", {kinds[kind]} {kind} skipped" for kind in ("too short", "silent") if kinds[kind])
     warnings = report.get("warnings") or []
     warned = f"; {len(warnings)} warning(s): {warnings[0]}" + (" (+ more in data_report.json)" if len(warnings) > 1 else "") if warnings else ""
+    truncated = len(report.get("truncated_files") or [])
     return (
         f"data: {report['num_used']} clips used of {report['num_found']} found "
         f"({kinds['unreadable']} unreadable skipped{unusable}, {len(report['set_aside_files'])} set aside, "
-        f"{report['num_cropped']} cropped); {splits}{warned}"
+        f"{report['num_cropped']} cropped{f', {truncated} truncated kept' if truncated else ''}); {splits}{warned}"
     )
 
 

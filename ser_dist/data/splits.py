@@ -14,7 +14,8 @@ Protocols:
   candidate assignments). Needs a speaker for every clip and at least 3 speakers.
 * ``leave_one_speaker_out``: fold K (``data.fold``, 1-based) tests on the K-th speaker in natural
   sort order (``spk2`` before ``spk10``); validation takes the next speaker(s) in that order until it
-  holds ~``val_fraction`` of the clips; the rest train. The seed is not used.
+  holds ~``val_fraction`` of the clips; the rest train. The seed is not used. Needs at least 3 speakers
+  (2 with ``data.val_fraction=0``), as does ``speaker_kfold``.
 * ``leave_one_session_out``: fold K tests on the K-th session (IEMOCAP: 5 folds); validation takes
   whole speakers of the training sessions, starting with the session after the test one, until it
   holds ~``val_fraction`` of the clips.
@@ -163,6 +164,7 @@ def _speaker(records: list[Record], data, seed: int) -> Split:
 def _leave_one_speaker_out(records: list[Record], data, seed: int) -> Split:
     groups = _speaker_groups(records, data)
     speakers = list(groups)
+    _require_enough_speakers(data, speakers)
     fold = _require_fold(data, len(speakers), "speakers")
     _require_units_left(data, len(speakers) - 1, "speakers", len(speakers))
     test = speakers[fold - 1]
@@ -179,9 +181,12 @@ def _leave_one_speaker_out(records: list[Record], data, seed: int) -> Split:
 def _leave_one_session_out(records: list[Record], data, seed: int) -> Split:
     sessions = _session_groups(records, data)
     names = list(sessions)
+    if len(names) < 2:  # before data.fold: "pass data.fold=1..1" would be no advice
+        raise DataError(
+            f"data.split=leave_one_session_out needs at least 2 sessions (one to test, the others to train); found 1 ({names[0]!r}); "
+            "give the clips their sessions, or use data.split=speaker or stratified"
+        )
     fold = _require_fold(data, len(names), "sessions")
-    if len(names) < 2:
-        raise DataError(f"data.split=leave_one_session_out needs at least 2 sessions; found {names[0]!r}; use data.split=speaker or stratified")
     test_session = names[fold - 1]
     pool = [i for name in names if name != test_session for i in sessions[name]]
     if data.val_fraction <= 0:
@@ -197,9 +202,11 @@ def _leave_one_session_out(records: list[Record], data, seed: int) -> Split:
             speaker_clips[records[i].speaker].append(i)
     candidates = list(speaker_clips)
     if len(candidates) < 2:
+        everyone = {rec.speaker for rec in records if rec.speaker is not None}
+        other = "data.split=speaker" if len(everyone) >= 3 else "data.split=stratified"  # speaker needs 3 speakers
         raise DataError(
             f"data.split=leave_one_session_out fold {fold}: the training sessions have {len(candidates)} speaker, too few for "
-            f"separate validation speakers; set data.val_fraction=0 or use data.split=speaker"
+            f"separate validation speakers; set data.val_fraction=0 to train without validation, or use {other}"
         )
     val = _take_validation(candidates, {s: len(speaker_clips[s]) for s in candidates}, data, len(records))
     return {
@@ -214,10 +221,11 @@ def _speaker_kfold(records: list[Record], data, seed: int) -> Split:
     k = data.num_folds
     if k < 2:
         raise ConfigError(f"data.num_folds={k} must be at least 2 for data.split=speaker_kfold")
+    _require_enough_speakers(data, list(groups))
     if len(groups) < k:
         raise DataError(
-            f"data.split=speaker_kfold with data.num_folds={k} needs at least {k} speakers; found {len(groups)} "
-            f"({', '.join(groups)}); lower data.num_folds or use data.split=leave_one_speaker_out"
+            f"data.split=speaker_kfold with data.num_folds={k} needs at least {k} speakers (one per fold); found {len(groups)} "
+            f"({', '.join(groups)}); set data.num_folds={len(groups)} (one speaker per fold) or use data.split=leave_one_speaker_out"
         )
     fold = _require_fold(data, k, "folds (data.num_folds)")
     folds = speaker_folds(groups, k, seed)
@@ -335,6 +343,23 @@ def _session_groups(records: list[Record], data) -> dict[str, list[int]]:
             f"(data.corpus=iemocap), or use data.split=leave_one_speaker_out"
         )
     return _groups(records, lambda rec: rec.session)
+
+
+def _require_enough_speakers(data, speakers: list[str]) -> None:
+    """A speaker-fold protocol needs one speaker to test, one to train and, with validation, one more;
+    checked before ``data.fold``, whose range would otherwise be the only advice ("data.fold=1..1")."""
+    needed = 3 if data.val_fraction > 0 else 2
+    if len(speakers) >= needed:
+        return
+    roles = "test, validation and train" if needed == 3 else "test and train"
+    if len(speakers) == 2:  # enough without validation
+        fix = "too few for separate train and validation speakers; set data.val_fraction=0 to train without validation, add clips of other speakers,"
+    else:
+        fix = "add clips of other speakers (or check data.speaker_pattern / the 'speaker' column),"
+    raise DataError(
+        f"data.split={data.split} needs at least {needed} speakers (one each for {roles}); found {len(speakers)} "
+        f"({', '.join(speakers)}): {fix} or use data.split=stratified (speakers then mix across splits)"
+    )
 
 
 def _require_fold(data, n: int, what: str) -> int:
