@@ -99,3 +99,30 @@ def assert_predict_reproduces_test_predictions(run_dir: Path, count: int = 4) ->
     for row, pred in zip(logged, json.loads(result.stdout)):
         assert pred["label"] == row["predicted"]
         assert pred["confidence"] == pytest.approx(float(row["confidence"]), abs=1e-4)
+
+
+# ---- small clips and one-line errors, for the bad-input tests ----------------------------------------------
+
+CLIP_RATE = 16000
+
+
+def write_clip(path: Path, seconds: float = 0.5, seed: int = 0, samples=None, subtype: str | None = None, rate: int = CLIP_RATE) -> Path:
+    """A wav of uniform noise (or of ``samples``) at ``rate``; parent folders are made."""
+    import numpy as np
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if samples is None:
+        samples = np.random.default_rng(seed).uniform(-0.3, 0.3, int(seconds * rate)).astype(np.float32)
+    sf.write(str(path), samples, rate, subtype=subtype)
+    return path
+
+
+def one_line(err: pytest.ExceptionInfo, *fragments: str) -> str:
+    """The raised error is one line holding every fragment."""
+    message = str(err.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+

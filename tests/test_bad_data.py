@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import one_line, write_clip
 import ser_dist.data.corpora  # noqa: F401  registers the adapters
 from ser_dist.config import Data
 from ser_dist.data.dataset import build_audio_dataset
@@ -18,22 +19,6 @@ from ser_dist.data.pipeline import prepare_data, scan_corpus, summary_line
 from ser_dist.errors import ConfigError
 
 RATE = 16000
-
-
-def write_clip(path: Path, seconds: float = 0.5, seed: int = 0, samples: np.ndarray | None = None, subtype: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if samples is None:
-        samples = np.random.default_rng(seed).uniform(-0.3, 0.3, int(seconds * RATE)).astype(np.float32)
-    sf.write(str(path), samples, RATE, subtype=subtype)
-    return path
-
-
-def one_line(err: pytest.ExceptionInfo, *fragments: str) -> str:
-    message = str(err.value)
-    assert "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 def manifest_data(path: Path, **keys) -> Data:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import one_line, write_clip
 import ser_dist.data.audio as audio_module
 import ser_dist.data.corpora  # noqa: F401  registers the adapters
 import ser_dist.data.dataset as dataset_module
@@ -28,21 +29,6 @@ from ser_dist.errors import ConfigError
 
 RATE = 16000
 PATTERN = r"^(spk\d+)_"
-
-
-def write_clip(path: Path, seconds: float = 0.5, seed: int = 0, rate: int = RATE, subtype: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    samples = np.random.default_rng(seed).uniform(-0.3, 0.3, int(seconds * rate)).astype(np.float32)
-    sf.write(str(path), samples, rate, subtype=subtype)
-    return path
-
-
-def one_line(err: pytest.ExceptionInfo, *fragments: str) -> str:
-    message = str(err.value)
-    assert "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 def corpus(root: Path, speakers: int = 4, per_class: int = 2) -> Path:

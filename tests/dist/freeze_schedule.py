@@ -12,9 +12,13 @@ trainer (backward, clip to a small norm so clipping is active, step). Rank 0 sav
 epoch; they must match across 1 process, 2 DDP processes and 2 ZeRO-2 processes.
 """
 import sys
+from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or in-process (runpy)
+from global_batch import my_share  # noqa: E402
 
 from ser_dist.config import Experiment, apply_overrides
 from ser_dist.losses import build_loss
@@ -37,14 +41,7 @@ model = build_model(exp, NUM_CLASSES)
 optimizer = build_optimizer(model, exp.optim)
 criterion = build_loss(exp.loss, NUM_CLASSES)
 
-generator = torch.Generator().manual_seed(1)
-lengths = torch.randint(SAMPLE_RATE // 4, SAMPLE_RATE // 2, (GLOBAL_BATCH,), generator=generator)
-waves = torch.randn(GLOBAL_BATCH, int(lengths.max()), generator=generator) * 0.1
-waves[torch.arange(waves.shape[1])[None, :] >= lengths[:, None]] = 0.0
-labels = torch.arange(GLOBAL_BATCH) % NUM_CLASSES
-per_rank = GLOBAL_BATCH // accelerator.num_processes
-mine = slice(accelerator.process_index * per_rank, (accelerator.process_index + 1) * per_rank)
-longest = int(lengths[mine].max())  # each rank pads only to its own longest clip
+waves, lengths, labels = my_share(accelerator, GLOBAL_BATCH, SAMPLE_RATE // 4, SAMPLE_RATE // 2, NUM_CLASSES)
 
 if accelerator.state.deepspeed_plugin is not None:
     configure_deepspeed(accelerator.state.deepspeed_plugin, exp)
@@ -59,7 +56,7 @@ for epoch in range(3):
     frozen = freezing.start_epoch(epoch)
     frozen_log.append(sorted(frozen))
     for _ in range(STEPS_PER_EPOCH):
-        loss = criterion(model(waves[mine, :longest], lengths[mine]).logits, labels[mine])
+        loss = criterion(model(waves, lengths).logits, labels)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), exp.train.max_grad_norm)
         optimizer.step()

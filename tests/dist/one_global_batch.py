@@ -8,9 +8,13 @@ global loss and the updated weights, which must match between 1 and 2 ranks. It 
 ``check_ranks_agree`` passes when ranks agree and fails on every rank when one rank diverges.
 """
 import sys
+from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or in-process (runpy)
+from global_batch import my_share  # noqa: E402
 
 from ser_dist.checkpoint import TrainerState
 from ser_dist.config import Experiment, apply_overrides
@@ -32,18 +36,11 @@ initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
 optimizer = build_optimizer(model, exp.optim)
 criterion = build_loss(exp.loss, NUM_CLASSES)
 
-generator = torch.Generator().manual_seed(1)
-lengths = torch.randint(SAMPLE_RATE // 2, SAMPLE_RATE, (GLOBAL_BATCH,), generator=generator)
-waves = torch.randn(GLOBAL_BATCH, int(lengths.max()), generator=generator) * 0.1
-waves[torch.arange(waves.shape[1])[None, :] >= lengths[:, None]] = 0.0
-labels = torch.arange(GLOBAL_BATCH) % NUM_CLASSES
-per_rank = GLOBAL_BATCH // accelerator.num_processes
-mine = slice(accelerator.process_index * per_rank, (accelerator.process_index + 1) * per_rank)
-longest = int(lengths[mine].max())  # each rank pads only to its own longest clip
+waves, lengths, labels = my_share(accelerator, GLOBAL_BATCH, SAMPLE_RATE // 2, SAMPLE_RATE, NUM_CLASSES)
 
 model, optimizer = accelerator.prepare(model, optimizer)
 model.train()
-loss = criterion(model(waves[mine, :longest], lengths[mine]).logits, labels[mine])
+loss = criterion(model(waves, lengths).logits, labels)
 accelerator.backward(loss)
 accelerator.clip_grad_norm_(model.parameters(), exp.train.max_grad_norm)
 optimizer.step()
