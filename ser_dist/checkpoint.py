@@ -289,6 +289,12 @@ def resume_training(accelerator, exp, log, *, ckpt_dir: Path, identity: dict, sc
 
         resume_from = broadcast_object_list([resume_from])[0]
     if resume_from is None:
+        finished = [name for name in ("metrics.json", "model") if (Path(ckpt_dir).parent / name).exists()]
+        if exp.train.resume == "auto" and finished:  # every checkpoint was set aside: never retrain over a finished run
+            raise CheckpointError(
+                f"{ckpt_dir}: no whole checkpoint to resume from (the damaged ones are set aside as .damaged-*), and "
+                f"{Path(ckpt_dir).parent} holds a finished run ({', '.join(finished)}); keep it and train into another folder, or clear it with train.overwrite=true"
+            )
         if exp.train.resume == "auto":
             log("resume: no checkpoint to continue from, starting from scratch")
         return TrainerState(num_processes=accelerator.num_processes)

@@ -130,6 +130,8 @@ def check_output_folder(out: Path, option: str = "--out") -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{option} {out}: is a file, not a folder; pass a folder (it is created if needed)")
+    if (out / "metrics.json").exists() and any((out / name).exists() for name in ("config.yaml", "checkpoints", "model")):
+        raise UserError(f"{option} {out}: holds a training run, whose metrics.json and reports the evaluation would replace; pass another folder (default: RUN/evaluation)")
     parent = out
     while not parent.exists():
         if parent.parent == parent:
@@ -177,9 +179,15 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Op
             key, sep, value = item.partition("=")
             if not sep:
                 raise UserError(f"--data {item!r}: give key=value pairs, e.g. --data root=DIR corpus=emodb")
-            pairs[key if key.startswith("data.") else f"data.{key}"] = value
+            dotted = key if key.startswith("data.") else f"data.{key}"
+            if dotted in pairs:
+                raise UserError(f"--data {key}= is given twice ({pairs[dotted]!r} and {value!r}); give each key once")
+            pairs[dotted] = value
         holder = apply_overrides(type(exp)(data=data), pairs)
         data = holder.data
+        from .config import SPLITS, _check_choice
+
+        _check_choice("--data split", data.split, SPLITS)
         for key in ("sample_rate", "max_seconds"):
             if getattr(data, key) != getattr(exp.data, key):
                 raise UserError(f"--data {key}={getattr(data, key)}: the model was trained with data.{key}={getattr(exp.data, key)}; leave it out")

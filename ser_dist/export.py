@@ -195,10 +195,14 @@ def _read_weights(directory: Path, map_location: str) -> dict:
         return load_file(str(weights), device=map_location)
     legacy = directory / "pytorch_model.bin"
     if legacy.exists():
+        import warnings
+
         try:
-            state = torch.load(legacy, map_location=map_location, weights_only=True)
+            with warnings.catch_warnings():  # torch warns about the pickle protocol of a file it may then refuse
+                warnings.simplefilter("ignore")
+                state = torch.load(legacy, map_location=map_location, weights_only=True)
         except Exception as err:  # UnpicklingError for anything that is not plain tensors
-            raise UserError(f"{legacy}: refused or corrupt ({str(err).splitlines()[0][:200]}); only plain tensors are loaded, re-export as {WEIGHTS_FILE}") from None
+            raise UserError(f"{legacy}: refused or corrupt ({type(err).__name__}); only plain tensors are loaded, never pickled code: re-export as {WEIGHTS_FILE}") from None
         if not isinstance(state, dict):
             raise UserError(f"{legacy}: holds a {type(state).__name__}, not a state dict (tensor name -> tensor); re-export as {WEIGHTS_FILE}")
         return state

@@ -69,6 +69,13 @@ def lock(out: Path) -> None:
     _held_locks[key] = handle
 
 
+def lock_now(out: Path) -> None:
+    try:
+        lock(out)
+    except OSError as err:
+        raise ConfigError(f"train.output_dir={out}: cannot create or write this folder ({err.strerror or err}); pass a writable folder") from None
+
+
 def release(out: Path) -> None:
     handle = _held_locks.pop(str(Path(out).resolve()), None)
     if handle is not None:
@@ -80,10 +87,15 @@ def claim(out: Path, train_cfg, has_checkpoint: bool) -> None:
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        lock(out)
     except OSError as err:
         raise ConfigError(f"train.output_dir={out}: cannot create or write this folder ({err.strerror or err}); pass a writable folder") from None
     found = run_outputs(out)
+    if found and not (out / LOCK_FILE).exists():  # every folder ser-dist has trained into holds its lock file
+        raise ConfigError(
+            f"train.output_dir={out} holds files a run would write ({', '.join(found[:4])}) that ser-dist did not write there; "
+            "train into another folder, or move them away (train.overwrite clears only ser-dist's own runs)"
+        )
+    lock_now(out)  # before anything is cleared; refused above without leaving a lock file behind
     if not found:
         return
     checkpoints = out / "checkpoints"
@@ -92,8 +104,10 @@ def claim(out: Path, train_cfg, has_checkpoint: bool) -> None:
     finished = [name for name in ("metrics.json", "model") if (out / name).exists()]
     if train_cfg.resume == "auto" and not has_checkpoint and finished and not train_cfg.overwrite:
         # Nothing to continue from, yet a finished run: never clear it on a resume.
+        unreadable = [p.name for p in checkpoints.iterdir() if not p.name.startswith(".")] if checkpoints.is_dir() else []
+        why = f"its checkpoints/ holds {len(unreadable)} folder(s) without a readable trainer_state.json" if unreadable else "no checkpoint to resume from"
         raise ConfigError(
-            f"train.output_dir={out} holds a finished run ({', '.join(finished)}) but no checkpoint to resume from; "
+            f"train.output_dir={out} holds a finished run ({', '.join(finished)}) but {why}; "
             "keep it and train into another folder, or clear it with train.overwrite=true"
         )
     if train_cfg.overwrite or (train_cfg.resume == "auto" and not has_checkpoint):

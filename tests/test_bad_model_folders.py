@@ -319,3 +319,17 @@ def test_report_refuses_a_run_given_twice(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
     out, _ = in_process(capsys, "report", str(cv), str(run), "--out", str(tmp_path / "r"))  # two runs of one cell: two folds
     assert "across 2 fold(s)" in out
+
+
+def test_evaluate_never_writes_over_a_training_run_and_refuses_a_data_key_twice(deploy_run, demo_corpus, tmp_path):
+    import shutil
+
+    from conftest import assert_one_line_error, ser_dist_cli
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(deploy_run[0], run_dir)
+    before = (run_dir / "metrics.json").read_bytes()
+    assert_one_line_error(ser_dist_cli("evaluate", str(run_dir), "--data", f"root={demo_corpus}", "--out", str(run_dir)), "holds a training run")
+    assert (run_dir / "metrics.json").read_bytes() == before
+    assert_one_line_error(ser_dist_cli("evaluate", str(run_dir), "--data", f"root={demo_corpus}", f"root={tmp_path}"), "--data root= is given twice")
+    assert_one_line_error(ser_dist_cli("evaluate", str(run_dir), "--data", f"root={demo_corpus}", "split=banana"), "--data split='banana' is not one of")

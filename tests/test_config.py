@@ -183,3 +183,20 @@ def test_a_wrong_backbone_fails_before_the_corpus_is_read(tmp_path):
     assert result.stderr.strip() == (
         "ser-dist: error: unknown model.backbone='wav2vec_base'; did you mean 'wav2vec2_base'? Known: " + result.stderr.split("Known: ")[1].strip()
     )
+
+
+def test_config_files_with_a_key_twice_not_utf8_or_a_folder_are_one_line(tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train:\n  epochs: 1\ndata:\n  root: a\ntrain:\n  batch_size: 8\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: not valid YAML \(.*key 'train' is given twice \(line 5\)"):
+        cli(base(), ["--config", str(twice)])
+    inner = tmp_path / "inner.yaml"
+    inner.write_text("data:\n  root: a\n  root: b\n")
+    with pytest.raises(ConfigError, match="key 'root' is given twice"):
+        cli(base(), ["--config", str(inner)])
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin.yaml: not UTF-8 text \(byte 0xe9"):
+        cli(base(), ["--config", str(latin)])
+    with pytest.raises(ConfigError, match="is a folder, not a YAML config file"):
+        cli(base(), ["--config", str(tmp_path)])

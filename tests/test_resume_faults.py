@@ -153,6 +153,13 @@ def test_one_folder_holds_one_run(demo_corpus, tmp_path):
     assert (out / "notes.txt").read_text() == "mine"  # only what a run writes is cleared
     assert_one_line_error(run(*args(demo_corpus, out, "train.overwrite=true", "train.resume=auto")), "contradict")
 
+    mine = tmp_path / "mine"  # files named like a run's, that no ser-dist run wrote: never cleared
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my own settings")
+    for extra in ([], ["train.overwrite=true"]):
+        assert_one_line_error(run(*args(demo_corpus, mine, "train.epochs=1", *extra)), "that ser-dist did not write there")
+    assert (mine / "config.yaml").read_text() == "my own settings"
+
     run_folder.lock(out)  # a live run holds the folder
     try:
         assert_one_line_error(run(*args(demo_corpus, out, "train.resume=auto")), f"train.output_dir={out} is in use by a live run", "pid ")
@@ -164,6 +171,7 @@ def test_resume_auto_in_a_folder_whose_run_died_before_its_first_checkpoint_star
     out = tmp_path / "run"
     out.mkdir()
     (out / "train.log").write_text("[00:00:00] an earlier run that died in data preparation\n")
+    (out / ".ser-dist.lock").write_text("")  # as every run leaves it
     (out / "checkpoints" / ".tmp-step-00000003-epoch-000-batch-00003").mkdir(parents=True)
     result = run(*args(demo_corpus, out, "train.resume=auto"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -298,3 +306,15 @@ def test_bad_run_settings_stop_before_training(demo_corpus, tmp_path):
 
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
+
+
+def test_resume_auto_with_every_checkpoint_damaged_never_retrains_over_a_finished_run(straight, demo_corpus, tmp_path):
+    from ser_dist.checkpoint import RUN_FILE
+
+    out = tmp_path / "run"
+    shutil.copytree(straight, out)
+    for _, path in complete_checkpoints(out / "checkpoints"):
+        (path / RUN_FILE).unlink()
+    result = run(*args(demo_corpus, out, "train.resume=auto"))
+    assert_one_line_error(result, "no whole checkpoint to resume from", "holds a finished run (metrics.json, model)")
+    assert (out / "model" / "model.safetensors").read_bytes() == (straight / "model" / "model.safetensors").read_bytes()
