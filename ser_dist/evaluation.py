@@ -228,7 +228,8 @@ def evaluate_model(
     from .losses import build_loss
     from .registry import untrusted
     from .run_log import write_test_reports
-    from .trainer import eval_loader, evaluate, make_accelerator, test_summary
+    from .runtime import make_accelerator
+    from .scoring import eval_loader, evaluate, test_summary
 
     if split is not None and split not in SPLIT_CHOICES:
         raise UserError(f"--split {split}: choose one of {', '.join(SPLIT_CHOICES)}")
