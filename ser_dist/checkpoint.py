@@ -67,7 +67,7 @@ class TrainerState:
         if unknown:
             raise ValueError(f"unknown field {unknown[0]!r}")
         state = cls(**tree)
-        for name, kinds in STATE_TYPES.items():
+        for name, kinds in _field_types().items():
             value = getattr(state, name)
             if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
                 raise TypeError(f"{name}={value!r} is not {' or '.join(k.__name__ for k in kinds)}")
@@ -78,12 +78,16 @@ class TrainerState:
         return state
 
 
-NONE = type(None)
-STATE_TYPES = {
-    "epoch": (int,), "batches_done": (int,), "global_step": (int,), "train_loss_sum": (float, int), "train_loss_count": (int,),
-    "best_metric": (float, int, NONE), "best_epoch": (int, NONE), "best_checkpoint": (str, NONE), "epochs_without_improvement": (int,),
-    "nonfinite_steps": (int,), "nonfinite_streak": (int,), "stopped_early": (bool,), "history": (list,), "num_processes": (int, NONE),
-}
+def _field_types() -> dict[str, tuple]:
+    """TrainerState's field -> the types its JSON value may have, from the annotations (a float may be
+    written as an int, ``Optional`` allows null)."""
+    import typing
+
+    types = {}
+    for name, hint in typing.get_type_hints(TrainerState).items():
+        kinds = tuple(typing.get_origin(arg) or arg for arg in (typing.get_args(hint) or (hint,)))
+        types[name] = kinds + ((int,) if float in kinds else ())
+    return types
 
 
 def checkpoint_name(state: TrainerState) -> str:
@@ -186,11 +190,9 @@ def _prune(directory: Path, keep_last: int, keep: set) -> None:
 
 
 def load_checkpoint(accelerator, path: Path, schedule=None) -> TrainerState:
-    """Load a checkpoint into the prepared objects; a damaged one fails with one line naming the file."""
+    """Load a checkpoint into the prepared objects. Its files are checked against ``files.json`` where it is
+    chosen (``resolve_resume``, once, on the main process), not here on every rank."""
     path = Path(path)
-    problem = verify(path)
-    if problem:
-        raise CheckpointError(f"{path}: cannot resume, {problem}; resume from another checkpoint (train.resume=auto takes the newest whole one)")
     state = TrainerState.read(path)
     if state.num_processes is not None and state.num_processes != accelerator.num_processes:
         raise ConfigError(
@@ -227,8 +229,8 @@ def _check_pickles(path: Path, process_index: int) -> None:
 
 def resolve_resume(resume: Optional[str], directory: Path, log=None) -> Optional[Path]:
     """``auto``: the newest loadable checkpoint in ``directory`` (None if there is none), setting damaged newer
-    ones aside (``.damaged-NAME``) with one line each through ``log``; a path: that one (checked when it is
-    loaded). Main process only: it renames folders."""
+    ones aside (``.damaged-NAME``) with one line each through ``log``; a path: that one, if it is whole.
+    Main process only: it hashes every file once and renames folders."""
     if resume is None:
         return None
     if resume == "auto":
@@ -247,6 +249,9 @@ def resolve_resume(resume: Optional[str], directory: Path, log=None) -> Optional
     path = Path(resume)
     if not (path / STATE_FILE).exists():
         raise ConfigError(f"train.resume={resume}: not a complete checkpoint (no {STATE_FILE}); use train.resume=auto or a checkpoint folder")
+    problem = verify(path)
+    if problem:
+        raise CheckpointError(f"{path}: cannot resume, {problem}; resume from another checkpoint (train.resume=auto takes the newest whole one)")
     return path
 
 
@@ -283,7 +288,7 @@ def check_same_run(path: Path, run_info: dict, safe_keys: tuple) -> None:
 def resume_training(accelerator, exp, log, *, ckpt_dir: Path, identity: dict, schedule, batches_per_epoch: int) -> TrainerState:
     """The state to start from: fresh, or the checkpoint ``train.resume`` names, loaded after checking it is
     whole, of this run (settings and data), at a position this run has, with its best checkpoint present."""
-    resume_from = resolve_resume(exp.train.resume, ckpt_dir, log) if accelerator.is_main_process else None
+    resume_from = choose_checkpoint(exp, ckpt_dir, log) if accelerator.is_main_process else None
     if accelerator.num_processes > 1:  # rank 0 chose (and set damaged checkpoints aside): every rank loads that one
         from accelerate.utils import broadcast_object_list
 
@@ -302,22 +307,25 @@ def resume_training(accelerator, exp, log, *, ckpt_dir: Path, identity: dict, sc
     check_same_run(resume_from, identity, resume_safe_keys(exp))
     if state.batches_done > batches_per_epoch:
         raise CheckpointError(f"{resume_from}: its state says {state.batches_done} batches into the epoch, but an epoch has {batches_per_epoch}; resume from another checkpoint")
-    if state.best_checkpoint is not None:
-        problem = verify(ckpt_dir / state.best_checkpoint) if (ckpt_dir / state.best_checkpoint).is_dir() else "it is missing"
-        if problem:  # the export must be the best model: stop now, not after training to the end
-            raise CheckpointError(
-                f"{ckpt_dir / state.best_checkpoint}, the best checkpoint so far, is needed for the export but {problem}; "
-                "restore it, or start the run over with train.overwrite=true"
-            )
     log(f"resumed from {resume_from} (epoch {state.epoch + 1}, batch {state.batches_done}, step {state.global_step})")
     return state
+
+
+def choose_checkpoint(exp, ckpt_dir: Path, log) -> Optional[Path]:
+    """Main process: the whole checkpoint to resume from (``resolve_resume``), whose best checkpoint, needed
+    for the export, is whole too; None for a fresh start."""
+    path = resolve_resume(exp.train.resume, ckpt_dir, log)
+    best = TrainerState.read(path).best_checkpoint if path is not None else None
+    if best is not None:
+        problem = verify(ckpt_dir / best) if (ckpt_dir / best).is_dir() else "it is missing"
+        if problem:  # the export must be the best model: stop now, not after training to the end
+            raise CheckpointError(f"{ckpt_dir / best}, the best checkpoint so far, is needed for the export but {problem}; restore it, or start the run over with train.overwrite=true")
+    return path
 
 
 def run_identity(exp, data) -> dict:
     """What a resumed run must share with the run that wrote its checkpoint: the resolved config (less how
     it is launched) and the data: every clip's path, label, speaker, session, split and decoded duration."""
-    import hashlib
-
     from . import config as config_module
 
     flat = config_module.flatten(config_module.to_dict(exp))

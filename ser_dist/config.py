@@ -201,9 +201,11 @@ class Experiment:
             raise ConfigError(f"data.split_seed has no effect with data.split={self.data.split} (its folds or sets do not depend on a seed); "
                               f"leave it out, or use it with data.split={'|'.join(SEEDED_SPLITS)}")
         check_component_names(self)  # a typo fails here, before the corpus is scanned and decoded
+        from .run_folder import file_in_the_way
+
         for key, folder in (("data.cache_dir", self.data.cache_dir), ("train.output_dir", self.train.output_dir)):
             if folder is not None:
-                blocked = next((p for p in [Path(folder), *Path(folder).parents] if p.exists() and not p.is_dir()), None)
+                blocked = file_in_the_way(folder)
                 if blocked is not None:
                     raise ConfigError(f"{key}={folder}: {blocked} is a file, so this folder cannot be created; pass a folder path")
         if self.data.augment:
@@ -249,9 +251,9 @@ def check_component_names(exp: "Experiment") -> None:
                 raise ConfigError(f"{key}: {err.args[0]}") from None
             continue
         if key == "model.backbone":
-            from .hub import REPO_ID
+            from .hub import looks_like_repo_id
 
-            if Path(value).expanduser().is_dir() or (REPO_ID.match(value) and not value.startswith((".", "/", "~"))):
+            if Path(value).expanduser().is_dir() or looks_like_repo_id(value):
                 continue
             if value.startswith((".", "/", "~")) or Path(value).expanduser().exists():
                 raise ConfigError(f"model.backbone={value}: {value} is not a directory; pass a folder written by save_pretrained (config.json + weights), a Hub id or a registered name")

@@ -132,13 +132,12 @@ def check_output_folder(out: Path, option: str = "--out") -> None:
         raise UserError(f"{option} {out}: is a file, not a folder; pass a folder (it is created if needed)")
     if (out / "metrics.json").exists() and any((out / name).exists() for name in ("config.yaml", "checkpoints", "model")):
         raise UserError(f"{option} {out}: holds a training run, whose metrics.json and reports the evaluation would replace; pass another folder (default: RUN/evaluation)")
-    parent = out
-    while not parent.exists():
-        if parent.parent == parent:
-            break
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir():
-        raise UserError(f"{option} {out}: {parent} is a file, so no folder can be made under it; pass another folder")
+    from .run_folder import file_in_the_way
+
+    blocked = file_in_the_way(out)
+    if blocked is not None:
+        raise UserError(f"{option} {out}: {blocked} is a file, so no folder can be made under it; pass another folder")
+    parent = next((p for p in [out, *out.parents] if p.exists()), out)
     if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{option} {out}: {parent} is not writable; pass a folder you can write to")
 

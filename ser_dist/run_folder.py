@@ -17,6 +17,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from typing import Optional
 
 from .errors import ConfigError
 
@@ -29,6 +30,11 @@ RUN_OUTPUTS = (
 )
 
 _held_locks: dict[str, object] = {}  # output folder -> open lock file, for the life of the process
+
+
+def file_in_the_way(folder: Path) -> Optional[Path]:
+    """``folder`` itself or the folder above it that is a file, so ``folder`` can't be created; else None."""
+    return next((p for p in [Path(folder), *Path(folder).parents] if p.exists() and not p.is_dir()), None)
 
 
 def run_outputs(out: Path) -> list[str]:
@@ -54,7 +60,10 @@ def lock(out: Path) -> None:
     key = str(out.resolve())
     if key in _held_locks:
         return
-    handle = open(out / LOCK_FILE, "a+")
+    try:
+        handle = open(out / LOCK_FILE, "a+")
+    except OSError as err:
+        raise ConfigError(f"train.output_dir={out}: cannot create or write this folder ({err.strerror or err}); pass a writable folder") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -67,13 +76,6 @@ def lock(out: Path) -> None:
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     handle.flush()
     _held_locks[key] = handle
-
-
-def lock_now(out: Path) -> None:
-    try:
-        lock(out)
-    except OSError as err:
-        raise ConfigError(f"train.output_dir={out}: cannot create or write this folder ({err.strerror or err}); pass a writable folder") from None
 
 
 def release(out: Path) -> None:
@@ -95,7 +97,7 @@ def claim(out: Path, train_cfg, has_checkpoint: bool) -> None:
             f"train.output_dir={out} holds files a run would write ({', '.join(found[:4])}) that ser-dist did not write there; "
             "train into another folder, or move them away (train.overwrite clears only ser-dist's own runs)"
         )
-    lock_now(out)  # before anything is cleared; refused above without leaving a lock file behind
+    lock(out)  # before anything is cleared; refused above without leaving a lock file behind
     if not found:
         return
     checkpoints = out / "checkpoints"

@@ -248,7 +248,9 @@ def check_earlier_runs(plan: CVPlan, rerun: bool = False) -> dict:
 
 def check_launch(plan: CVPlan, launcher: Optional[str]) -> None:
     """Before any fold trains: the output folder can be made, and the launcher parses and exists."""
-    blocked = next((p for p in [plan.out_dir, *plan.out_dir.parents] if p.exists() and not p.is_dir()), None)
+    from .run_folder import file_in_the_way
+
+    blocked = file_in_the_way(plan.out_dir)
     if blocked is not None:
         raise UserError(f"--out {plan.out_dir}: {blocked} is a file, so the folds' folder cannot be created; pass a folder path")
     if launcher is None:
