@@ -58,7 +58,7 @@ def logreg_baseline(run_dir: Path) -> dict:
     from sklearn.preprocessing import StandardScaler
 
     from ser_dist import config
-    from ser_dist.data.splits import read_split
+    from ser_dist.data.split_file import read_split
     from ser_dist.metrics import compute_metrics
 
     exp = config.load(run_dir / "config.yaml")

@@ -84,7 +84,7 @@ def _run_split(run_dir: Path, split_file: Path, split: str) -> list[Record]:
     import csv
     import json
 
-    from .data.splits import read_split
+    from .data.split_file import read_split
 
     try:
         records, indices = read_split(split_file)

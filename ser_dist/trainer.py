@@ -114,7 +114,7 @@ def prepare_and_report_data(exp, accelerator, log):
         data = prepare_data(exp.data, exp.train.seed, num_proc=max(1, min(4, os.cpu_count() or 1)))
     if accelerator.is_main_process:
         config_module.save(exp, out / "config.yaml")
-        from .data.splits import write_split
+        from .data.split_file import write_split
 
         write_split(data.records, data.split, out / "split.csv")
         write_report(data.report, out / "data_report.json")

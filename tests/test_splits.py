@@ -5,7 +5,9 @@ import pytest
 
 from ser_dist.config import Data
 from ser_dist.data.manifest import DataError, Record
-from ser_dist.data.splits import num_folds, read_split, speaker_folds, split_records, write_split
+from ser_dist.data.split_file import read_split, write_split
+from ser_dist.data.split_groups import speaker_folds
+from ser_dist.data.splits import num_folds, split_records
 from ser_dist.errors import ConfigError
 
 LABELS = ("anger", "happy", "neutral", "sad")

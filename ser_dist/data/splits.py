@@ -24,39 +24,31 @@ Protocols:
   ~``val_fraction``.
 * ``fixed``: the split is given by the data: each record's ``session`` must be ``train``, ``val`` or
   ``test`` (a manifest with a ``session`` column holding the corpus's official split).
+
+This module holds the protocols and the checks that explain a refusal; the counting behind them
+(grouping, quotas, dealing speakers into folds) is :mod:`ser_dist.data.split_groups`, and the
+``split.csv`` written beside a run is :mod:`ser_dist.data.split_file`.
 """
 from __future__ import annotations
 
 import collections
-import csv
-import math
 import random
-import re
-from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import ConfigError
 from .manifest import DataError, Record
+from .split_groups import apportion, at_least_one, count_for_target, group_indices, natural_key, speaker_folds, take_validation
 
 SPLIT_NAMES = ("train", "val", "test")
-SPLIT_COLUMNS = ("path", "label", "speaker", "session", "source", "split")
 FOLD_PROTOCOLS = ("leave_one_speaker_out", "leave_one_session_out", "speaker_kfold")
 # Candidate speaker assignments tried by the ``speaker`` protocol; the best one is kept.
 SPEAKER_TRIALS = 200
-# Bound on the local search that balances speaker_kfold folds (each step strictly improves them).
-MAX_FOLD_IMPROVEMENTS = 10_000
-FOLD_TRIALS = 20
 SPEAKER_FIX = (
     "set data.speaker_pattern=REGEX (group 1 is the speaker id in the file name), add a 'speaker' "
     "column to the manifest, or use data.split=stratified (speakers then mix across splits)"
 )
 
 Split = dict[str, list[int]]
-
-
-def natural_key(text: str) -> list:
-    """Sort key that orders ``spk2`` before ``spk10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def split_records(records: list[Record], data, seed: int) -> Split:
@@ -98,7 +90,7 @@ def num_folds(records: list[Record], data) -> int:
 
 def _stratified(records: list[Record], data, seed: int) -> Split:
     rng = random.Random(seed)
-    sources = _groups(records, lambda rec: rec.source)
+    sources = group_indices(records, lambda rec: rec.source)
     by_label: dict[str, list[str]] = collections.defaultdict(list)
     for source in sorted(sources):
         # Copies of one clip share its label; a mixed group goes with its most common one.
@@ -107,15 +99,15 @@ def _stratified(records: list[Record], data, seed: int) -> Split:
     labels = sorted(by_label)
     clips = {label: sum(len(sources[s]) for s in by_label[label]) for label in labels}
     total = len(records)
-    test_quota = _apportion(_at_least_one(data.test_fraction * total), clips, labels)
-    val_quota = _apportion(_at_least_one(data.val_fraction * total), clips, labels)
+    test_quota = apportion(at_least_one(data.test_fraction * total), clips, labels)
+    val_quota = apportion(at_least_one(data.val_fraction * total), clips, labels)
     split: Split = {name: [] for name in SPLIT_NAMES}
     for label in labels:
         order = list(by_label[label])
         rng.shuffle(order)
         sizes = [len(sources[s]) for s in order]
-        n_test = _count_for_target(sizes, test_quota[label], 0, len(order))
-        n_val = _count_for_target(sizes[n_test:], val_quota[label], 0, len(order) - n_test)
+        n_test = count_for_target(sizes, test_quota[label], 0, len(order))
+        n_val = count_for_target(sizes[n_test:], val_quota[label], 0, len(order) - n_test)
         for position, source in enumerate(order):
             name = "test" if position < n_test else "val" if position < n_test + n_val else "train"
             split[name].extend(sources[source])
@@ -141,9 +133,9 @@ def _speaker(records: list[Record], data, seed: int) -> Split:
         rng.shuffle(order)
         sizes = [len(groups[s]) for s in order]
         n_val_min = 1 if data.val_fraction > 0 else 0
-        n_test = _count_for_target(sizes, data.test_fraction * total, 1, len(order) - n_val_min - 1)
+        n_test = count_for_target(sizes, data.test_fraction * total, 1, len(order) - n_val_min - 1)
         rest = sizes[n_test:]
-        n_val = _count_for_target(rest, data.val_fraction * total, n_val_min, len(rest) - 1) if n_val_min else 0
+        n_val = count_for_target(rest, data.val_fraction * total, n_val_min, len(rest) - 1) if n_val_min else 0
         assignment = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
         missing = sum(
             len(all_classes - set().union(*(classes[s] for s in assignment[name])))
@@ -170,12 +162,7 @@ def _leave_one_speaker_out(records: list[Record], data, seed: int) -> Split:
     test = speakers[fold - 1]
     # The next speakers in sorted order, wrapping around: a fixed choice, so folds are reproducible.
     candidates = speakers[fold:] + speakers[: fold - 1]
-    val = _take_validation(candidates, {s: len(groups[s]) for s in candidates}, data, len(records))
-    return {
-        "test": list(groups[test]),
-        "val": [i for s in val for i in groups[s]],
-        "train": [i for s in candidates if s not in val for i in groups[s]],
-    }
+    return _hold_out(list(groups[test]), candidates, groups, data, len(records))
 
 
 def _leave_one_session_out(records: list[Record], data, seed: int) -> Split:
@@ -208,12 +195,7 @@ def _leave_one_session_out(records: list[Record], data, seed: int) -> Split:
             f"data.split=leave_one_session_out fold {fold}: the training sessions have {len(candidates)} speaker, too few for "
             f"separate validation speakers; set data.val_fraction=0 to train without validation, or use {other}"
         )
-    val = _take_validation(candidates, {s: len(speaker_clips[s]) for s in candidates}, data, len(records))
-    return {
-        "test": list(sessions[test_session]),
-        "val": [i for s in val for i in speaker_clips[s]],
-        "train": [i for s in candidates if s not in val for i in speaker_clips[s]],
-    }
+    return _hold_out(list(sessions[test_session]), candidates, speaker_clips, data, len(records))
 
 
 def _speaker_kfold(records: list[Record], data, seed: int) -> Split:
@@ -231,71 +213,17 @@ def _speaker_kfold(records: list[Record], data, seed: int) -> Split:
     folds = speaker_folds(groups, k, seed)
     _require_units_left(data, len(groups) - len(folds[fold - 1]), "speakers", len(groups))
     candidates = [s for f in folds[fold:] + folds[: fold - 1] for s in f]
-    val = _take_validation(candidates, {s: len(groups[s]) for s in candidates}, data, len(records))
+    return _hold_out([i for s in folds[fold - 1] for i in groups[s]], candidates, groups, data, len(records))
+
+
+def _hold_out(test: list[int], candidates: list[str], groups: dict[str, list[int]], data, total: int) -> Split:
+    """A fold's split: ``test`` as given, the leading ``candidates`` (speakers) validate, the rest train."""
+    val = take_validation(candidates, {s: len(groups[s]) for s in candidates}, data.val_fraction, total)
     return {
-        "test": [i for s in folds[fold - 1] for i in groups[s]],
+        "test": test,
         "val": [i for s in val for i in groups[s]],
         "train": [i for s in candidates if s not in val for i in groups[s]],
     }
-
-
-def speaker_folds(groups: dict[str, list[int]], k: int, seed: int) -> list[list[str]]:
-    """Deal speakers into ``k`` folds balanced by clip count.
-
-    Each trial deals speakers to the lightest fold (largest first in the first trial, in a seeded
-    random order after that), then moves and swaps speakers between folds while that narrows the
-    spread; the most even trial wins. Greedy dealing alone can leave folds a whole speaker apart.
-    """
-    rng = random.Random(seed)
-    speakers = sorted(groups, key=natural_key)
-    best: Optional[tuple[int, list[list[str]]]] = None
-    for trial in range(FOLD_TRIALS):
-        order = list(speakers)
-        rng.shuffle(order)  # the first trial's shuffle only breaks ties between speakers of equal size
-        if trial == 0:
-            order.sort(key=lambda s: -len(groups[s]))
-        folds: list[list[str]] = [[] for _ in range(k)]
-        clips = [0] * k
-        for speaker in order:
-            target = min(range(k), key=lambda f: (clips[f], len(folds[f]), f))
-            folds[target].append(speaker)
-            clips[target] += len(groups[speaker])
-        for _ in range(MAX_FOLD_IMPROVEMENTS):
-            if not _improve_folds(folds, clips, groups):
-                break
-        spread = sum(c * c for c in clips)
-        if best is None or spread < best[0]:
-            best = (spread, folds)
-    assert best is not None
-    return [sorted(f, key=natural_key) for f in best[1]]
-
-
-def _improve_folds(folds: list[list[str]], clips: list[int], groups: dict[str, list[int]]) -> bool:
-    """One move or swap from a heavier to a lighter fold that lowers the sum of squared fold sizes."""
-    k = len(folds)
-    for heavy in sorted(range(k), key=lambda f: -clips[f]):
-        for light in sorted(range(k), key=lambda f: clips[f]):
-            gap = clips[heavy] - clips[light]
-            if gap <= 0:
-                break
-            if len(folds[heavy]) > 1:
-                for speaker in folds[heavy]:
-                    if len(groups[speaker]) < gap:  # moving s clips helps iff s < gap
-                        folds[heavy].remove(speaker)
-                        folds[light].append(speaker)
-                        clips[heavy] -= len(groups[speaker])
-                        clips[light] += len(groups[speaker])
-                        return True
-            for a in folds[heavy]:
-                for b in folds[light]:
-                    delta = len(groups[a]) - len(groups[b])
-                    if 0 < delta < gap:
-                        folds[heavy][folds[heavy].index(a)] = b
-                        folds[light][folds[light].index(b)] = a
-                        clips[heavy] -= delta
-                        clips[light] += delta
-                        return True
-    return False
 
 
 def _fixed(records: list[Record], data, seed: int) -> Split:
@@ -310,14 +238,7 @@ def _fixed(records: list[Record], data, seed: int) -> Split:
     return split
 
 
-# --- helpers ---------------------------------------------------------------------------------------
-
-
-def _groups(records: list[Record], key: Callable[[Record], str]) -> dict[str, list[int]]:
-    groups: dict[str, list[int]] = {}
-    for i, rec in enumerate(records):
-        groups.setdefault(key(rec), []).append(i)
-    return {name: groups[name] for name in sorted(groups, key=natural_key)}
+# --- what the data must have, and what a split must be ---------------------------------------------
 
 
 def _require_speakers(records: list[Record], data, why: str = "keeps speakers apart") -> None:
@@ -331,7 +252,7 @@ def _require_speakers(records: list[Record], data, why: str = "keeps speakers ap
 
 def _speaker_groups(records: list[Record], data) -> dict[str, list[int]]:
     _require_speakers(records, data)
-    return _groups(records, lambda rec: rec.speaker)
+    return group_indices(records, lambda rec: rec.speaker)
 
 
 def _session_groups(records: list[Record], data) -> dict[str, list[int]]:
@@ -342,7 +263,7 @@ def _session_groups(records: list[Record], data) -> dict[str, list[int]]:
             f"(e.g. {missing[0].path}); add a 'session' column to the manifest, use a corpus adapter that reads sessions "
             f"(data.corpus=iemocap), or use data.split=leave_one_speaker_out"
         )
-    return _groups(records, lambda rec: rec.session)
+    return group_indices(records, lambda rec: rec.session)
 
 
 def _require_enough_speakers(data, speakers: list[str]) -> None:
@@ -381,43 +302,6 @@ def _require_units_left(data, left: int, what: str, total: int) -> None:
         )
 
 
-def _take_validation(candidates: list[str], sizes: dict[str, int], data, total: int) -> list[str]:
-    """The first candidates whose clips come closest to ``val_fraction`` of all clips (at least one, one left to train)."""
-    if data.val_fraction <= 0:
-        return []
-    count = _count_for_target([sizes[s] for s in candidates], data.val_fraction * total, 1, len(candidates) - 1)
-    return candidates[:count]
-
-
-def _count_for_target(sizes: list[int], target: float, low: int, high: int) -> int:
-    """How many leading items (between ``low`` and ``high``) sum closest to ``target``; ties take fewer."""
-    high = max(low, min(high, len(sizes)))
-    best_count, best_gap, running = low, math.inf, sum(sizes[:low])
-    for count in range(low, high + 1):
-        if count > low:
-            running += sizes[count - 1]
-        gap = abs(running - target)
-        if gap < best_gap:
-            best_count, best_gap = count, gap
-    return best_count
-
-
-def _at_least_one(expected: float) -> int:
-    """A wanted split gets at least one clip; rounding alone would empty it on small corpora."""
-    return max(1, round(expected)) if expected > 0 else 0
-
-
-def _apportion(total: int, weights: dict[str, int], order: list[str]) -> dict[str, int]:
-    """Split ``total`` over classes in proportion to ``weights`` (largest remainder, ties in ``order``)."""
-    weight_sum = sum(weights.values())
-    exact = {name: total * weights[name] / weight_sum for name in order}
-    quota = {name: math.floor(exact[name]) for name in order}
-    remainder = total - sum(quota.values())
-    for name in sorted(order, key=lambda n: -(exact[n] - quota[n]))[:remainder]:
-        quota[name] += 1
-    return quota
-
-
 def _check_sources_together(records: list[Record], split: Split, data) -> None:
     where: dict[str, str] = {}
     for name in SPLIT_NAMES:
@@ -445,55 +329,3 @@ def _check_not_empty(records: list[Record], split: Split, data) -> None:
     if not split["val"] and data.val_fraction > 0:
         why = "no clip has session 'val'" if data.split == "fixed" else f"{count} are too few"
         raise DataError(f"data.split={data.split}: the validation split is empty ({why}); add clips, or set data.val_fraction=0 to train without one")
-
-
-# --- split files -----------------------------------------------------------------------------------
-
-
-def write_split(records: list[Record], split: Split, path: str | Path) -> None:
-    """One CSV row per record (path,label,speaker,session,source,split); ``split`` is empty for an unused record."""
-    assigned: dict[int, str] = {}
-    for name, indices in split.items():
-        for i in indices:
-            if i in assigned:
-                raise ValueError(f"record {i} is in both the {assigned[i]} and {name} splits")
-            assigned[i] = name
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(SPLIT_COLUMNS)
-        for i, rec in enumerate(records):
-            writer.writerow([rec.path, rec.label, rec.speaker or "", rec.session or "", rec.source or "", assigned.get(i, "")])
-
-
-def read_split(path: str | Path) -> tuple[list[Record], Split]:
-    """The records and split written by :func:`write_split` (empty speaker/session read as None)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: split file not found")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [column for column in SPLIT_COLUMNS if column not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: split file has no {', '.join(missing)} column; expected {','.join(SPLIT_COLUMNS)} (as write_split writes)")
-        rows = list(reader)
-    records: list[Record] = []
-    split: Split = {name: [] for name in SPLIT_NAMES}
-    for number, row in enumerate(rows, 2):
-        if row["split"] not in (*SPLIT_NAMES, ""):
-            raise DataError(f"{path}:{number}: split {row['split']!r} is not train, val or test")
-        if not row["path"] or not row["label"]:
-            raise DataError(f"{path}:{number}: every row needs a path and a label")
-        records.append(
-            Record(
-                path=row["path"],
-                label=row["label"],
-                speaker=row["speaker"] or None,
-                session=row["session"] or None,
-                source=row["source"] or None,
-            )
-        )
-        if row["split"]:
-            split[row["split"]].append(len(records) - 1)
-    return records, split
