@@ -1,13 +1,25 @@
-"""Unidirectional LSTM on 120-D MFCC + label smoothing: the study's cell lstm x label_smoothing (settings in ser_dist/study.py).
+"""Unidirectional LSTM on 120-D MFCC + label smoothing: the study's cell lstm x label_smoothing.
 
     python recipes/lstm_label_smoothing.py data.root=/data/IEMOCAP_full_release              # fold 1 of 5
     ser-dist cv recipes/lstm_label_smoothing.py data.root=/data/IEMOCAP_full_release        # all folds, mean ± std
+
+Its row (lstm_*.py) shares the model, optimiser and training settings and the whole study its data
+protocol; tests/test_study_recipes.py names any setting that drifts.
 """
-from ser_dist.config import cli
-from ser_dist.study import study_experiment
+from ser_dist.config import Data, Experiment, Loss, Model, Optim, Train, cli
 from ser_dist.trainer import train
 
-CONFIG = study_experiment("lstm", "label_smoothing")
+CONFIG = Experiment(
+    name="lstm_label_smoothing",
+    # IEMOCAP's 4 classes (excited merged into happy), leave-one-session-out: 5 folds, ser-dist cv runs them all.
+    data=Data(corpus="iemocap", root=None, split="leave_one_session_out", fold=1, max_seconds=10.0),
+    # LSTM(256) x 2 (unidirectional) on 40 MFCC + delta + delta-delta (120-D), dense 128.
+    model=Model(backbone="lstm", head="auto", n_mfcc=40, hidden_size=256, embedding_size=128, dropout=0.3,
+                freeze_feature_encoder_epochs=0, freeze_backbone_epochs=0),
+    loss=Loss(name="label_smoothing", label_smoothing=0.1),
+    optim=Optim(name="adam", lr=1e-3, scheduler="plateau", plateau_factor=0.5, plateau_patience=2),
+    train=Train(epochs=50, batch_size=32, early_stopping_patience=5, metric="ua", max_grad_norm=1.0, output_dir="runs/lstm_label_smoothing"),
+)
 
 if __name__ == "__main__":
     train(cli(CONFIG))

@@ -140,7 +140,7 @@ def _study_arguments(args, extras: list[str]) -> tuple[list[str], list[str]]:
 
 
 def cmd_cv(args, extras: list[str]) -> None:
-    from .study import plan_cv, run_cv
+    from .crossval import plan_cv, run_cv
 
     recipes, overrides = _study_arguments(args, extras)
     if len(recipes) != 1:
@@ -152,7 +152,7 @@ def cmd_cv(args, extras: list[str]) -> None:
 
 
 def cmd_grid(args, extras: list[str]) -> None:
-    from .study import grid_jobs, plan_grid, run_grid
+    from .crossval import grid_jobs, plan_grid, run_grid
 
     recipes, overrides = _study_arguments(args, extras)
     plans = plan_grid(recipes, overrides, args.out, smoke=args.smoke)
@@ -167,7 +167,7 @@ def cmd_grid(args, extras: list[str]) -> None:
 def cmd_report(args) -> None:
     import os
 
-    from .study import collect_results, write_results
+    from .results import collect_results, write_results
 
     rows = collect_results(args.run_dirs)  # a damaged or repeated run fails here, before anything is written
     out = args.out or os.path.commonpath([os.path.dirname(os.path.realpath(d)) for d in args.run_dirs])

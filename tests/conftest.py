@@ -9,6 +9,11 @@ ROOT = Path(__file__).resolve().parents[1]
 EMODB = ROOT.parent / "shared" / "data" / "emodb"
 SPEAKER_PATTERN = r"^(spk\d+)_"
 
+# The comparative study: recipes/{backbone}_{loss}.py for each pair, rows and columns in the seed's order.
+STUDY_BACKBONES = ("lstm", "vggish", "wav2vec2_base", "hubert_large")
+STUDY_LOSSES = ("ce", "label_smoothing", "focal", "aam", "ccc")
+STUDY_RECIPES = [f"recipes/{backbone}_{loss}.py" for backbone in STUDY_BACKBONES for loss in STUDY_LOSSES]
+
 # Tiny, fast settings for smoke runs through the real entry points.
 TINY_BILSTM = ["model.hidden_size=16", "model.embedding_size=16", "train.batch_size=8", "data.max_seconds=2.0"]
 # A ~50 K-parameter random HuBERT (layer norm + attention mask, like hubert_large); append

@@ -14,14 +14,13 @@ import sys
 
 import pytest
 
-from conftest import SPEAKER_PATTERN, run_entry_point
+from conftest import SPEAKER_PATTERN, STUDY_BACKBONES, STUDY_LOSSES, STUDY_RECIPES, run_entry_point
 from ser_dist.cli import main
+from ser_dist.crossval import CVPlan, check_comparable, plan_cv, plan_grid, run_cv
 from ser_dist.errors import ConfigError, UserError
-from ser_dist.study import (
-    BACKBONE_PRESETS, LOSS_PRESETS, CVPlan, check_comparable, collect_results, load_recipe, plan_cv, plan_grid, run_cv, write_results,
-)
+from ser_dist.recipe import load_recipe
+from ser_dist.results import collect_results, write_results
 
-STUDY_RECIPES = [f"recipes/{b}_{l}.py" for b in BACKBONE_PRESETS for l in LOSS_PRESETS]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
@@ -52,7 +51,7 @@ def test_grid_of_20_cells_writes_table_csv_and_heatmap(grid_run):
     assert "—" not in cells_text and cells_text.count("UA ") == 20 and cells_text.count("WA ") == 20
     with open(out / "results.csv") as handle:
         cells = list(csv.DictReader(handle))
-    assert [(c["backbone"], c["loss"]) for c in cells] == [(b, l) for b in BACKBONE_PRESETS for l in LOSS_PRESETS]
+    assert [(c["backbone"], c["loss"]) for c in cells] == [(b, l) for b in STUDY_BACKBONES for l in STUDY_LOSSES]
     for cell in cells:
         fold = json.loads((out / f"{cell['backbone']}_{cell['loss']}" / "fold_1" / "metrics.json").read_text())
         assert float(cell["unweighted_accuracy_mean"]) == pytest.approx(fold["test"]["unweighted_accuracy"])

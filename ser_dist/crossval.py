@@ -1,15 +1,12 @@
-"""The comparative study: 4 backbones x 5 losses, run across all folds of a speaker-independent protocol.
-
-The study's settings live here once, and each of the 20 recipes ``recipes/{backbone}_{loss}.py``
-composes one backbone preset with one loss preset (``study_experiment("lstm", "focal")``), so a
-hyperparameter is changed in one place. Defaults follow the seed study: IEMOCAP, its usual 4 classes
-(excited merged into happy), leave-one-session-out (5 folds), UA for early stopping and model choice.
+"""Cross-validation and the grid: run a recipe on every fold of its protocol, and a set of recipes as a table.
 
 ``run_cv`` runs every fold of a recipe's protocol and writes ``cv_summary.json`` / ``cv_summary.md``
 (mean ± sample std across folds of UA, WA and macro-F1); ``run_grid`` runs ``run_cv`` per recipe,
 skips folds that already finished with the same settings (the fingerprint in their ``metrics.json``;
 a fold run with other settings stops the command, or retrains with ``--rerun``) and writes the backbone x loss
-table (``results.md``, ``results.csv``) and heatmap (``results_heatmap.png``).
+table (``results.md``, ``results.csv``) and heatmap (``results_heatmap.png``, ser_dist/results.py). The
+study's settings are the recipes themselves (``recipes/{backbone}_{loss}.py``); ``check_comparable``
+refuses a grid whose cells differ in data protocol or, within a row, in model and training settings.
 
 How a fold runs: in this process, through the recipe's own ``__main__`` block (its real entry point),
 or, with ``launcher="accelerate launch --num_processes 8"``, as one launcher command per fold. A
@@ -18,11 +15,9 @@ the process group), so ``ser-dist cv`` refuses to run under one and asks for ``-
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
-import runpy
 import shlex
 import shutil
 import subprocess
@@ -30,139 +25,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import Data, Experiment, Loss, Model, Optim, Train, apply_overrides, parse_args
+from .config import Experiment, apply_overrides, parse_args
 from .errors import ConfigError, UserError
-
-# --- the study's settings ----------------------------------------------------------------------
-
-STUDY_DATA = Data(corpus="iemocap", root=None, split="leave_one_session_out", fold=1, max_seconds=10.0)
-STUDY_TRAIN = Train(epochs=50, batch_size=32, early_stopping_patience=5, metric="ua", max_grad_norm=1.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class BackbonePreset:
-    """What one row of the study sets: the model and how it is optimised."""
-
-    model: Model
-    optim: Optim
-    train: Train = dataclasses.field(default_factory=lambda: dataclasses.replace(STUDY_TRAIN))
-
-
-SSL_MODEL = Model(head="mean", embedding_size=256, dropout=0.1, freeze_feature_encoder_epochs=3, layerdrop=0.0)
-SSL_OPTIM = Optim(name="adamw", lr=2e-5, weight_decay=0.01, scheduler="linear_warmup", warmup_ratio=0.1)
-SSL_TRAIN = dataclasses.replace(STUDY_TRAIN, epochs=30, batch_size=8)
-
-BACKBONE_PRESETS: dict[str, BackbonePreset] = {
-    # Unidirectional LSTM(256) x 2 on 40 MFCC + delta + delta-delta (120-D), dense 128.
-    "lstm": BackbonePreset(
-        model=Model(backbone="lstm", n_mfcc=40, hidden_size=256, embedding_size=128, dropout=0.3),
-        optim=Optim(name="adam", lr=1e-3, scheduler="plateau", plateau_factor=0.5, plateau_patience=2),
-    ),
-    # VGGish on 0.96 s log-mel patches, mean of the 128-D patch embeddings. From scratch unless
-    # model.checkpoint=PATH gives the AudioSet weights (the seed's setting), then fine-tuned at a lower lr.
-    "vggish": BackbonePreset(
-        model=Model(backbone="vggish", hidden_size=4096, embedding_size=128, dropout=0.3),
-        optim=Optim(name="adam", lr=1e-4, scheduler="plateau", plateau_factor=0.5, plateau_patience=2),
-    ),
-    # Pretrained SSL encoders with the seed's fine-tuning strategy (the SSL seed recipes, recipes/hubert_large_ce.py,
-    # wav2vec2_base_bandpass_ce.py, wavlm_base_plus_ce.py, import SSL_MODEL/SSL_OPTIM/SSL_TRAIN too): mean pooling -> 256 -> classes,
-    # CNN feature encoder frozen for 3 epochs, AdamW 2e-5 with linear warmup, batch 8, layerdrop 0.
-    "wav2vec2_base": BackbonePreset(model=dataclasses.replace(SSL_MODEL, backbone="wav2vec2_base"), optim=SSL_OPTIM, train=SSL_TRAIN),
-    "hubert_large": BackbonePreset(model=dataclasses.replace(SSL_MODEL, backbone="hubert_large"), optim=SSL_OPTIM, train=SSL_TRAIN),
-}
-
-LOSS_PRESETS: dict[str, Loss] = {
-    "ce": Loss(name="ce"),
-    "label_smoothing": Loss(name="label_smoothing", label_smoothing=0.1),
-    "focal": Loss(name="focal", gamma=2.0),
-    "aam": Loss(name="aam", margin=0.2, scale=30.0),
-    "ccc": Loss(name="ccc"),
-}
-
-# Tiny versions of each row for smoke runs (``--smoke``): minutes on a CPU, numbers meaningless.
-SMOKE_OVERRIDES: dict[str, list[str]] = {
-    "lstm": ["model.hidden_size=16", "model.embedding_size=16"],
-    "vggish": ["model.cnn_width=0.0625", "model.hidden_size=32", "model.embedding_size=16"],
-    "wav2vec2_base": ["model.backbone=wav2vec2_tiny_random", "model.pretrained=false"],
-    "hubert_large": ["model.backbone=hubert_tiny_random", "model.pretrained=false"],
-}
-SMOKE_COMMON = [
-    "train.epochs=1", "train.batch_size=8", "train.grad_accum_steps=1", "train.early_stopping_patience=null",
-    "data.max_seconds=2.0", "train.tensorboard=false",
-]
-
-
-def study_experiment(backbone: str, loss: str) -> Experiment:
-    """The study's cell ``backbone`` x ``loss`` (fold 1; ``ser-dist cv`` runs them all)."""
-    if backbone not in BACKBONE_PRESETS:
-        raise ConfigError(f"study backbone {backbone!r} is not one of {', '.join(BACKBONE_PRESETS)}")
-    if loss not in LOSS_PRESETS:
-        raise ConfigError(f"study loss {loss!r} is not one of {', '.join(LOSS_PRESETS)}")
-    preset = BACKBONE_PRESETS[backbone]
-    name = f"{backbone}_{loss}"
-    return Experiment(
-        name=name,
-        data=dataclasses.replace(STUDY_DATA),
-        model=dataclasses.replace(preset.model),
-        loss=dataclasses.replace(LOSS_PRESETS[loss]),
-        optim=dataclasses.replace(preset.optim),
-        train=dataclasses.replace(preset.train, output_dir=f"runs/{name}"),
-    )
-
-
-def smoke_overrides(backbone: str) -> list[str]:
-    """The ``--smoke`` overrides for a recipe whose backbone is ``backbone`` (unknown rows: the common ones)."""
-    return SMOKE_COMMON + SMOKE_OVERRIDES.get(backbone, [])
-
-
-# --- recipes -------------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class Recipe:
-    path: Path
-    config: Experiment  # the recipe's CONFIG, before any override
-
-    @property
-    def name(self) -> str:
-        return self.path.stem
-
-    @property
-    def backbone(self) -> str:
-        """The study row: the recipe's own backbone, whatever a smoke override swaps in."""
-        return self.config.model.backbone
-
-    @property
-    def loss(self) -> str:
-        return self.config.loss.name
-
-
-def load_recipe(path: str | os.PathLike) -> Recipe:
-    """Read a recipe's ``CONFIG`` without running it (its ``__main__`` block does not execute)."""
-    path = Path(path)
-    if path.suffix != ".py" or not path.is_file():
-        raise UserError(f"{path}: recipe not found; recipes are scripts such as recipes/lstm_focal.py")
-    namespace = runpy.run_path(str(path), run_name="ser_dist_recipe")
-    config = namespace.get("CONFIG")
-    if not isinstance(config, Experiment):
-        raise UserError(f"{path}: a recipe defines CONFIG = Experiment(...) at module level; this one does not")
-    return Recipe(path=path, config=config)
-
-
-def run_recipe_main(path: Path, overrides: Sequence[str]) -> None:
-    """Run a recipe's ``__main__`` block in this process, as ``python RECIPE overrides`` would."""
-    saved = sys.argv
-    sys.argv = [str(path), *overrides]
-    try:
-        runpy.run_path(str(path), run_name="__main__")
-    finally:
-        sys.argv = saved
+from .recipe import Recipe, load_recipe, run_recipe_main, smoke_overrides
+from .results import CV_METRICS, CV_SUMMARY, collect_results, write_results
 
 
 # --- cross-validation ----------------------------------------------------------------------------
-
-CV_METRICS = ("unweighted_accuracy", "weighted_accuracy", "macro_f1")
-CV_SUMMARY = "cv_summary.json"
-
 
 @dataclasses.dataclass
 class CVPlan:
@@ -192,7 +61,6 @@ class CVPlan:
         """What the fold folder holds: ("none" | "same" | "changed", why). "same": a run of these settings
         (finished when its metrics.json exists); "changed": a run of other settings, ``why`` names them."""
         from . import config as config_module
-        from .errors import ConfigError
 
         folder = self.fold_dir(fold)
         config_file, metrics_file = folder / "config.yaml", folder / "metrics.json"
@@ -340,129 +208,6 @@ def cv_summary_markdown(summary: dict) -> str:
 
 def _pm(stat: dict) -> str:
     return f"{100 * stat['mean']:.2f}" + ("" if stat["std"] is None else f" ± {100 * stat['std']:.2f}")
-
-
-# --- results across runs -------------------------------------------------------------------------
-
-def _read_results_json(path: Path) -> dict:
-    """A run's ``metrics.json`` or a cv folder's ``cv_summary.json``; a damaged one is one line naming it."""
-    try:
-        tree = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        reason = getattr(err, "msg", None) or getattr(err, "strerror", None) or getattr(err, "reason", None) or str(err)
-        raise UserError(f"{path}: not valid JSON ({reason}); it was cut short or edited: rerun the run (train.resume=auto) or leave it out of the report") from None
-    if not isinstance(tree, dict):
-        raise UserError(f"{path}: holds a {type(tree).__name__}, not a mapping; not a ser-dist results file: rerun the run or leave it out of the report")
-    return tree
-
-
-def _metric_values(source: dict, path: Path, where: str) -> dict:
-    """CV_METRICS from ``source`` (the ``where`` part of ``path``), each a fraction in [0, 1]."""
-    values = {}
-    for key in CV_METRICS:
-        value = source.get(key) if isinstance(source, dict) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0):  # NaN fails too
-            what = f"no {where}{key} (a fraction in [0, 1])" if value is None else f"{where}{key}={value!r} is not a fraction in [0, 1]"
-            raise UserError(f"{path}: {what}; not a finished ser-dist run's results: rerun it or leave it out of the report")
-        values[key] = value
-    return values
-
-
-def _run_folders(run_dir: Path, summary: Optional[dict]) -> list[str]:
-    """The real paths of the runs a report argument stands for: a cv folder's fold folders, else the run itself."""
-    if summary is None:
-        return [os.path.realpath(run_dir)]
-    return [os.path.realpath(run_dir / f"fold_{fold.get('fold')}") for fold in summary["folds"]]
-
-
-def collect_results(run_dirs: Sequence[str | os.PathLike]) -> list[dict]:
-    """One row per fold for ``report.results_table``: from cv folders (``cv_summary.json``) or single runs.
-
-    A single run's row and column come from its saved ``config.yaml`` (model.backbone, loss.name). A run
-    given twice (the same folder, through a link, or a cv folder and one of its folds) is refused: it
-    would count as two folds.
-    """
-    from . import config as config_module
-
-    rows = []
-    given: dict[str, Path] = {}  # real path of a run folder -> the argument that named it
-    for run_dir in map(Path, run_dirs):
-        summary_path = run_dir / CV_SUMMARY
-        if summary_path.is_file():
-            summary = _read_results_json(summary_path)
-            for key in ("backbone", "loss"):
-                if not isinstance(summary.get(key), str) or not summary[key]:
-                    raise UserError(f"{summary_path}: no {key}; not a ser-dist cv summary: rerun ser-dist cv or leave it out of the report")
-            folds = summary.get("folds")
-            if not isinstance(folds, list) or not folds or not all(isinstance(fold, dict) for fold in folds):
-                raise UserError(f"{summary_path}: no folds list; not a ser-dist cv summary: rerun ser-dist cv or leave it out of the report")
-            fold_rows = [
-                {
-                    "backbone": summary["backbone"], "loss": summary["loss"], "run": f"{run_dir} fold {fold.get('fold')}",
-                    "fingerprint": fold.get("config_fingerprint_without_fold"),
-                    **_metric_values(fold, summary_path, f"folds[{i}]."),
-                }
-                for i, fold in enumerate(folds)
-            ]
-        else:
-            summary = None
-            metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.yaml"
-            if not (metrics_path.is_file() and config_path.is_file()):
-                raise UserError(f"{run_dir}: not a finished run (no {CV_SUMMARY}, or no metrics.json and config.yaml); pass run or cv folders")
-            exp = config_module.load(config_path)
-            metrics = _read_results_json(metrics_path)
-            fold_rows = [{
-                "backbone": exp.model.backbone, "loss": exp.loss.name, "run": str(run_dir),
-                "fingerprint": metrics.get("config_fingerprint_without_fold"), **_metric_values(metrics.get("test"), metrics_path, "test."),
-            }]
-        for folder in _run_folders(run_dir, summary):
-            if folder in given:
-                raise UserError(
-                    f"{run_dir}: run {folder} is given twice (also through {given[folder]}), so it would count as two folds; "
-                    "give each run once (a cv folder brings all its folds)"
-                )
-            given[folder] = run_dir
-        rows.extend(fold_rows)
-    if not rows:
-        raise UserError("no runs given; pass finished run folders (train.output_dir) or cv folders")
-    check_one_setting_per_cell(rows)
-    return rows
-
-
-def check_one_setting_per_cell(rows: list[dict]) -> None:
-    """A table cell pools folds of one setting: runs whose settings (but the fold) differ are refused."""
-    cells: dict[tuple[str, str], dict] = {}
-    for row in rows:
-        first = cells.setdefault((row["backbone"], row["loss"]), row)
-        if row.get("fingerprint") != first.get("fingerprint"):
-            raise UserError(
-                f"{first['run']} and {row['run']} are both the {row['backbone']} x {row['loss']} cell but ran other settings "
-                f"(fingerprints {first.get('fingerprint') or 'none recorded'} and {row.get('fingerprint') or 'none recorded'}; "
-                "compare their config.yaml); report runs of one setting per cell"
-            )
-
-
-def write_results(rows: list[dict], out_dir: str | os.PathLike) -> dict[str, Path]:
-    """``results.md`` (backbone x loss, UA / WA ± across folds), ``results.csv`` and ``results_heatmap.png``."""
-    from .report import plot_results_heatmap, results_table
-
-    from .evaluation import make_output_folder
-
-    out = make_output_folder(Path(out_dir))
-    markdown, csv_rows = results_table(rows)
-    num_folds = sorted({row["num_folds"] for row in csv_rows})
-    note = (
-        f"\nUA = unweighted accuracy (mean per-class recall), WA = weighted (plain) accuracy, in percent; "
-        f"± = sample standard deviation across {'/'.join(map(str, num_folds))} fold(s). Runs: {len({row['run'] for row in rows})}.\n"
-    )
-    paths = {"markdown": out / "results.md", "csv": out / "results.csv", "heatmap": out / "results_heatmap.png"}
-    paths["markdown"].write_text(markdown + note)
-    with open(paths["csv"], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(csv_rows[0]))
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in csv_rows)
-    plot_results_heatmap(rows, paths["heatmap"])
-    return paths
 
 
 # --- the grid ------------------------------------------------------------------------------------
