@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 _LAZY = {
-    "EmotionClassifier": "ser_dist.inference",
-    "Prediction": "ser_dist.inference",
-    "SERHubModel": "ser_dist.hub",
-    "evaluate_model": "ser_dist.evaluation",
-    "push_to_hub": "ser_dist.hub",
+    "EmotionClassifier": "ser_dist.serving.inference",
+    "Prediction": "ser_dist.serving.inference",
+    "SERHubModel": "ser_dist.serving.hub",
+    "evaluate_model": "ser_dist.serving.evaluation",
+    "push_to_hub": "ser_dist.serving.hub",
 }
 
 __all__ = sorted(_LAZY)

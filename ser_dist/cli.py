@@ -50,7 +50,7 @@ def cmd_train(args, overrides: list[str]) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .inference import EmotionClassifier, gather_inputs
+    from .serving.inference import EmotionClassifier, gather_inputs
 
     files, set_aside = gather_inputs(args.inputs)
     if not files:
@@ -97,7 +97,7 @@ def cmd_predict(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluation import evaluate_model, parse_label_map
+    from .serving.evaluation import evaluate_model, parse_label_map
 
     results, out = evaluate_model(
         args.model, args.data, split=args.split, label_map=parse_label_map(args.label_map), out=args.out,
@@ -115,7 +115,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_push(args) -> None:
-    from .hub import push_to_hub
+    from .serving.hub import push_to_hub
 
     url = push_to_hub(args.run_dir, args.repo_id, private=args.private, revision=args.revision, commit_message=args.message)
     print(f"pushed {args.run_dir} to {url}")

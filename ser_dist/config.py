@@ -251,7 +251,7 @@ def check_component_names(exp: "Experiment") -> None:
                 raise ConfigError(f"{key}: {err.args[0]}") from None
             continue
         if key == "model.backbone":
-            from .hub import looks_like_repo_id
+            from .hub_ids import looks_like_repo_id
 
             if Path(value).expanduser().is_dir() or looks_like_repo_id(value):
                 continue

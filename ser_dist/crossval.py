@@ -186,7 +186,7 @@ def write_cv_summary(plan: CVPlan) -> dict:
 
 
 def _mean_std(values: list[float]) -> dict:
-    from .report import mean_and_std
+    from .reports import mean_and_std
 
     mean, std = mean_and_std(values)
     return {"mean": mean, "std": std, "folds": values}

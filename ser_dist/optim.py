@@ -131,7 +131,3 @@ class Freezing:
 
     def after_step(self, frozen: set[str]) -> None:
         apply_frozen_lrs(self.optimizer, frozen)  # a LambdaLR step rewrites every group's lr
-
-
-def freezes_anything(model_cfg) -> bool:
-    return model_cfg.freeze_feature_encoder_epochs != 0 or model_cfg.freeze_backbone_epochs != 0

@@ -118,9 +118,9 @@ def check_one_setting_per_cell(rows: list[dict]) -> None:
 
 def write_results(rows: list[dict], out_dir: str | os.PathLike) -> dict[str, Path]:
     """``results.md`` (backbone x loss, UA / WA ± across folds), ``results.csv`` and ``results_heatmap.png``."""
-    from .report import plot_results_heatmap, results_table
+    from .reports import plot_results_heatmap, results_table
 
-    from .evaluation import make_output_folder
+    from .run_folder import make_output_folder
 
     out = make_output_folder(Path(out_dir))
     markdown, csv_rows = results_table(rows)

@@ -9,6 +9,8 @@
   a second live run out of the folder.
 - With several processes, every one must see the same folder (``check_shared``): checkpoints hold every
   rank's RNG state and are resumed by every rank, so nodes need a file system they all share.
+- An ``--out`` folder (``ser-dist evaluate``, the study's results tables) is checked before any work is
+  done (``check_output_folder``), and never one that holds a training run.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 
 LOCK_FILE = ".ser-dist.lock"
 # Everything a training run writes into its folder (the cv/grid runners write their own files beside).
@@ -35,6 +37,32 @@ _held_locks: dict[str, object] = {}  # output folder -> open lock file, for the 
 def file_in_the_way(folder: Path) -> Optional[Path]:
     """``folder`` itself or the folder above it that is a file, so ``folder`` can't be created; else None."""
     return next((p for p in [Path(folder), *Path(folder).parents] if p.exists() and not p.is_dir()), None)
+
+
+def check_output_folder(out: Path, option: str = "--out") -> None:
+    """Fail before any work when ``out`` cannot become a folder: it (or a folder above it) is a file, or the
+    nearest existing folder above it is not writable."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{option} {out}: is a file, not a folder; pass a folder (it is created if needed)")
+    if (out / "metrics.json").exists() and any((out / name).exists() for name in ("config.yaml", "checkpoints", "model")):
+        raise UserError(f"{option} {out}: holds a training run, whose metrics.json and reports the evaluation would replace; pass another folder (default: RUN/evaluation)")
+    blocked = file_in_the_way(out)
+    if blocked is not None:
+        raise UserError(f"{option} {out}: {blocked} is a file, so no folder can be made under it; pass another folder")
+    parent = next((p for p in [out, *out.parents] if p.exists()), out)
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {out}: {parent} is not writable; pass a folder you can write to")
+
+
+def make_output_folder(out: Path, option: str = "--out") -> Path:
+    """``check_output_folder``, then the folder (and its parents) made; an OS refusal is one line too."""
+    check_output_folder(out, option)
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{option} {out}: cannot create this folder ({err.strerror or err}); pass another folder") from None
+    return Path(out)
 
 
 def run_outputs(out: Path) -> list[str]:

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from .errors import TrainingError
-from .optim import freezes_anything
 
 
 def make_accelerator(exp):
@@ -30,7 +29,7 @@ def make_accelerator(exp):
         )
     if distributed and (not torch.cuda.is_available() or use_cpu):
         handlers.append(InitProcessGroupKwargs(backend="gloo", timeout=timedelta(minutes=30)))
-    if freezes_anything(exp.model) or exp.model.layerdrop > 0:
+    if _freezes_anything(exp.model) or exp.model.layerdrop > 0:
         from accelerate.utils import DistributedDataParallelKwargs
 
         # A frozen part gets no gradients (ser_dist.optim.Freezing), nor a layer LayerDrop skipped: DDP must not wait for them.
@@ -51,6 +50,10 @@ def make_accelerator(exp):
             f"NPROC={asked} bash launch/cpu_multiprocess.sh RECIPE ... (ACCELERATE_USE_CPU=true torchrun --nproc_per_node {asked} RECIPE ...)"
         )
     return accelerator
+
+
+def _freezes_anything(model_cfg) -> bool:
+    return model_cfg.freeze_feature_encoder_epochs != 0 or model_cfg.freeze_backbone_epochs != 0
 
 
 def launcher_process_count() -> int | None:

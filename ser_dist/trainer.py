@@ -9,7 +9,6 @@ CPU, one GPU, many GPUs and nodes, and under DeepSpeed; *how* it runs comes from
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -30,6 +29,7 @@ from .errors import TrainingError
 from .losses import build_loss
 from .models import build_model
 from .optim import Freezing, Schedule, build_optimizer
+from .reports import write_training_reports
 from .run_log import RunLog
 from .runtime import (  # noqa: F401  make_accelerator and configure_deepspeed are also used from here by tests
     built_whole, check_ranks_agree, configure_deepspeed, deepspeed_input_dtype, make_accelerator, out_of_memory_message,
@@ -326,7 +326,7 @@ def end_epoch(run: Run, epoch: int, frozen: set[str], started: float) -> None:
 
 def finish(run: Run) -> dict:
     """Reload the best checkpoint, test it, export it and write the reports."""
-    from .export import export_model
+    from .serving.export import export_model
 
     exp, accelerator, state, data, out = run.exp, run.accelerator, run.state, run.data, run.out
     if state.global_step == 0 and state.nonfinite_steps > 0:
@@ -347,8 +347,9 @@ def finish(run: Run) -> dict:
         with built_whole(accelerator):  # rank 0 alone: a partitioned (collective) build here would hang
             export_model(accelerator.unwrap_model(run.model, keep_torch_compile=False), state_dict, out / "model", exp=exp,
                          label_names=data.label_names, extra={"test_metrics": results["test"], "data": results["data"]})
-        run.log.final(results, test, state.history, data)
-        (out / "timing.json").write_text(json.dumps(run.timing, indent=2))  # apart: metrics.json depends only on config and data
+        write_training_reports(out, results, test, history=state.history, label_names=data.label_names,
+                               test_records=[data.records[i] for i in data.split["test"]], timing=run.timing)
+        run.log.test(results, test, data.label_names)
     accelerator.wait_for_everyone()
     t = results["test"]
     run.log(
@@ -360,7 +361,7 @@ def finish(run: Run) -> dict:
     run_folder.release(out)
     results["timing"] = run.timing
     if exp.train.push_to_hub and accelerator.is_main_process:  # after everything is written: a failed push leaves the run intact
-        from .hub import push_to_hub
+        from .serving.hub import push_to_hub
 
         url = push_to_hub(out, exp.hub.repo_id, private=exp.hub.private, revision=exp.hub.revision)
         print(f"pushed {out / 'model'} to {url}", flush=True)

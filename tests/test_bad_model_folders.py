@@ -93,14 +93,14 @@ STORED = [
 
 @pytest.mark.parametrize("key, value, fragment", STORED, ids=[f"{k}={v!r}"[:40] for k, v, _ in STORED])
 def test_stored_metadata_is_checked_before_a_model_is_built(deploy_run, tmp_path, key, value, fragment):
-    from ser_dist.export import load_exported
+    from ser_dist.serving.export import load_exported
 
     folder = edited_export(deploy_run, tmp_path / "model", _set(key, value))
     one_line_user_error(lambda: load_exported(folder), str(folder / "ser_dist.json"), fragment, "re-export the model")
 
 
 def test_metadata_that_is_a_folder_or_missing_keys_is_one_line(deploy_run, tmp_path):
-    from ser_dist.export import load_exported
+    from ser_dist.serving.export import load_exported
 
     folder = edited_export(deploy_run, tmp_path / "model", lambda meta: None)
     (folder / "ser_dist.json").unlink()
@@ -112,7 +112,7 @@ def test_metadata_that_is_a_folder_or_missing_keys_is_one_line(deploy_run, tmp_p
 
 
 def test_a_label_count_the_weights_do_not_have_is_named_as_such(deploy_run, tmp_path):
-    from ser_dist.export import load_exported
+    from ser_dist.serving.export import load_exported
 
     def three_labels(meta):
         meta.update(labels=["a", "b", "c"], id2label={"0": "a", "1": "b", "2": "c"}, label2id={"a": 0, "b": 1, "c": 2})
@@ -136,14 +136,14 @@ def test_predict_and_push_refuse_a_bad_model_in_one_line(deploy_run, tmp_path, c
     assert_one_line_error(result, "ser_dist.json", "sample_rate=0", "re-export the model")
     assert "decoder error" not in result.stderr and not result.stdout.strip()
 
-    from ser_dist.hub import push_to_hub
+    from ser_dist.serving.hub import push_to_hub
 
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     one_line_user_error(lambda: push_to_hub(no_rate, "alice/ser-demo"), "sample_rate=0", "re-export the model")  # before any upload
 
 
 def test_evaluate_refuses_duplicate_model_labels_even_with_a_label_map(deploy_run, demo_corpus, tmp_path):
-    from ser_dist.evaluation import evaluate_model
+    from ser_dist.serving.evaluation import evaluate_model
 
     folder = edited_export(deploy_run, tmp_path / "model", _set("labels", ["A", "A", "B", "C", "D", "E"]))
     label_map = {"Anger": "A", "Disgust": "A", "Fear": "B", "Happy": "C", "Neutral": "D", "Sad": "E"}
@@ -178,7 +178,7 @@ def test_a_device_that_is_not_here_is_one_line_naming_what_is(deploy_run, clip, 
 
 def test_windows_and_hops_shorter_than_the_model_minimum_fail_before_any_audio_is_read(deploy_run, tmp_path, clip, capsys):
     from ser_dist.cli import main
-    from ser_dist.inference import EmotionClassifier
+    from ser_dist.serving.inference import EmotionClassifier
 
     run = str(deploy_run[0])
     missing = str(tmp_path / "never-read.wav")  # an error before reading: a missing file would be a skip otherwise
@@ -196,7 +196,7 @@ def test_windows_and_hops_shorter_than_the_model_minimum_fail_before_any_audio_i
 
 
 def test_predict_on_a_folder_reports_every_entry_it_does_not_predict(deploy_run, tmp_path, clip, capsys):
-    from ser_dist.inference import EmotionClassifier
+    from ser_dist.serving.inference import EmotionClassifier
 
     folder = tmp_path / "clips"
     (folder / "nested").mkdir(parents=True)
@@ -230,7 +230,7 @@ def test_predict_on_a_folder_reports_every_entry_it_does_not_predict(deploy_run,
 
 
 def test_evaluate_out_that_is_a_file_fails_before_scoring(deploy_run, tmp_path):
-    from ser_dist.evaluation import evaluate_model
+    from ser_dist.serving.evaluation import evaluate_model
 
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("not a folder")
@@ -239,7 +239,7 @@ def test_evaluate_out_that_is_a_file_fails_before_scoring(deploy_run, tmp_path):
 
 
 def test_evaluate_refuses_a_split_csv_that_disagrees_with_the_run(deploy_run, tmp_path):
-    from ser_dist.evaluation import evaluate_model
+    from ser_dist.serving.evaluation import evaluate_model
 
     run = tmp_path / "run"
     shutil.copytree(deploy_run[0], run, ignore=shutil.ignore_patterns("evaluation", "checkpoints", "tensorboard"))

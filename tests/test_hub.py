@@ -127,7 +127,7 @@ def test_push_to_hub_without_repo_id_is_a_config_error():
 
 def test_bad_repo_id_and_missing_export(deploy_run, tmp_path, monkeypatch):
     from ser_dist.errors import UserError
-    from ser_dist.hub import push_to_hub
+    from ser_dist.serving.hub import push_to_hub
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     with pytest.raises(UserError, match="not of the form owner/name"):

@@ -145,7 +145,7 @@ def test_long_recording_window_option_on_the_command_line(deploy_run, five_minut
 
 def test_an_empty_input_path_is_refused_rather_than_read_as_the_current_folder(tmp_path):
     from ser_dist.errors import UserError
-    from ser_dist.inference import expand_inputs
+    from ser_dist.serving.inference import expand_inputs
 
     (tmp_path / "a.wav").write_bytes(b"")
     assert expand_inputs([tmp_path]) == [tmp_path / "a.wav"]
@@ -155,7 +155,7 @@ def test_an_empty_input_path_is_refused_rather_than_read_as_the_current_folder(t
 
 
 def test_window_spans():
-    from ser_dist.inference import window_spans
+    from ser_dist.serving.inference import window_spans
 
     assert window_spans(80, 40, 40) == [(0, 40)]  # up to window + hop: the first window, as in training
     assert window_spans(30, 40, 40) == [(0, 30)]
@@ -234,7 +234,7 @@ class _Payload:
 
 def test_corrupt_exports_fail_with_one_clear_error(export_copy, demo_corpus, tmp_path):
     from ser_dist.errors import UserError
-    from ser_dist.export import load_exported
+    from ser_dist.serving.export import load_exported
 
     clip = str(sorted((demo_corpus / "Neutral").glob("*.wav"))[0])
     weights = export_copy / "model.safetensors"
@@ -254,7 +254,7 @@ def test_corrupt_exports_fail_with_one_clear_error(export_copy, demo_corpus, tmp
 
 def test_pickled_weights_are_never_executed(export_copy, tmp_path, monkeypatch):
     from ser_dist.errors import UserError
-    from ser_dist.export import load_exported
+    from ser_dist.serving.export import load_exported
 
     marker = tmp_path / "payload-ran"
     monkeypatch.setenv("SER_DIST_PAYLOAD_MARKER", str(marker))
@@ -271,7 +271,7 @@ def test_plain_tensor_bin_loads_with_weights_only(export_copy, deploy_run):
     import torch
     from safetensors.torch import load_file
 
-    from ser_dist.export import load_exported
+    from ser_dist.serving.export import load_exported
 
     state = load_file(str(export_copy / "model.safetensors"))
     (export_copy / "model.safetensors").unlink()

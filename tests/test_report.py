@@ -1,4 +1,4 @@
-"""ser_dist.report: files that open, numbers that are right, study tables to the character."""
+"""ser_dist.reports and ser_dist.plots: files that open, numbers that are right, study tables to the character."""
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -7,9 +7,9 @@ from sklearn.metrics import classification_report
 
 from ser_dist.errors import UserError
 from ser_dist.metrics import compute_metrics
-from ser_dist.report import (
+from ser_dist.plots import confusion_matrix_figure
+from ser_dist.reports import (
     classification_report_text,
-    confusion_matrix_figure,
     plot_confusion_matrix,
     plot_results_heatmap,
     plot_training_curves,

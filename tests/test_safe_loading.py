@@ -25,7 +25,7 @@ TINY = {"model.hidden_size": 16, "model.embedding_size": 16, "data.max_seconds":
 
 def _export(directory: Path, backbone: str, **overrides) -> Path:
     from ser_dist.config import Experiment, apply_overrides
-    from ser_dist.export import export_model
+    from ser_dist.serving.export import export_model
     from ser_dist.models import build_model
 
     exp = apply_overrides(Experiment(), {"data.root": "unused", "model.backbone": backbone, **overrides}).validate()
@@ -139,7 +139,7 @@ def test_predict_refuses_an_import_path_backbone_before_importing_it(bilstm_expo
 @pytest.mark.parametrize("loader", ["EmotionClassifier.from_pretrained", "SERHubModel.from_pretrained", "load_exported"])
 def test_python_api_refuses_an_import_path_backbone(bilstm_export, payload, tmp_path, loader):
     from ser_dist import EmotionClassifier, SERHubModel
-    from ser_dist.export import load_exported
+    from ser_dist.serving.export import load_exported
 
     load = {"EmotionClassifier.from_pretrained": EmotionClassifier.from_pretrained, "SERHubModel.from_pretrained": SERHubModel.from_pretrained, "load_exported": load_exported}[loader]
     hostile = hostile_copy(bilstm_export, tmp_path / "hostile", **{"model.backbone": "evil_model.payload:build"})
@@ -149,7 +149,7 @@ def test_python_api_refuses_an_import_path_backbone(bilstm_export, payload, tmp_
 
 def test_unregistered_backbone_is_refused_unless_the_export_carries_it(bilstm_export, tmp_path):
     """A Hub id or a path is a backbone only the user may name; an SSL export rebuilds from its own folder."""
-    from ser_dist.export import load_exported
+    from ser_dist.serving.export import load_exported
 
     for backbone in ("someone/remote-encoder", str(tmp_path)):
         hostile = hostile_copy(bilstm_export, tmp_path / f"hostile{len(backbone)}", **{"model.backbone": backbone})
@@ -176,7 +176,7 @@ def test_evaluate_refuses_an_import_path_loss(bilstm_export, payload, demo_corpu
 
 
 def test_an_import_path_augmentation_is_refused(bilstm_export, payload, tmp_path):
-    from ser_dist.export import load_exported
+    from ser_dist.serving.export import load_exported
 
     hostile = hostile_copy(bilstm_export, tmp_path / "hostile", **{"data.augment": ["bandpass", "evil_model.payload:op"]})
     assert_refused(lambda: load_exported(hostile), "ser_dist.json: data.augment='evil_model.payload:op' is an import path", "bandpass, gain")
@@ -185,7 +185,7 @@ def test_an_import_path_augmentation_is_refused(bilstm_export, payload, tmp_path
 
 def test_a_hub_kernel_as_attention_is_refused(ssl_export, tmp_path):
     """transformers downloads and runs an ``attn_implementation`` that names a Hub repository."""
-    from ser_dist.export import load_exported
+    from ser_dist.serving.export import load_exported
 
     hostile = hostile_copy(ssl_export, tmp_path / "hostile", **{"model.attention": "kernels-community/evil-attention"})
     assert_refused(lambda: load_exported(hostile), "ser_dist.json: model.attention='kernels-community/evil-attention' names code to download")
@@ -256,8 +256,8 @@ def my_corpus(root, data):
 
 def test_refusing_a_model_folder_leaves_the_users_import_paths_working(bilstm_export, payload, demo_corpus, tmp_path, monkeypatch):
     from ser_dist.config import Experiment, cli
-    from ser_dist.evaluation import evaluate_model
-    from ser_dist.export import load_exported
+    from ser_dist.serving.evaluation import evaluate_model
+    from ser_dist.serving.export import load_exported
     from ser_dist.losses import build_loss
     from ser_dist.models import build_model
 

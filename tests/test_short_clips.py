@@ -81,7 +81,7 @@ def test_the_data_stage_skips_clips_under_min_seconds_and_counts_them(tmp_path):
 
 
 def classifier_for(model, min_seconds=None):
-    from ser_dist.inference import EmotionClassifier
+    from ser_dist.serving.inference import EmotionClassifier
 
     meta = {"labels": ["a", "b", "c"], "sample_rate": RATE, "max_seconds": 2.0, "experiment": {"data": {}}}
     if min_seconds is not None:
@@ -165,7 +165,7 @@ def test_recipe_trains_through_a_100_sample_clip_and_a_nan_clip(corpus_with_shor
 
 
 def test_evaluate_skips_the_short_clip_with_its_reason(deploy_run, corpus_with_short_and_nan_clips, tmp_path):
-    from ser_dist.evaluation import evaluate_model
+    from ser_dist.serving.evaluation import evaluate_model
 
     run, _ = deploy_run
     results, out = evaluate_model(str(run), [f"root={corpus_with_short_and_nan_clips}"], out=tmp_path / "evaluation")

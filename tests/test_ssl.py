@@ -96,7 +96,7 @@ def test_group_norm_models_get_zero_padding_and_no_mask():
 
 def test_classifier_predicts_group_norm_clips_alone_whatever_the_batch():
     """No mask means padding reaches the encoder: EmotionClassifier runs such clips one at a time."""
-    from ser_dist.inference import EmotionClassifier
+    from ser_dist.serving.inference import EmotionClassifier
 
     model, _ = build("wav2vec2_tiny_random")
     assert model.padding_changes_output and not build("hubert_tiny_random")[0].padding_changes_output
@@ -243,7 +243,7 @@ def test_standard_head_exports_a_stock_transformers_model(frozen_run, demo_corpu
     from transformers import pipeline
 
     from ser_dist.data.audio import load_audio
-    from ser_dist.inference import EmotionClassifier
+    from ser_dist.serving.inference import EmotionClassifier
 
     model_dir = frozen_run["dir"] / "model"
     config = json.loads((model_dir / "config.json").read_text())
@@ -263,8 +263,8 @@ def test_standard_head_exports_a_stock_transformers_model(frozen_run, demo_corpu
 def test_weighted_layers_head_of_a_group_norm_model_exports_a_stock_model_too(tmp_path):
     from transformers import pipeline
 
-    from ser_dist.export import export_model
-    from ser_dist.inference import EmotionClassifier
+    from ser_dist.serving.export import export_model
+    from ser_dist.serving.inference import EmotionClassifier
 
     model, exp = build("wav2vec2_tiny_random", **{"model.head": "weighted_layers", "data.max_seconds": 2.0})
     with torch.no_grad():
@@ -280,7 +280,7 @@ def test_weighted_layers_head_of_a_group_norm_model_exports_a_stock_model_too(tm
 
 @pytest.mark.parametrize("head,classifier", [("attentive_stats", "linear"), ("weighted_layers", "cosine")])
 def test_other_heads_export_and_reload_with_ser_dist(tmp_path, head, classifier, demo_corpus, capsys):
-    from ser_dist.export import export_model, load_exported
+    from ser_dist.serving.export import export_model, load_exported
 
     model, exp = build("wavlm_tiny_random", **{"model.head": head, "model.classifier": classifier})
     model.eval()

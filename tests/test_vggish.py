@@ -117,7 +117,7 @@ def test_registered_builder_uses_config_and_groups_cover_every_parameter():
 
 
 def test_export_round_trip_gives_the_same_predictions(tmp_path):
-    from ser_dist.export import export_model, load_exported
+    from ser_dist.serving.export import export_model, load_exported
 
     exp = Experiment(model=Model(backbone="vggish", cnn_width=0.0625, hidden_size=32, embedding_size=16))
     exp.data.root = str(tmp_path)

@@ -202,7 +202,7 @@ class SSLClassifier(SERModel):
         # transformers' own freeze flag: also skips the input's requires_grad for gradient checkpointing
         self.encoder.feature_extractor._requires_grad = not feature_encoder
 
-    # -- export (ser_dist/export.py calls these) -------------------------------------------------
+    # -- export (ser_dist/serving/export.py calls these) -------------------------------------------------
     def hf_config(self, meta: dict):
         config = copy.deepcopy(self.encoder.config)
         config.id2label = {int(i): name for i, name in meta["id2label"].items()}

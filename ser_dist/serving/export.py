@@ -3,7 +3,7 @@
 Layout (the ``huggingface_hub`` ``PyTorchModelHubMixin`` convention): ``model.safetensors`` (weights,
 never pickle), ``config.json`` and ``ser_dist.json`` (the resolved experiment, label names, sample
 rate, crop policy, test metrics, data summary), plus the ``README.md`` model card and its
-``confusion_matrix.png`` (``ser_dist.model_card``). A backbone may write its own weight/config files
+``confusion_matrix.png`` (``ser_dist.serving.model_card``). A backbone may write its own weight/config files
 instead (``model.export_pretrained``), e.g. a stock transformers layout that ``transformers.pipeline``
 loads. Loading reads safetensors, or a ``pytorch_model.bin`` only with ``torch.load(weights_only=True)``.
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError, UserError
-from .registry import UntrustedComponentError, check_stored_names, untrusted
+from ..errors import ConfigError, UserError
+from ..registry import UntrustedComponentError, check_stored_names, untrusted
 
 META_FILE = "ser_dist.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -33,7 +33,7 @@ def export_model(model, state_dict: dict, directory: Path, *, exp, label_names: 
     """Write the export atomically (temp folder, then rename). Call on the main process only."""
     from safetensors.torch import save_file
 
-    from .config import model_dict
+    from ..config import model_dict
 
     directory = Path(directory)
     tmp = directory.parent / f".tmp-{directory.name}"
@@ -138,7 +138,7 @@ def check_meta(meta: dict, path: Path) -> None:
 def stored_experiment(directory: Path, meta: dict):
     """The experiment ``ser_dist.json`` stores, parsed as a ``--config`` file would be (unknown keys and mistyped
     values refused, missing keys filled with defaults); nothing it names is imported or checked here."""
-    from .config import from_dict
+    from ..config import from_dict
 
     try:
         return from_dict(meta["experiment"])
@@ -150,7 +150,7 @@ def check_stored_settings(directory: Path, meta: dict, exp) -> None:
     """The stored settings pass the command line's own range checks (``config.check_numeric_ranges``) and agree
     with the metadata beside them, so a damaged or hand-edited file fails in one line instead of deep in a
     model builder, or with a model that predicts from audio at the wrong rate."""
-    from . import config
+    from .. import config
 
     source = Path(directory) / META_FILE
     try:
@@ -306,7 +306,7 @@ def load_exported(directory: Path, map_location: str = "cpu"):
     inside ``registry.untrusted``, where no name is imported."""
     from safetensors import SafetensorError
 
-    from .models import build_model
+    from ..models import build_model
 
     directory = Path(directory)
     meta, exp = check_export(directory)

@@ -8,7 +8,8 @@ Which clips:
   ``--data split=...`` with the model's seed.
 
 The clips are decoded and cut exactly as in training (the model's ``sample_rate`` and ``max_seconds``)
-and scored by the training loop's own ``evaluate``, so the numbers mean the same thing.
+and scored by ``ser_dist.scoring.evaluate``, as validation and the test split are in training, so the
+numbers mean the same thing.
 
 The model folder is untrusted: what its config names (its corpus adapter, its loss) is resolved inside
 ``registry.untrusted`` and never imported; a corpus given with ``--data`` is the user's own and may be an
@@ -21,8 +22,8 @@ import contextlib
 from pathlib import Path
 from typing import Optional
 
-from .data.manifest import DataError, Record
-from .errors import UserError
+from ..data.manifest import DataError, Record
+from ..errors import UserError
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
 
@@ -84,7 +85,7 @@ def _run_split(run_dir: Path, split_file: Path, split: str) -> list[Record]:
     import csv
     import json
 
-    from .data.split_file import read_split
+    from ..data.split_file import read_split
 
     try:
         records, indices = read_split(split_file)
@@ -122,40 +123,10 @@ def _run_split(run_dir: Path, split_file: Path, split: str) -> list[Record]:
     return chosen
 
 
-def check_output_folder(out: Path, option: str = "--out") -> None:
-    """Fail before any work when ``out`` cannot become a folder: it (or a folder above it) is a file, or the
-    nearest existing folder above it is not writable."""
-    import os
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{option} {out}: is a file, not a folder; pass a folder (it is created if needed)")
-    if (out / "metrics.json").exists() and any((out / name).exists() for name in ("config.yaml", "checkpoints", "model")):
-        raise UserError(f"{option} {out}: holds a training run, whose metrics.json and reports the evaluation would replace; pass another folder (default: RUN/evaluation)")
-    from .run_folder import file_in_the_way
-
-    blocked = file_in_the_way(out)
-    if blocked is not None:
-        raise UserError(f"{option} {out}: {blocked} is a file, so no folder can be made under it; pass another folder")
-    parent = next((p for p in [out, *out.parents] if p.exists()), out)
-    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {out}: {parent} is not writable; pass a folder you can write to")
-
-
-def make_output_folder(out: Path, option: str = "--out") -> Path:
-    """``check_output_folder``, then the folder (and its parents) made; an OS refusal is one line too."""
-    check_output_folder(out, option)
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{option} {out}: cannot create this folder ({err.strerror or err}); pass another folder") from None
-    return Path(out)
-
-
 def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Optional[str]) -> tuple[list[Record], dict, str]:
     """The clips to score, a data summary for metrics.json, and a description of where they came from."""
-    from .config import Data, apply_overrides
-    from .data.pipeline import scan_corpus
+    from ..config import Data, apply_overrides
+    from ..data.pipeline import scan_corpus
 
     run_dir = model_dir.parent if model_dir.name == "model" else None
     if not data_overrides:
@@ -184,7 +155,7 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Op
             pairs[dotted] = value
         holder = apply_overrides(type(exp)(data=data), pairs)
         data = holder.data
-        from .config import SPLITS, _check_choice
+        from ..config import SPLITS, _check_choice
 
         _check_choice("--data split", data.split, SPLITS)
         for key in ("sample_rate", "max_seconds"):
@@ -198,7 +169,7 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Op
             scan = scan_corpus(data)
             summary = {"corpus": data.corpus, "root": data.root, "manifest": data.manifest, "split": "all", "set_aside_files": len(scan.problems)}
             return scan.records, summary, where
-    from .data.pipeline import prepare_data
+    from ..data.pipeline import prepare_data
 
     prepared = prepare_data(data, exp.train.seed, for_training=False)
     records = [prepared.records[i] for i in prepared.split[split]]
@@ -217,18 +188,17 @@ def evaluate_model(
     revision: Optional[str] = None,
 ) -> tuple[dict, Path]:
     """Score the model and write metrics.json, confusion_matrix.png, classification_report.txt,
-    test_predictions.csv and data_report.json into ``out``. Returns (metrics, out)."""
-    import json
-
-    from .config import from_dict
-    from .data.dataset import AudioClips, build_audio_dataset
+    test_predictions.csv and data_report.json into ``out`` (``reports.write_evaluation_reports``). Returns (metrics, out)."""
+    from ..config import from_dict
+    from ..data.dataset import AudioClips, build_audio_dataset
+    from ..losses import build_loss
+    from ..registry import untrusted
+    from ..reports import write_evaluation_reports
+    from ..run_folder import check_output_folder, make_output_folder
+    from ..runtime import make_accelerator
+    from ..scoring import eval_loader, evaluate, test_summary
     from .export import META_FILE, load_exported
-    from .inference import resolve_model_dir
-    from .losses import build_loss
-    from .registry import untrusted
-    from .run_log import write_test_reports
-    from .runtime import make_accelerator
-    from .scoring import eval_loader, evaluate, test_summary
+    from .hub import resolve_model_dir
 
     if split is not None and split not in SPLIT_CHOICES:
         raise UserError(f"--split {split}: choose one of {', '.join(SPLIT_CHOICES)}")
@@ -280,7 +250,6 @@ def evaluate_model(
             "per_class": {label: per_class.get(label, 0) for label in labels},
         },
     }
-    write_test_reports(out, results, test, labels, usable)
-    (out / "data_report.json").write_text(json.dumps({"evaluated_on": where, "num_used": len(usable), "skipped_files": [{"path": p, "reason": r} for p, r in skipped]}, indent=2))
+    write_evaluation_reports(out, results, test, usable, skipped)
     accelerator.end_training()
     return results, out

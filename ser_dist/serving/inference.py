@@ -19,36 +19,18 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import torch
 
-from .errors import UserError
-from .export import META_FILE, load_exported
+from ..errors import UserError
+from .export import load_exported
+from .hub import resolve_model_dir
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl")
 # Window length for models trained on whole clips (data.max_seconds=null).
 DEFAULT_WINDOW_SECONDS = 30.0
 
 
-def resolve_model_dir(path: str | Path, revision: Optional[str] = None, allow_hub: bool = True) -> Path:
-    """A run directory (its ``model/``), an exported model directory, or a Hub id (downloaded to the Hub cache)."""
-    path = Path(path)
-    if (path / META_FILE).exists():
-        return path
-    if (path / "model" / META_FILE).exists():
-        return path / "model"
-    if not path.exists():
-        from .hub import download_model, looks_like_repo_id
-
-        if allow_hub and looks_like_repo_id(str(path)):
-            directory = download_model(str(path), revision=revision)
-            if not (directory / META_FILE).exists():
-                raise UserError(f"{path}: this Hub repository is not a ser-dist model (no {META_FILE}); push one with ser-dist push RUN_DIR {path}")
-            return directory
-        raise UserError(f"{path}: no such model directory; pass a run directory (train.output_dir), an exported model/ folder or a Hub id (owner/name)")
-    raise UserError(f"{path}: no trained model here (no {META_FILE} in it or in {path}/model); train first or pass the export folder")
-
-
 def manifest_paths(path: Path) -> list[Path]:
     """The ``path`` column of a CSV/TSV/JSONL manifest (other columns are ignored), relative to the manifest."""
-    from .data.manifest import read_manifest_rows
+    from ..data.manifest import read_manifest_rows
 
     rows = read_manifest_rows(path)
     out = []
@@ -66,7 +48,7 @@ def gather_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[
     folders searched recursively for audio (``data.manifest.scan_folder``, the walker training uses, so a
     broken or looping link, a pipe, a non-audio file, an empty or hidden folder is set aside with its reason),
     manifests read for their ``path`` column."""
-    from .data.manifest import scan_folder
+    from ..data.manifest import scan_folder
 
     files: list[Path] = []
     set_aside: list[tuple[str, str]] = []
@@ -206,7 +188,7 @@ class EmotionClassifier:
 
     def _min_samples(self) -> int:
         """The shortest recording predicted: the training minimum (data.min_seconds) of the model."""
-        from .data.dataset import DEFAULT_MIN_SECONDS
+        from ..data.dataset import DEFAULT_MIN_SECONDS
 
         data = (self.meta.get("experiment") or {}).get("data") or {}
         seconds = data.get("min_seconds", DEFAULT_MIN_SECONDS)
@@ -254,8 +236,8 @@ class EmotionClassifier:
         """
         from tqdm.auto import tqdm
 
-        from .data.audio import AudioError, load_audio
-        from .data.dataset import INT16_SCALE, too_short_reason
+        from ..data.audio import AudioError, load_audio
+        from ..data.dataset import INT16_SCALE, too_short_reason
 
         files = [str(f) for f in files]
         window, hop = self._window_samples(window_seconds, hop_seconds)

@@ -1,27 +1,23 @@
-"""The Hugging Face Hub: download a model by id, push a run's export, and the ``PyTorchModelHubMixin`` loader.
+"""Where models come from and go to: a run folder, an export folder or a Hub id resolved to a local model
+folder (downloaded by id), a run's export pushed to the Hub, and the ``PyTorchModelHubMixin`` loader.
 
 The token is never handled here: ``huggingface_hub`` finds it (``HF_TOKEN`` or ``hf auth login``), and
 nothing ser-dist logs or writes contains it.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Optional
 
 from huggingface_hub import PyTorchModelHubMixin
 
-from .errors import UserError
-
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+from ..errors import UserError
+from ..hub_ids import REPO_ID, looks_like_repo_id
+from .export import META_FILE, check_export, load_exported
 
 
 class HubError(UserError):
     pass
-
-
-def looks_like_repo_id(text: str) -> bool:
-    return bool(REPO_ID.match(str(text))) and not Path(text).exists()
 
 
 def _first_line(err: Exception) -> str:
@@ -47,15 +43,26 @@ def download_model(repo_id: str, revision: Optional[str] = None, **kwargs) -> Pa
         raise HubError(f"{repo_id}: download from the Hugging Face Hub failed ({_first_line(err)}); check the id and your connection, or pass a local run directory") from None
 
 
-def _export_dir(run_dir: Path) -> Path:
-    from .inference import resolve_model_dir
-
-    return resolve_model_dir(run_dir, allow_hub=False)
+def resolve_model_dir(path: str | Path, revision: Optional[str] = None, allow_hub: bool = True) -> Path:
+    """A run directory (its ``model/``), an exported model directory, or a Hub id (downloaded to the Hub cache)."""
+    path = Path(path)
+    if (path / META_FILE).exists():
+        return path
+    if (path / "model" / META_FILE).exists():
+        return path / "model"
+    if not path.exists():
+        if allow_hub and looks_like_repo_id(str(path)):
+            directory = download_model(str(path), revision=revision)
+            if not (directory / META_FILE).exists():
+                raise UserError(f"{path}: this Hub repository is not a ser-dist model (no {META_FILE}); push one with ser-dist push RUN_DIR {path}")
+            return directory
+        raise UserError(f"{path}: no such model directory; pass a run directory (train.output_dir), an exported model/ folder or a Hub id (owner/name)")
+    raise UserError(f"{path}: no trained model here (no {META_FILE} in it or in {path}/model); train first or pass the export folder")
 
 
 def upload_plan(run_dir: Path) -> tuple[Path, list[str]]:
     """The export folder and the files a push uploads (relative paths, sorted)."""
-    folder = _export_dir(Path(run_dir))
+    folder = resolve_model_dir(Path(run_dir), allow_hub=False)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     return folder, files
 
@@ -69,8 +76,7 @@ def push_to_hub(run_dir, repo_id: str, *, private: bool = False, revision: Optio
     from huggingface_hub import CommitOperationAdd, HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 
-    from .config import model_dict
-    from .export import check_export
+    from ..config import model_dict
     from .model_card import CONFUSION_IMAGE, render
 
     if not REPO_ID.match(str(repo_id)):
@@ -140,8 +146,6 @@ class SERHubModel(
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token, map_location: str = "cpu", strict: bool = False, **model_kwargs):
-        from .export import load_exported
-
         if Path(model_id).is_dir():
             directory = Path(model_id)
         else:

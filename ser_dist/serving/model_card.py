@@ -186,7 +186,7 @@ def write_model_card(directory: Path, meta: dict, repo_id: Optional[str] = None)
     directory = Path(directory)
     confusion = (meta.get("test_metrics") or {}).get("confusion_matrix")
     if confusion is not None:
-        from .report import plot_confusion_matrix
+        from ..reports import plot_confusion_matrix
 
         plot_confusion_matrix(confusion, meta["labels"], directory / CONFUSION_IMAGE, title="test split")
     path = directory / "README.md"

@@ -1,14 +1,18 @@
-"""What a run leaves for people to read: history CSV, training curves, confusion matrix, reports, study tables.
+"""Every report file ser-dist writes, and the text tables in them. Only the main process calls these.
 
-Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg canvas rather than through
-``pyplot``: no global backend is switched at import or call time (safe on headless nodes and in
-notebooks), and figures are freed when dropped instead of piling up in pyplot's registry over a long
-run. ``confusion_matrix_figure`` returns such a Figure, which TensorBoard's ``add_figure`` accepts.
+- a training run (``write_training_reports``): metrics.json, confusion_matrix.png, classification_report.txt,
+  test_predictions.csv, training_history.csv, training_curves.png and timing.json;
+- ``ser-dist evaluate`` (``write_evaluation_reports``): the same test reports and its data_report.json;
+- an export's model card image (``plot_confusion_matrix``) and the study's results heatmap.
+
+The figures are built in ``ser_dist.plots``. Written elsewhere, as they are not reports: the run's inputs
+(config.yaml by ``config.save``, split.csv and data_report.json by the data layer, which reads them back),
+checkpoints (``checkpoint``), train.log and TensorBoard events (``run_log``), the export (``serving.export``).
 """
 from __future__ import annotations
 
 import csv
-import math
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 import numpy as np
 
 from .errors import UserError
+from .plots import MISSING_CELL, confusion_matrix_figure, study_heatmap_figure, training_curves_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,7 +32,50 @@ BACKBONE_ORDER = ("lstm", "bilstm", "vggish", "wav2vec2*", "hubert*")
 LOSS_ORDER = ("ce", "label_smoothing", "focal", "aam", "ccc")
 STUDY_METRICS = ("unweighted_accuracy", "weighted_accuracy")
 _SHORT_METRIC_NAME = {"unweighted_accuracy": "UA", "weighted_accuracy": "WA"}
-MISSING_CELL = "—"
+
+
+# --- a run's and an evaluation's reports -------------------------------------------------------
+
+def write_training_reports(out: PathLike, results: dict, test: dict, *, history: Sequence[dict], label_names: list[str], test_records: list, timing: dict) -> None:
+    """A finished training run's reports: its test reports, its per-epoch history and curves, and its wall times."""
+    out = Path(out)
+    write_test_reports(out, results, test, label_names, test_records)
+    write_history_csv(history, out / "training_history.csv")
+    plot_training_curves(history, out / "training_curves.png")
+    write_json(out / "timing.json", timing)  # apart: metrics.json depends only on config and data
+
+
+def write_evaluation_reports(out: PathLike, results: dict, test: dict, scored_records: list, skipped: list[tuple[str, str]]) -> None:
+    """``ser-dist evaluate``'s reports: the test reports of the clips scored, and data_report.json listing
+    the clips that could not be decoded (path, reason)."""
+    out = Path(out)
+    write_test_reports(out, results, test, results["data"]["labels"], scored_records)
+    write_json(out / "data_report.json", {
+        "evaluated_on": results["evaluated_on"], "num_used": len(scored_records), "skipped_files": [{"path": p, "reason": r} for p, r in skipped],
+    })
+
+
+def write_test_reports(out: PathLike, results: dict, test: dict, label_names: list[str], test_records: list) -> None:
+    """metrics.json, confusion_matrix.png, classification_report.txt and test_predictions.csv for one scored set.
+
+    ``test`` is ``scoring.evaluate``'s output (``index`` numbers ``test_records``); training and
+    ``ser-dist evaluate`` both write their reports through here.
+    """
+    out = Path(out)
+    write_json(out / "metrics.json", results)
+    plot_confusion_matrix(test["confusion_matrix"], label_names, out / "confusion_matrix.png")
+    (out / "classification_report.txt").write_text(classification_report_text(results["test"], label_names))
+    with open(out / "test_predictions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names]])
+        for index, probs in sorted(zip(test["index"].tolist(), test["probabilities"]), key=lambda item: item[0]):
+            rec = test_records[index]
+            best = int(probs.argmax())
+            writer.writerow([rec.path, rec.label, label_names[best], f"{probs[best]:.6f}", *[f"{p:.6f}" for p in probs]])
+
+
+def write_json(path: PathLike, value) -> None:
+    Path(path).write_text(json.dumps(value, indent=2))
 
 
 # --- history CSV -------------------------------------------------------------------------------
@@ -76,108 +124,11 @@ def _parse_cell(text: Optional[str]) -> Any:
     return text
 
 
-# --- training curves ---------------------------------------------------------------------------
-
-_CURVE_PANELS = (
-    ("loss", (("train_loss", "train"), ("val_loss", "validation"))),
-    ("validation score (%)", (
-        ("val_unweighted_accuracy", "UA"),
-        ("val_weighted_accuracy", "WA"),
-        ("val_macro_f1", "macro-F1"),
-    )),
-    ("learning rate", (("lr", "lr"),)),
-)
-
+# --- figures -----------------------------------------------------------------------------------
 
 def plot_training_curves(rows: Sequence[dict], path: PathLike) -> Path:
-    """Loss, validation UA/WA/macro-F1 and learning rate against epoch, one panel each, saved to ``path``.
-
-    Series missing from the rows are left out, and so is a panel with none of its series.
-    """
-    if not rows:
-        raise ValueError("no history rows to plot")
-    epochs = np.array([_as_float(row.get("epoch", index + 1)) for index, row in enumerate(rows)])
-    panels = [
-        (title, [(label, np.array([_as_float(row.get(key)) for row in rows])) for key, label in series if any(key in row for row in rows)])
-        for title, series in _CURVE_PANELS
-    ]
-    panels = [(title, series) for title, series in panels if series]
-    if not panels:
-        raise ValueError("history rows have none of train_loss, val_loss, val_unweighted_accuracy, val_weighted_accuracy, val_macro_f1, lr")
-
-    from matplotlib.ticker import MaxNLocator
-
-    figure = _new_figure(figsize=(4.6 * len(panels), 3.6))
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for axis, (title, series) in zip(axes, panels):
-        for label, values in series:
-            if title.endswith("(%)"):
-                values = 100 * values
-            axis.plot(epochs, values, marker="o", markersize=3, label=label)
-        if title == "learning rate":
-            positive = np.concatenate([values[np.isfinite(values)] for _, values in series])
-            if positive.size and np.all(positive > 0):
-                axis.set_yscale("log")
-        else:
-            axis.legend()
-        axis.set_title(title)
-        axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.grid(alpha=0.3)
-    return _save(figure, path)
-
-
-def _as_float(value: Any) -> float:
-    if value is None or value == "":
-        return math.nan
-    return float(value)
-
-
-# --- confusion matrix --------------------------------------------------------------------------
-
-def confusion_matrix_figure(
-    cm: Union[Sequence[Sequence[int]], np.ndarray],
-    label_names: Sequence[str],
-    normalize: bool = True,
-    title: Optional[str] = None,
-) -> "Figure":
-    """Confusion matrix (rows = true, columns = predicted), each cell annotated with its count.
-
-    With ``normalize`` the colour is the row-normalised share (per-class recall on the diagonal) and the
-    share is printed under the count, so small classes are as readable as large ones.
-    """
-    counts = np.asarray(cm)
-    num_classes = len(label_names)
-    if counts.shape != (num_classes, num_classes):
-        raise ValueError(f"confusion matrix has shape {counts.shape}, expected ({num_classes}, {num_classes}) for {num_classes} label names")
-    row_totals = counts.sum(axis=1, keepdims=True)
-    if normalize:
-        shade = np.divide(counts, row_totals, out=np.zeros(counts.shape, dtype=float), where=row_totals > 0)
-        vmax = 1.0
-    else:
-        shade = counts.astype(float)
-        vmax = max(float(shade.max()), 1.0)
-
-    side = max(4.0, 1.2 + 0.75 * num_classes)
-    figure = _new_figure(figsize=(side + 1.2, side))
-    axis = figure.add_subplot()
-    image = axis.imshow(shade, cmap="Blues", vmin=0.0, vmax=vmax)
-    for true_index in range(num_classes):
-        for predicted_index in range(num_classes):
-            count = int(counts[true_index, predicted_index])
-            text = str(count)
-            if normalize and row_totals[true_index, 0] > 0:
-                text += f"\n{100 * shade[true_index, predicted_index]:.0f}%"
-            dark = shade[true_index, predicted_index] > 0.5 * vmax
-            axis.text(predicted_index, true_index, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    axis.set_xticks(range(num_classes), labels=list(label_names), rotation=45, ha="right")
-    axis.set_yticks(range(num_classes), labels=list(label_names))
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    if title:
-        axis.set_title(title)
-    figure.colorbar(image, ax=axis, label="share of the true class" if normalize else "clips")
-    return figure
+    """``plots.training_curves_figure`` (loss, validation UA/WA/macro-F1, learning rate) saved to ``path``."""
+    return save_figure(training_curves_figure(rows), path)
 
 
 def plot_confusion_matrix(
@@ -188,7 +139,14 @@ def plot_confusion_matrix(
     title: Optional[str] = None,
 ) -> Path:
     """``confusion_matrix_figure`` saved to ``path`` (format from the suffix, e.g. .png)."""
-    return _save(confusion_matrix_figure(cm, label_names, normalize=normalize, title=title), path)
+    return save_figure(confusion_matrix_figure(cm, label_names, normalize=normalize, title=title), path)
+
+
+def save_figure(figure: "Figure", path: PathLike, dpi: int = 120) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    return path
 
 
 # --- classification report ---------------------------------------------------------------------
@@ -277,33 +235,14 @@ def plot_results_heatmap(rows: Sequence[dict], path: PathLike, metric: str = "un
     cells = _collect_study_cells(rows)
     backbones, losses = _study_axes(cells)
     means = np.full((len(backbones), len(losses)), np.nan)
+    stds = np.full((len(backbones), len(losses)), np.nan)
     for (backbone, loss), folds in cells.items():
-        means[backbones.index(backbone), losses.index(loss)] = 100 * mean_and_std(folds[metric])[0]
-
-    from matplotlib import colormaps
-
-    colour_map = colormaps["viridis"].with_extremes(bad="lightgrey")
-    figure = _new_figure(figsize=(max(4.5, 1.8 + 1.5 * len(losses)), max(3.0, 1.2 + 0.7 * len(backbones))))
-    axis = figure.add_subplot()
-    image = axis.imshow(np.ma.masked_invalid(means), cmap=colour_map, aspect="auto")
-    low, high = image.get_clim()
-    for row_index, backbone in enumerate(backbones):
-        for column_index, loss in enumerate(losses):
-            if (backbone, loss) not in cells:
-                axis.text(column_index, row_index, MISSING_CELL, ha="center", va="center", color="black")
-                continue
-            mean, std = mean_and_std(cells[(backbone, loss)][metric])
-            text = f"{100 * mean:.1f}" + ("" if std is None else f"\n± {100 * std:.1f}")
-            bright = high > low and (100 * mean - low) / (high - low) > 0.6
-            axis.text(column_index, row_index, text, ha="center", va="center", fontsize=9, color="black" if bright else "white")
-    axis.set_xticks(range(len(losses)), labels=losses, rotation=30, ha="right")
-    axis.set_yticks(range(len(backbones)), labels=backbones)
-    axis.set_xlabel("loss")
-    axis.set_ylabel("backbone")
-    short = _SHORT_METRIC_NAME[metric]
-    axis.set_title(f"{short} (%), mean over folds")
-    figure.colorbar(image, ax=axis, label=f"{short} (%)")
-    return _save(figure, path)
+        mean, std = mean_and_std(folds[metric])
+        means[backbones.index(backbone), losses.index(loss)] = 100 * mean
+        if std is not None:
+            stds[backbones.index(backbone), losses.index(loss)] = 100 * std
+    figure = study_heatmap_figure(means, stds, backbones, losses, _SHORT_METRIC_NAME[metric])
+    return save_figure(figure, path)
 
 
 def study_order(names: Iterable[str], order: Sequence[str]) -> list[str]:
@@ -366,21 +305,3 @@ def _format_cell(folds: dict[str, list[float]]) -> str:
         mean, std = mean_and_std(folds[metric])
         parts.append(f"{_SHORT_METRIC_NAME[metric]} {100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}"))
     return " / ".join(parts)
-
-
-# --- figures -----------------------------------------------------------------------------------
-
-def _new_figure(figsize: tuple[float, float]) -> "Figure":
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(figure)  # Agg for this figure only; pyplot's global backend is left alone
-    return figure
-
-
-def _save(figure: "Figure", path: PathLike, dpi: int = 120) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
-    return path
