@@ -83,3 +83,15 @@ def test_the_documented_emodb_bilstm_settings_train_through_the_recipe(demo_corp
     assert resolved["data"]["augment"] == ["speed"] and resolved["optim"]["scheduler"] == "none"
     assert json.loads((out / "metrics.json").read_text())["test"]["num_examples"] > 0
     assert_predict_reproduces_test_predictions(out)
+
+
+def test_prepare_scale_benchmark_runs_on_a_tiny_corpus(tmp_path):
+    """benchmarks/prepare_scale.py end to end on 40 clips: both corpus forms are built and every form prepares them all."""
+    result = run_entry_point(["benchmarks/prepare_scale.py", "--clips", "40", "--num-proc", "1", "--work", str(tmp_path / "work"),
+                              "--out", str(tmp_path / "out")], timeout=300, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "prepare_scale.json").read_text())
+    forms = {row["form"]: row for row in report["results"]}
+    assert set(forms) == ({"manifest", "hf", "hf_core"} if report["hf_dataset_supported"] else {"manifest", "hf_core"})
+    assert all(row["clips_used"] == 40 and row["peak_rss_mb"] > 0 for row in forms.values())
+    assert "| manifest | 40 |" in result.stdout

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import io
 import math
 import os
 import re
@@ -33,6 +34,8 @@ import torch
 from .manifest import not_utf8_name
 
 PathLike = Union[str, os.PathLike]
+# What the decoders read: a file, or a whole encoded clip held in memory (a Hugging Face ``Audio`` row's bytes).
+Source = Union[Path, bytes]
 
 # A native rate outside this range is a corrupt header, not audio (data.sample_rate takes the same range).
 MIN_NATIVE_RATE = 1000
@@ -120,14 +123,28 @@ def decode_audio(path: PathLike, sample_rate: int = 16000, max_samples: Optional
         raise AudioError(path, "not readable (permission denied)")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
-    waveform, native_rate, total, truncated = _decode(path, sample_rate, max_samples)
+    return _mono_at_rate(path, _decode(path, path, sample_rate, max_samples), sample_rate, max_samples)
+
+
+def decode_audio_bytes(data: bytes, name: str, sample_rate: int = 16000, max_samples: Optional[int] = None) -> Decoded:
+    """``decode_audio`` for an encoded clip held in memory (WAV, FLAC, MP3, ... bytes, such as a Hugging Face
+    ``Audio`` row's ``bytes``): the same decoders, checks, crop, resampling and ``AudioError`` reasons, with
+    ``name`` (e.g. ``hf://corpus/train/12``) standing for the path in errors. No temporary file is written."""
+    if not data:
+        raise AudioError(name, "empty (0 bytes)")
+    return _mono_at_rate(name, _decode(bytes(data), name, sample_rate, max_samples), sample_rate, max_samples)
+
+
+def _mono_at_rate(name: PathLike, decoded: tuple, sample_rate: int, max_samples: Optional[int]) -> Decoded:
+    """``_decode``'s frames as a ``Decoded``: checked for samples and NaN/Inf, averaged to mono, resampled, cropped, clipped."""
+    waveform, native_rate, total, truncated = decoded
     if waveform.shape[0] == 0:
-        raise AudioError(path, "empty (0 samples)")
+        raise AudioError(name, "empty (0 samples)")
     finite = np.isfinite(waveform)
     if not finite.all():
         if not finite.any():
-            raise AudioError(path, "all samples are NaN/Inf")
-        raise AudioError(path, f"{int((~finite).sum())} of {finite.size} samples are NaN/Inf")
+            raise AudioError(name, "all samples are NaN/Inf")
+        raise AudioError(name, f"{int((~finite).sum())} of {finite.size} samples are NaN/Inf")
     mono = waveform.mean(axis=1, dtype=np.float32) if waveform.shape[1] > 1 else waveform[:, 0]
     num_samples = total
     if native_rate != sample_rate:
@@ -140,7 +157,7 @@ def decode_audio(path: PathLike, sample_rate: int = 16000, max_samples: Optional
     return Decoded(np.clip(mono, -1.0, 1.0, out=np.ascontiguousarray(mono, dtype=np.float32)), int(num_samples), truncated)
 
 
-def _check_rate(path: Path, rate) -> int:
+def _check_rate(path: PathLike, rate) -> int:
     """The native rate, or ``AudioError`` when the header's rate can't be a recording's (before any frame is read)."""
     if not rate or not MIN_NATIVE_RATE <= rate <= MAX_NATIVE_RATE:
         raise AudioError(
@@ -222,17 +239,17 @@ def _resampler(orig_rate: int, new_rate: int):
     return torchaudio.transforms.Resample(orig_rate, new_rate, **RESAMPLING)
 
 
-def _decode(path: Path, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
+def _decode(source: Source, path: PathLike, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
     """(frames [T, C] float32 at the native rate, cut to what ``max_samples`` needs; native rate; frames in the
-    whole clip; truncation note) from soundfile, else torchcodec."""
+    whole clip; truncation note) from soundfile, else torchcodec. ``path`` names ``source`` in errors."""
     try:
-        return _decode_soundfile(path, sample_rate, max_samples)
+        return _decode_soundfile(source, path, sample_rate, max_samples)
     except sf.LibsndfileError as err:
         sndfile_error = err
     except (RuntimeError, ValueError) as err:  # errors raised while reading frames after a good open
         sndfile_error = err
     try:
-        return _decode_torchcodec(path, sample_rate, max_samples)
+        return _decode_torchcodec(source, path, sample_rate, max_samples)
     except _TorchcodecOpenError:
         # Neither decoder recognised the container. If libsndfile recognised it, its message is the
         # specific one ("Malformed 'fmt ' chunk", "flac decoder lost sync").
@@ -247,8 +264,8 @@ def _decode(path: Path, sample_rate: int, max_samples: Optional[int]) -> tuple[n
         raise AudioError(path, f"truncated/corrupt: {_torchcodec_message(err)}") from None
 
 
-def _decode_soundfile(path: Path, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
-    with sf.SoundFile(str(path)) as f:
+def _decode_soundfile(source: Source, path: PathLike, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
+    with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as f:
         rate = _check_rate(path, f.samplerate)
         declared = max(0, int(f.frames))
         crop = native_frames(max_samples, rate, sample_rate)
@@ -267,7 +284,7 @@ def _decode_soundfile(path: Path, sample_rate: int, max_samples: Optional[int]) 
         if wanted - got > max(_SHORT_FRACTION * declared, _SHORT_SECONDS * rate):
             note = _truncated_note(declared / rate, got / rate)
         return data, rate, got, note
-    shortfall = _wav_shortfall(path) if is_wav else None  # libsndfile counts the frames a WAV holds, not those it claims
+    shortfall = _wav_shortfall(source) if is_wav else None  # libsndfile counts the frames a WAV holds, not those it claims
     if shortfall is not None:
         claimed_bytes, block_align = shortfall
         return data, rate, declared, _truncated_note(claimed_bytes / block_align / rate, declared / rate)
@@ -278,11 +295,12 @@ def _truncated_note(claimed_seconds: float, held_seconds: float) -> str:
     return f"truncated: the header declares {claimed_seconds:.3g} s of audio, the file holds {held_seconds:.3g} s; the audio present is used"
 
 
-def _wav_shortfall(path: Path) -> Optional[tuple[int, int]]:
+def _wav_shortfall(source: Source) -> Optional[tuple[int, int]]:
     """(bytes the data chunk declares, block align) for a RIFF/WAVE file whose data chunk claims more bytes
     than follow it; None for a whole file. A size of 0 or 0xFFFFFFFF is a streaming writer's "to the end"."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
         head = f.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
             return None
@@ -306,11 +324,11 @@ class _TorchcodecOpenError(Exception):
     pass
 
 
-def _decode_torchcodec(path: Path, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
+def _decode_torchcodec(source: Source, path: PathLike, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
     from torchcodec.decoders import AudioDecoder
 
     try:
-        decoder = AudioDecoder(str(path))
+        decoder = AudioDecoder(source if isinstance(source, bytes) else str(source))
     except (RuntimeError, ValueError) as err:
         message = _torchcodec_message(err)
         # A media file FFmpeg can open but without an audio stream (a video-only mp4, an image).

@@ -1,0 +1,390 @@
+"""Hugging Face ``datasets`` corpora: a Hub id, a ``save_to_disk`` folder, or a local file or folder that
+``datasets.load_dataset`` reads, as ser-dist records whose audio is read from the dataset itself.
+
+``open_hf_dataset`` loads it (``trust_remote_code`` is never set) and settles the columns: the audio (the
+``Audio`` feature, or a column of audio file paths in a CSV/JSONL file), the label (``ClassLabel`` or
+text), and the optional speaker and session. ``scan_hf_dataset`` turns its rows into ``Record``s whose
+``path`` is a stable id, ``hf://<name>/<split>/<row>`` (``audio_location`` reads the split and row back),
+with the split each row came from (``train``, ``validation``/``valid``/``dev`` -> ``val``, ``test``) for
+``data.split=fixed``. ``iter_audio`` yields each record's encoded audio (``{"bytes", "path"}``) in record
+order, a few rows at a time, so a corpus of 100,000 clips never sits in memory, and ``decode_hf_audio``
+decodes one with ``decode_audio``'s semantics. ``HFDataset.fingerprint`` changes when the data does.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, NamedTuple, Optional
+
+from .audio import AudioError, Decoded, decode_audio, decode_audio_bytes
+from .manifest import AUDIO_EXTENSIONS, DataError, Record, Scan
+
+if TYPE_CHECKING:
+    import datasets
+
+RECORD_PREFIX = "hf://"
+# A dataset's own split names, as ser-dist's; other names are kept as they are (data.split=fixed refuses them).
+SPLIT_ALIASES = {"train": "train", "validation": "val", "valid": "val", "dev": "val", "val": "val", "test": "test"}
+# The local data files read with a packaged ``datasets`` builder (a folder goes to load_dataset as it is).
+FILE_BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv"}
+# Rows of encoded audio read at a time: ~1-6 MB for clips of a few seconds, whatever the corpus's size.
+READ_BATCH_ROWS = 32
+# The protocols that need a speaker (or a session) for every clip: they fail before any audio is decoded.
+SPEAKER_PROTOCOLS = ("speaker", "leave_one_speaker_out", "speaker_kfold", "leave_one_session_out")
+SESSION_PROTOCOLS = ("leave_one_session_out",)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_TEXT_TYPES = ("string", "large_string")
+_LOCAL_COPY = (
+    "to use a local copy, save it where the Hub is reachable (datasets.load_dataset({id!r}).save_to_disk(DIR)) and set "
+    "data.hf_dataset=DIR, or load it once online and rerun with HF_HUB_OFFLINE=1 (the same HF_HOME), or give a local "
+    "parquet/arrow/jsonl/csv file or audiofolder"
+)
+
+
+class AudioLocation(NamedTuple):
+    split: str  # the dataset's own split name, e.g. "validation"
+    row: int  # the row in that split
+
+
+@dataclass
+class HFColumns:
+    audio: str  # the Audio feature, or audio file paths (a CSV/JSONL file)
+    label: str  # ClassLabel or text
+    speaker: Optional[str]  # None: the dataset has no speaker column
+    session: Optional[str]
+
+
+@dataclass
+class HFDataset:
+    """A loaded dataset whose columns have been checked; its splits in the dataset's own order."""
+
+    name: str  # in record ids: the Hub id, or the local folder's or file's name
+    hub_id: Optional[str]  # set when it came from the Hub (what a model card's ``datasets:`` may name)
+    config: Optional[str]
+    revision: Optional[str]
+    splits: dict[str, "datasets.Dataset"]  # own split name -> its rows, as loaded
+    split_roles: dict[str, str]  # own split name -> train / val / test (or the own name, when unknown)
+    columns: HFColumns
+    base_dir: Optional[str]  # relative audio file paths are resolved here (a local file's or folder's place)
+    fingerprint: str  # for the decode cache's key: the splits' fingerprints, revision, config, columns, referenced files
+    audio_rows: dict[str, "datasets.Dataset"] = field(default_factory=dict, repr=False)  # the audio column, undecoded
+
+
+@dataclass
+class HFScan(Scan):
+    dataset: Optional[HFDataset] = None
+    fixed_split: dict[str, str] = field(default_factory=dict)  # record path -> train / val / test from the dataset's splits
+
+
+def record_id(name: str, split: str, row: int) -> str:
+    return f"{RECORD_PREFIX}{name}/{split}/{row}"
+
+
+def is_hf_record(path: str) -> bool:
+    return str(path).startswith(RECORD_PREFIX)
+
+
+def audio_location(path: str) -> AudioLocation:
+    """The split and row of a record id ``hf://<name>/<split>/<row>`` (a Hub name may hold a '/', splits never do)."""
+    _, split, row = str(path)[len(RECORD_PREFIX):].rsplit("/", 2)
+    return AudioLocation(split, int(row))
+
+
+def scan_data(data) -> HFScan:
+    """``scan_hf_dataset`` of ``open_hf_dataset`` with the config's keys (data.hf_dataset, hf_config, ...)."""
+    hf = open_hf_dataset(
+        data.hf_dataset, config=getattr(data, "hf_config", None), revision=getattr(data, "hf_revision", None),
+        audio_column=getattr(data, "audio_column", None), label_column=getattr(data, "label_column", None) or "label",
+        speaker_column=getattr(data, "speaker_column", None), session_column=getattr(data, "session_column", None),
+    )
+    return scan_hf_dataset(hf)
+
+
+def open_hf_dataset(
+    source: str,
+    *,
+    config: Optional[str] = None,
+    revision: Optional[str] = None,
+    audio_column: Optional[str] = None,
+    label_column: str = "label",
+    speaker_column: Optional[str] = None,
+    session_column: Optional[str] = None,
+    splits: Optional[Mapping[str, str]] = None,
+) -> HFDataset:
+    """Load ``source`` and check its columns; ``splits`` ({own split name: train/val/test}) keeps only those splits."""
+    loaded, name, hub_id, base_dir = _load(str(source), config, revision)
+    if not isinstance(loaded, dict):  # a Dataset: one split, named as it was saved
+        loaded = {str(loaded.split or "train"): loaded}
+    roles = {split: SPLIT_ALIASES.get(split.lower(), split) for split in loaded}
+    if splits is not None:
+        missing = [split for split in splits if split not in loaded]
+        wrong = [role for role in splits.values() if role not in ("train", "val", "test")]
+        if missing or wrong:
+            problem = f"split {missing[0]!r}, which the dataset does not have" if missing else f"{wrong[0]!r}, which is not train, val or test"
+            raise DataError(f"{source}: the split mapping names {problem} (its splits: {', '.join(loaded)}); map each split you want to train, val or test")
+        loaded, roles = {split: loaded[split] for split in splits}, dict(splits)
+    columns = _columns(source, loaded, audio_column, label_column, speaker_column, session_column)
+    audio_rows = {split: _undecoded_audio(ds, columns.audio) for split, ds in loaded.items()}
+    fingerprint = _fingerprint(name, hub_id, config, revision, columns, roles, loaded, audio_rows, base_dir)
+    return HFDataset(name, hub_id, config, revision, dict(loaded), roles, columns, base_dir, fingerprint, audio_rows)
+
+
+def _undecoded_audio(ds, column: str):
+    """The audio column alone, as ``{"bytes", "path"}`` rows (``Audio(decode=False)``; a path column is cast to it)."""
+    import datasets
+
+    audio = ds.select_columns([column])
+    if _kind(audio.features[column]) == "text" and audio.features[column].dtype != "string":
+        audio = audio.cast_column(column, datasets.Value("string"))  # Audio casts string paths, not large_string (CSV)
+    return audio.cast_column(column, datasets.Audio(decode=False))
+
+
+def _load(source: str, config: Optional[str], revision: Optional[str]):
+    """(Dataset or DatasetDict, name for record ids, Hub id or None, folder relative audio paths are under)."""
+    import datasets
+
+    path = Path(source).expanduser()
+    if path.exists():
+        if revision is not None:
+            raise DataError(f"{source}: data.hf_revision={revision!r} is for a Hub dataset, and this is a local path; leave data.hf_revision unset")
+        path = path.resolve()
+        base_dir = str(path.parent if path.is_file() else path)
+        return _local(source, lambda: _load_local(path, config)), _printable(path.name), None, base_dir
+    if not _HUB_ID.match(source) or path.suffix.lower() in FILE_BUILDERS:
+        raise DataError(f"{source}: data.hf_dataset not found (neither a local file or folder nor a Hub id such as 'user/dataset'); check the path")
+    try:
+        return datasets.load_dataset(source, name=config, revision=revision), source, source, None
+    except ConnectionError:  # datasets 5.x: "Couldn't reach '<id>' on the Hub (OfflineModeIsEnabled | LocalEntryNotFoundError)"
+        raise DataError(f"data.hf_dataset={source!r}: can't reach the Hugging Face Hub and the dataset is not in the local cache; " + _LOCAL_COPY.format(id=source)) from None
+    except datasets.exceptions.DatasetNotFoundError as err:
+        raise DataError(f"data.hf_dataset={source!r}: {_first_line(err)}; check the id and data.hf_revision (a gated or private dataset needs `hf auth login`)") from None
+    except ValueError as err:  # "Config name is missing ...", "BuilderConfig 'x' not found. Available: [...]"
+        if "config" not in str(err).lower():
+            raise
+        raise DataError(f"data.hf_dataset={source!r}: {_first_line(err)}; set data.hf_config=NAME") from None
+
+
+def _load_local(path: Path, config: Optional[str]):
+    import datasets
+
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return datasets.load_from_disk(str(path))
+    if path.is_dir():  # an audiofolder, or a folder of parquet/arrow/jsonl/csv files
+        return datasets.load_dataset(str(path), **({"name": config} if config else {}))
+    builder = FILE_BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise DataError(f"{path}: data.hf_dataset is a {path.suffix or 'extensionless'} file; give a parquet, arrow, jsonl or csv file, a save_to_disk folder, an audiofolder or a Hub id")
+    return datasets.load_dataset(builder, data_files=str(path), **({"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}))
+
+
+def _local(source: str, load):
+    import datasets
+
+    try:
+        return load()
+    except DataError:
+        raise
+    except (FileNotFoundError, datasets.exceptions.DatasetsError, ValueError) as err:
+        raise DataError(
+            f"{source}: datasets can't read it ({_first_line(err)}); give a save_to_disk folder, a parquet/arrow/jsonl/csv file, "
+            "or an audiofolder (audio files with a metadata.csv whose file_name column names them)"
+        ) from None
+
+
+def _columns(source: str, splits: dict, audio: Optional[str], label: str, speaker: Optional[str], session: Optional[str]) -> HFColumns:
+    """The columns to read, checked in every split; each refusal names the key to set and the columns there are."""
+    first = next(iter(splits.values()))
+    features = first.features
+    for key, column in (("audio_column", audio), ("label_column", label), ("speaker_column", speaker), ("session_column", session)):
+        for other_split, ds in splits.items():
+            if column is not None and column not in ds.features:
+                close = difflib.get_close_matches(column, list(ds.features), n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise DataError(
+                    f"{source}: no column {column!r} for data.{key} in split {other_split!r}{hint}; set data.{key}=COLUMN "
+                    f"(columns: {_describe(ds.features)})"
+                )
+    if audio is None:
+        audio = _find_audio_column(source, first)
+    elif _kind(features[audio]) not in ("Audio", "text"):
+        raise DataError(f"{source}: data.audio_column={audio!r} holds {_kind(features[audio])} values, not audio or audio file paths (columns: {_describe(features)})")
+    if _kind(features[label]) not in ("ClassLabel", "text", "integer"):
+        raise DataError(
+            f"{source}: data.label_column={label!r} holds {_kind(features[label])} values; a class needs a ClassLabel or text column "
+            f"(columns: {_describe(features)})"
+        )
+    speaker = speaker if speaker is not None else ("speaker" if "speaker" in features else None)
+    session = session if session is not None else ("session" if "session" in features else None)
+    return HFColumns(audio=audio, label=label, speaker=speaker, session=session)
+
+
+def _find_audio_column(source: str, ds) -> str:
+    """The column with the ``Audio`` feature, else the one text column whose first value names an audio file."""
+    audio = [name for name, feature in ds.features.items() if _kind(feature) == "Audio"]
+    text = [name for name, feature in ds.features.items() if _kind(feature) == "text"]
+    if not audio and text and len(ds):
+        first = ds.select_columns(text).with_format("arrow")[:1].to_pylist()[0]
+        audio = [name for name, value in first.items() if isinstance(value, str) and value.lower().endswith(AUDIO_EXTENSIONS)]
+    if len(audio) == 1:
+        return audio[0]
+    if audio:
+        raise DataError(f"{source}: several audio columns ({', '.join(audio)}); set data.audio_column to one of them")
+    raise DataError(
+        f"{source}: no audio column (no column has the Audio feature or holds audio file paths); set data.audio_column=COLUMN "
+        f"(columns: {_describe(ds.features)})"
+    )
+
+
+def scan_hf_dataset(hf: HFDataset) -> HFScan:
+    """One ``Record`` per usable row, in split then row order; a row without a label is set aside with the reason.
+
+    Labels follow the ClassLabel's order (the names with rows; unused names are a warning), else the text's
+    (sorted by the pipeline). Only the label, speaker and session columns are read, never the audio.
+    """
+    cols = hf.columns
+    scan = HFScan(dataset=hf)
+    names: Optional[list[str]] = None
+    for split, ds in hf.splits.items():
+        feature = ds.features[cols.label]
+        if _kind(feature) == "ClassLabel":
+            if names is not None and feature.names != names:
+                raise DataError(f"{hf.name}: split {split!r} names its classes {feature.names}, another split {names}; the splits need one ClassLabel")
+            names = list(feature.names)
+        wanted = [c for c in (cols.label, cols.speaker, cols.session) if c is not None]
+        table = ds.select_columns(list(dict.fromkeys(wanted))).with_format("arrow")[:]
+        labels = table.column(cols.label).to_pylist()
+        speakers = _text_column(table, cols.speaker, len(labels))
+        sessions = _text_column(table, cols.session, len(labels))
+        for row, value in enumerate(labels):
+            path = record_id(hf.name, split, row)
+            label = _label(value, feature)
+            if label is None:
+                scan.problems.append((path, f"no label (column {cols.label!r} is {json.dumps(value)} on this row)"))
+                continue
+            scan.records.append(Record(path=path, label=label, speaker=speakers[row], session=sessions[row]))
+            scan.fixed_split[path] = hf.split_roles[split]
+    if names is not None:
+        used = {rec.label for rec in scan.records}
+        scan.labels = [name for name in names if name in used]
+        unused = [name for name in names if name not in used]
+        if unused:
+            scan.warnings.append(f"{hf.name}: ClassLabel name(s) {', '.join(map(repr, unused))} have no rows; left out of the classes")
+    if cols.speaker is None:
+        hints = [c for c in next(iter(hf.splits.values())).features if "speaker" in c.lower() or "spk" in c.lower()]
+        if hints:
+            scan.warnings.append(f"{hf.name}: no 'speaker' column; set data.speaker_column={hints[0]} to keep speakers apart by it")
+    return scan
+
+
+def check_split_columns(hf: HFDataset, protocol: str) -> None:
+    """A protocol that needs speakers (sessions) with no such column is one line, before any audio is decoded."""
+    for needed, key, protocols in (("speaker", "speaker_column", SPEAKER_PROTOCOLS), ("session", "session_column", SESSION_PROTOCOLS)):
+        if protocol in protocols and getattr(hf.columns, needed) is None:
+            raise DataError(
+                f"{hf.name}: data.split={protocol} needs each clip's {needed}, and the dataset has no {needed!r} column; set "
+                f"data.{key}=COLUMN (columns: {_describe(next(iter(hf.splits.values())).features)}), or use data.split=stratified or fixed"
+            )
+
+
+def iter_audio(hf: HFDataset, records: Iterable[Record], batch_rows: int = READ_BATCH_ROWS) -> Iterator[dict]:
+    """``{"bytes": ..., "path": ...}`` (the encoded clip, or the file it names, made absolute) for each record, in
+    order; ``batch_rows`` rows are read at a time, so memory holds one batch's encoded audio, not the corpus's."""
+    batch: list[AudioLocation] = []
+    for rec in records:
+        batch.append(audio_location(rec.path))
+        if len(batch) >= batch_rows:
+            yield from _read(hf, batch)
+            batch = []
+    yield from _read(hf, batch)
+
+
+def _read(hf: HFDataset, locations: list[AudioLocation]) -> Iterator[dict]:
+    by_split: dict[str, list[int]] = {}
+    for loc in locations:
+        by_split.setdefault(loc.split, []).append(loc.row)
+    values = {split: iter(hf.audio_rows[split][rows][hf.columns.audio]) for split, rows in by_split.items()}
+    for loc in locations:
+        value = next(values[loc.split]) or {}
+        data = value.get("bytes")
+        yield {"bytes": data, "path": value.get("path") if data else _resolve(value.get("path"), hf.base_dir)}
+
+
+def decode_hf_audio(value: Optional[dict], name: str, sample_rate: int = 16000, max_samples: Optional[int] = None) -> Decoded:
+    """``decode_audio`` of one ``iter_audio`` value: its bytes, else the file its path names; ``AudioError``
+    (named ``name``, the record id) with the reason, for empty, undecodable or missing audio."""
+    value = value or {}
+    if value.get("bytes") is not None:
+        return decode_audio_bytes(value["bytes"], name, sample_rate, max_samples)
+    if not value.get("path"):
+        raise AudioError(name, "no audio on this row (the audio column is empty)")
+    try:
+        return decode_audio(value["path"], sample_rate, max_samples)
+    except AudioError as err:
+        raise AudioError(name, f"{err.reason} ({value['path']})") from None
+
+
+def _fingerprint(name, hub_id, config, revision, columns, roles, splits, audio_rows, base_dir) -> str:
+    digest = hashlib.sha256()
+    header = {"name": name, "hub_id": hub_id, "config": config, "revision": revision, "columns": asdict(columns), "splits": roles,
+              "fingerprints": {split: ds._fingerprint for split, ds in splits.items()}}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for split, ds in audio_rows.items():  # audio held as files: their sizes and times count, as for a manifest's clips
+        for path in _file_paths(ds, columns.audio):
+            try:
+                stat = os.stat(_resolve(path, base_dir)) if path else None
+            except OSError:
+                stat = None
+            digest.update(json.dumps([split, path, stat and stat.st_size, stat and stat.st_mtime_ns]).encode())
+    return digest.hexdigest()[:32]
+
+
+def _file_paths(ds, column: str) -> Iterator[Optional[str]]:
+    """The path of each row whose audio is a file rather than bytes, a thousand rows at a time (slices of the
+    memory-mapped table: no audio is copied)."""
+    for batch in ds.with_format("arrow").iter(batch_size=1000):
+        for audio in batch.column(column).chunks:
+            yield from audio.field("path").filter(audio.field("bytes").is_null()).to_pylist()
+
+
+def _resolve(path: Optional[str], base_dir: Optional[str]) -> Optional[str]:
+    return os.path.join(base_dir, path) if path and base_dir and not os.path.isabs(path) else path
+
+
+def _label(value, feature) -> Optional[str]:
+    if value is None or isinstance(value, bool):
+        return None
+    if _kind(feature) == "ClassLabel":
+        return feature.names[value] if 0 <= value < len(feature.names) else None  # -1: ClassLabel's "no label"
+    text = str(value).strip()
+    return text or None
+
+
+def _text_column(table, column: Optional[str], rows: int) -> list[Optional[str]]:
+    if column is None:
+        return [None] * rows
+    return [None if value is None or str(value).strip() == "" else str(value).strip() for value in table.column(column).to_pylist()]
+
+
+def _kind(feature) -> str:
+    """'Audio', 'ClassLabel', 'text', 'integer', or the feature's own type or dtype (for messages)."""
+    if type(feature).__name__ != "Value":
+        return type(feature).__name__
+    return "text" if feature.dtype in _TEXT_TYPES else "integer" if re.fullmatch(r"u?int\d+", feature.dtype) else feature.dtype
+
+
+def _describe(features) -> str:
+    return ", ".join(f"{name} ({type(f).__name__ if type(f).__name__ != 'Value' else f.dtype})" for name, f in features.items())
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:300].rstrip(".")
+
+
+def _printable(name: str) -> str:
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")  # a non-UTF-8 folder name as \\x.. escapes
