@@ -208,10 +208,6 @@ class Experiment:
                 blocked = file_in_the_way(folder)
                 if blocked is not None:
                     raise ConfigError(f"{key}={folder}: {blocked} is a file, so this folder cannot be created; pass a folder path")
-        if self.data.augment:
-            from .data.augment import resolve_ops
-
-            resolve_ops(self.data.augment)  # an unknown op fails here, before any data is read
         if self.model.cache_features and self.model.freeze_backbone_epochs != -1:
             raise ConfigError("model.cache_features=true caches a frozen encoder's output: also set model.freeze_backbone_epochs=-1 (frozen for the whole run)")
         if self.model.cache_features and self.data.augment:
@@ -231,24 +227,20 @@ def _unknown(key: str, value: str, known: list[str], also: str) -> ConfigError:
 
 
 def check_component_names(exp: "Experiment") -> None:
-    """``model.backbone`` and ``loss.name`` name a registered component, an import path the user gave
+    """``model.backbone``, ``loss.name``, ``data.corpus`` and each ``data.augment`` op name a component in
+    ``ser_dist.registry`` (read from its tables: nothing is imported), an import path the user gave
     (``pkg.module:name``, imported here so a bad one fails now), or, for the backbone, a Hub id
     (``owner/name``) or a local directory written by ``save_pretrained``."""
-    from .registry import BACKBONES, LOSSES, load_builtins
+    from .registry import AUGMENTATIONS, BACKBONES, CORPORA, LOSSES
 
-    load_builtins()
     for key, registry, also in (
         ("model.backbone", BACKBONES, "or a Hub id (owner/name), a local directory written by save_pretrained, or an import path package.module:builder"),
         ("loss.name", LOSSES, "or an import path package.module:builder"),
+        ("data.corpus", CORPORA, "or an import path package.module:adapter"),
     ):
         value = getattr(getattr(exp, key.split(".")[0]), key.split(".")[1])
-        if registry.is_registered(value):
-            continue
-        if ":" in value:
-            try:
-                registry.get(value)
-            except KeyError as err:
-                raise ConfigError(f"{key}: {err.args[0]}") from None
+        if registry.is_registered(value) or ":" in value:
+            registry.require(value, key)
             continue
         if key == "model.backbone":
             from .hub import looks_like_repo_id
@@ -258,6 +250,8 @@ def check_component_names(exp: "Experiment") -> None:
             if value.startswith((".", "/", "~")) or Path(value).expanduser().exists():
                 raise ConfigError(f"model.backbone={value}: {value} is not a directory; pass a folder written by save_pretrained (config.json + weights), a Hub id or a registered name")
         raise _unknown(key, value, registry.names(), also)
+    for name in exp.data.augment:
+        AUGMENTATIONS.require(name, "data.augment")
 
 
 def _parse_interval(text: str) -> tuple[float, float, bool, bool]:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ..errors import ConfigError, UserError
-from ..registry import CORPORA
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif", ".webm")
 # The columns a manifest row may have; ``duration`` (SpeechBrain-style manifests) is known and not needed.
@@ -218,7 +217,6 @@ def _read_sources(root: Path) -> dict[str, str]:
     return {resolved(root / row["path"]): row["source"] for row in rows if row["path"] and row["source"]}
 
 
-@CORPORA.register("folder")
 def folder(root: Path, data) -> Scan:
     """The seed's layout: one folder per class (``Anger/``, ``Sad/``...), nested subfolders allowed.
 
@@ -456,7 +454,6 @@ def read_manifest(path: Path, data=None) -> Scan:
     return scan
 
 
-@CORPORA.register("manifest")
 def manifest(root: Path, data) -> Scan:
     return read_manifest(Path(data.manifest) if data.manifest else root, data)
 

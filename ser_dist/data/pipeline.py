@@ -46,8 +46,6 @@ class PreparedData:
 
 def scan_corpus(data) -> Scan:
     """Run the configured corpus adapter and apply ``data.labels``."""
-    import ser_dist.data.corpora  # noqa: F401  registers the corpus adapters
-
     if data.labels:
         repeated = [label for label, count in collections.Counter(data.labels).items() if count > 1]
         if repeated:
