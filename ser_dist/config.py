@@ -493,16 +493,22 @@ def model_dict(exp: Experiment) -> dict[str, Any]:
     return tree
 
 
-def from_dict(tree: dict[str, Any]) -> Experiment:
-    return apply_overrides(Experiment(), flatten(tree))
+def from_dict(tree: dict[str, Any], *, validate: bool = True) -> Experiment:
+    """The experiment a nested dict describes, checked as the command line checks one (``Experiment.validate``).
+    ``validate=False``: parsed and typed only, for a model folder's stored experiment, which may name nothing
+    that is imported (``registry.check_stored_names`` checks its names instead)."""
+    exp = apply_overrides(Experiment(), flatten(tree))
+    return exp.validate() if validate else exp
 
 
 def save(exp: Experiment, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(exp), sort_keys=False))
 
 
-def load(path: str | Path) -> Experiment:
-    return apply_overrides(Experiment(), load_yaml(path))
+def load(path: str | Path, *, validate: bool = True) -> Experiment:
+    """A YAML config (a run's ``config.yaml``), checked as ``from_dict`` checks one."""
+    exp = apply_overrides(Experiment(), load_yaml(path))
+    return exp.validate() if validate else exp
 
 
 def describe(exp: Experiment) -> str:

@@ -50,7 +50,7 @@ class RunLog:
     def final(self, results: dict, test: dict, history: list[dict], data) -> None:
         from .report import plot_training_curves, write_history_csv
 
-        write_test_reports(self.out, results, test, data.label_names, [data.records[i] for i in data.split["test"]])
+        write_test_reports(self.out, results, test, data.label_names, [data.records[i] for i in data.split_indices["test"]])
         write_history_csv(history, self.out / "training_history.csv")
         plot_training_curves(history, self.out / "training_curves.png")
         if self.writer is not None:

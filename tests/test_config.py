@@ -200,3 +200,43 @@ def test_config_files_with_a_key_twice_not_utf8_or_a_folder_are_one_line(tmp_pat
         cli(base(), ["--config", str(latin)])
     with pytest.raises(ConfigError, match="is a folder, not a YAML config file"):
         cli(base(), ["--config", str(tmp_path)])
+
+
+# ---- from_dict and load check what the command line checks ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tree, message",
+    [
+        ({"model": {"freeze_feature_encoder_epochs": -2}}, "model.freeze_feature_encoder_epochs=-2 is out of range: it must be in [-1, inf)"),
+        ({"model": {"freeze_backbone_epochs": -2}}, "model.freeze_backbone_epochs=-2 is out of range: it must be in [-1, inf)"),
+        ({"data": {"split": "random"}}, "data.split='random' is not one of"),
+        ({"loss": {"name": "focall"}}, "unknown loss.name='focall'; did you mean 'focal'?"),
+        ({"data": {"corpus": "emodbb"}}, "unknown data.corpus='emodbb'; did you mean 'emodb'?"),
+        ({"data": {"augment": ["bandpas"]}}, "data.augment: unknown augmentation 'bandpas'; known: bandpass"),
+    ],
+)
+def test_from_dict_and_load_validate_as_the_command_line_does(tree, message, tmp_path):
+    import yaml
+
+    tree = {**tree, "data": {"root": "somewhere", **tree.get("data", {})}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    for build in (lambda: cli(Experiment(), ["--config", str(path)]), lambda: from_dict(tree), lambda: load(path)):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build()
+    assert to_dict(from_dict(tree, validate=False)) == to_dict(load(path, validate=False))  # parsed and typed only
+    with pytest.raises(ConfigError, match="data.root is required"):
+        from_dict({"train": {"epochs": 3}})
+
+
+def test_checking_component_names_imports_no_component():
+    """The registry's tables are read, not imported: validating a config pulls in neither ser_dist.data, ser_dist.models nor torch."""
+    code = (
+        "import sys; from ser_dist.config import Experiment, cli; "
+        "cli(Experiment(), ['data.root=.', 'data.corpus=emodb', 'data.augment=bandpass,noise', 'loss.name=focal', 'model.backbone=hubert_large']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('ser_dist.data', 'ser_dist.models', 'ser_dist.losses', 'torch'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -15,9 +15,9 @@ import math
 import os
 import re
 import stat
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 from ..errors import ConfigError, UserError
 
@@ -161,11 +161,6 @@ def _entry_problem(entry: os.DirEntry) -> Optional[str]:
     if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
         return "not a regular file (a device, pipe or socket)"
     return None
-
-
-def audio_files(root: Path) -> list[Path]:
-    """The audio files under ``root`` (any depth), as ``scan_folder`` finds them."""
-    return scan_folder(root).audio
 
 
 def speaker_from_name(path: Path, pattern: Optional[str]) -> Optional[str]:
@@ -457,12 +452,3 @@ def read_manifest(path: Path, data=None) -> Scan:
 def manifest(root: Path, data) -> Scan:
     return read_manifest(Path(data.manifest) if data.manifest else root, data)
 
-
-def write_manifest(records: Iterable[Record], path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [asdict(r) for r in records]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "speaker", "session", "source"])
-        writer.writeheader()
-        writer.writerows(rows)
