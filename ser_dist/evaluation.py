@@ -238,7 +238,7 @@ def evaluate_model(
     out = Path(out)
     check_output_folder(out)  # before anything is scored
     model, meta = load_exported(model_dir)  # refuses a folder that names anything but built-in components
-    exp = from_dict(meta["experiment"], validate=False)
+    exp = from_dict(meta["experiment"], check_values=False)
     labels = list(meta["labels"])
     model_file = model_dir / META_FILE
     # Without --data the corpus comes from the model's config: untrusted, so its adapter is never imported.

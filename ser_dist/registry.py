@@ -140,7 +140,7 @@ LOSSES = Registry("loss", "loss.name", {
     "ccc": "ser_dist.losses:build_concordance",
 })
 CORPORA = Registry("corpus", "data.corpus", {
-    "folder": "ser_dist.data.manifest:folder",
+    "folder": "ser_dist.data.folder:folder",
     "manifest": "ser_dist.data.manifest:manifest",
     "iemocap": "ser_dist.data.corpora:iemocap",
     "crema_d": "ser_dist.data.corpora:crema_d",

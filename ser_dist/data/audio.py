@@ -30,7 +30,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .manifest import not_utf8_name
+from .records import not_utf8_name
 
 PathLike = Union[str, os.PathLike]
 

@@ -188,7 +188,7 @@ def augment_corpus(src: Path, dst: Path, ops: list[str], *, copies: int = 1, sam
     import soundfile as sf
 
     from .audio import AudioError, load_audio
-    from .manifest import AUDIO_EXTENSIONS, DataError
+    from .records import AUDIO_EXTENSIONS, DataError
 
     src, dst = Path(src), Path(dst)
     resolved = resolve_ops(ops, key="--ops")

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import ConfigError
-from .manifest import DataError, Record, Scan, resolved, scan_folder
+from .folder import scan_folder
+from .records import DataError, Record, Scan, resolved
 
 
 def _check_root(corpus: str, root: Optional[Path], data) -> Path:

@@ -21,7 +21,7 @@ from typing import Optional
 
 from ..errors import ConfigError
 from ..registry import CORPORA
-from .manifest import AUDIO_EXTENSIONS, DataError, Record, Scan
+from .records import AUDIO_EXTENSIONS, DataError, Record, Scan
 
 
 @dataclass
