@@ -330,11 +330,11 @@ def run_identity(exp, data) -> dict:
 
     flat = config_module.flatten(config_module.to_dict(exp))
     settings = {key: value for key, value in flat.items() if key not in config_module.RUN_CONTROL_KEYS}
-    split_of = {i: name for name, indices in data.split.items() for i in indices}
+    split_of = {i: name for name, indices in data.split_indices.items() for i in indices}
     durations = data.dataset["duration"]
     rows = [[r.path, r.label, r.speaker, r.session, split_of.get(i), round(float(durations[i]), 6)] for i, r in enumerate(data.records)]
     digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
-    summary = f"{len(rows)} clips, " + ", ".join(f"{name} {len(idx)}" for name, idx in data.split.items())
+    summary = f"{len(rows)} clips, " + ", ".join(f"{name} {len(idx)}" for name, idx in data.split_indices.items())
     return {"config": settings, "data": digest, "data_summary": summary}
 
 

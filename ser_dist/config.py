@@ -3,14 +3,13 @@
 Precedence: dataclass defaults < recipe < ``--config file.yaml`` < ``section.key=value`` on the command
 line. Unknown keys, values of the wrong type and missing required values fail here, before any data
 is read or any model is built. The resolved config is saved beside every run (``config.yaml``).
+Turning text (a YAML file, a ``key=value`` argument) into typed field values is ``ser_dist.overrides``.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import sys
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -18,6 +17,7 @@ from typing import Any, Optional
 import yaml
 
 from .errors import ConfigError, install_excepthook
+from .overrides import apply_overrides, flatten, load_yaml, parse_args, sections
 
 SPLITS = ("stratified", "speaker", "leave_one_speaker_out", "leave_one_session_out", "speaker_kfold", "fixed")
 SEEDED_SPLITS = ("stratified", "speaker", "speaker_kfold")  # the protocols whose split data.split_seed (or train.seed) draws
@@ -180,6 +180,26 @@ class Experiment:
     hub: Hub = field(default_factory=Hub)
 
     def validate(self) -> "Experiment":
+        """The command line's checks: ``check_values``, then what launching the run needs: a corpus to read,
+        components that resolve (a user's import path is imported), folders that can be created, a checkpoint."""
+        self.check_values()
+        if self.data.root is None and self.data.manifest is None:
+            raise ConfigError("data.root is required: pass data.root=DIR (a folder with one subfolder per emotion) or data.manifest=FILE.csv")
+        check_component_names(self)  # a typo fails here, before the corpus is scanned and decoded
+        from .run_folder import file_in_the_way
+
+        for key, folder in (("data.cache_dir", self.data.cache_dir), ("train.output_dir", self.train.output_dir)):
+            if folder is not None:
+                blocked = file_in_the_way(folder)
+                if blocked is not None:
+                    raise ConfigError(f"{key}={folder}: {blocked} is a file, so this folder cannot be created; pass a folder path")
+        if self.train.resume not in (None, "auto") and not Path(self.train.resume).exists():
+            raise ConfigError(f"train.resume={self.train.resume}: no such checkpoint; use train.resume=auto or a checkpoint folder")
+        return self
+
+    def check_values(self) -> "Experiment":
+        """What the settings must satisfy by themselves, wherever they come from (a run's saved config.yaml
+        too): choices, ranges, settings that contradict each other. Reads no file and imports nothing."""
         _check_choice("data.split", self.data.split, SPLITS)
         _check_choice("optim.scheduler", self.optim.scheduler, SCHEDULERS)
         _check_choice("optim.name", self.optim.name, OPTIMIZERS)
@@ -190,8 +210,6 @@ class Experiment:
         _check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
         # A value with "/" would be a Hub kernel repository, code transformers downloads and runs.
         _check_choice("model.attention", self.model.attention, ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"))
-        if self.data.root is None and self.data.manifest is None:
-            raise ConfigError("data.root is required: pass data.root=DIR (a folder with one subfolder per emotion) or data.manifest=FILE.csv")
         check_numeric_ranges(self)
         if self.data.max_seconds is not None and self.data.min_seconds > self.data.max_seconds:
             raise ConfigError(f"data.min_seconds={self.data.min_seconds} is longer than data.max_seconds={self.data.max_seconds}; lower data.min_seconds")
@@ -200,26 +218,12 @@ class Experiment:
         if self.data.split_seed is not None and self.data.split not in SEEDED_SPLITS:
             raise ConfigError(f"data.split_seed has no effect with data.split={self.data.split} (its folds or sets do not depend on a seed); "
                               f"leave it out, or use it with data.split={'|'.join(SEEDED_SPLITS)}")
-        check_component_names(self)  # a typo fails here, before the corpus is scanned and decoded
-        from .run_folder import file_in_the_way
-
-        for key, folder in (("data.cache_dir", self.data.cache_dir), ("train.output_dir", self.train.output_dir)):
-            if folder is not None:
-                blocked = file_in_the_way(folder)
-                if blocked is not None:
-                    raise ConfigError(f"{key}={folder}: {blocked} is a file, so this folder cannot be created; pass a folder path")
-        if self.data.augment:
-            from .data.augment import resolve_ops
-
-            resolve_ops(self.data.augment)  # an unknown op fails here, before any data is read
         if self.model.cache_features and self.model.freeze_backbone_epochs != -1:
             raise ConfigError("model.cache_features=true caches a frozen encoder's output: also set model.freeze_backbone_epochs=-1 (frozen for the whole run)")
         if self.model.cache_features and self.data.augment:
             raise ConfigError("model.cache_features=true computes each clip's features once, so online augmentation (data.augment) would never be seen; drop one of them")
         if self.train.push_to_hub and not self.hub.repo_id:
             raise ConfigError("train.push_to_hub=true needs hub.repo_id=OWNER/NAME (the Hub repository to create or update)")
-        if self.train.resume not in (None, "auto") and not Path(self.train.resume).exists():
-            raise ConfigError(f"train.resume={self.train.resume}: no such checkpoint; use train.resume=auto or a checkpoint folder")
         if self.train.resume is not None and self.train.overwrite:
             raise ConfigError("train.resume and train.overwrite=true contradict each other: resume continues the run in train.output_dir, overwrite clears it; pick one")
         return self
@@ -231,24 +235,20 @@ def _unknown(key: str, value: str, known: list[str], also: str) -> ConfigError:
 
 
 def check_component_names(exp: "Experiment") -> None:
-    """``model.backbone`` and ``loss.name`` name a registered component, an import path the user gave
+    """``model.backbone``, ``loss.name``, ``data.corpus`` and each ``data.augment`` op name a component in
+    ``ser_dist.registry`` (read from its tables: nothing is imported), an import path the user gave
     (``pkg.module:name``, imported here so a bad one fails now), or, for the backbone, a Hub id
     (``owner/name``) or a local directory written by ``save_pretrained``."""
-    from .registry import BACKBONES, LOSSES, load_builtins
+    from .registry import AUGMENTATIONS, BACKBONES, CORPORA, LOSSES
 
-    load_builtins()
     for key, registry, also in (
         ("model.backbone", BACKBONES, "or a Hub id (owner/name), a local directory written by save_pretrained, or an import path package.module:builder"),
         ("loss.name", LOSSES, "or an import path package.module:builder"),
+        ("data.corpus", CORPORA, "or an import path package.module:adapter"),
     ):
         value = getattr(getattr(exp, key.split(".")[0]), key.split(".")[1])
-        if registry.is_registered(value):
-            continue
-        if ":" in value:
-            try:
-                registry.get(value)
-            except KeyError as err:
-                raise ConfigError(f"{key}: {err.args[0]}") from None
+        if registry.is_registered(value) or ":" in value:
+            registry.require(value, key)
             continue
         if key == "model.backbone":
             from .hub_ids import looks_like_repo_id
@@ -258,6 +258,8 @@ def check_component_names(exp: "Experiment") -> None:
             if value.startswith((".", "/", "~")) or Path(value).expanduser().exists():
                 raise ConfigError(f"model.backbone={value}: {value} is not a directory; pass a folder written by save_pretrained (config.json + weights), a Hub id or a registered name")
         raise _unknown(key, value, registry.names(), also)
+    for name in exp.data.augment:
+        AUGMENTATIONS.require(name, "data.augment")
 
 
 def _parse_interval(text: str) -> tuple[float, float, bool, bool]:
@@ -269,7 +271,7 @@ def check_numeric_ranges(exp: "Experiment") -> None:
     """Every numeric setting is finite and in its range (``NUMERIC_RANGES``), with one line naming the key."""
     import math
 
-    for section_name, section in _sections(exp).items():
+    for section_name, section in sections(exp).items():
         for f in dataclasses.fields(section):
             key, value = f"{section_name}.{f.name}", getattr(section, f.name)
             values = value if isinstance(value, list) else [value]
@@ -289,170 +291,6 @@ def check_numeric_ranges(exp: "Experiment") -> None:
 def _check_choice(key: str, value: str, choices: tuple) -> None:
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
-
-
-
-
-def _sections(exp: Experiment) -> dict[str, Any]:
-    return {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if dataclasses.is_dataclass(getattr(exp, f.name))}
-
-
-def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Check ``value`` against a field's annotation, converting what a YAML scalar or CLI string allows."""
-    annotation = _resolve(annotation)
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(annotation)
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(key, value, arg)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: cannot be {value!r}")
-    if origin is list:
-        (item,) = typing.get_args(annotation) or (Any,)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()] if value.strip() not in ("", "[]") else []
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}={value!r} must be a list (comma-separated on the command line)")
-        return [_coerce(key, v, item) for v in value]
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"{key}={value!r} must be true or false")
-    if annotation is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r} must be an integer")
-        if isinstance(value, int):
-            return value
-        try:
-            return int(str(value))
-        except ValueError:
-            raise ConfigError(f"{key}={value!r} must be an integer") from None
-    if annotation is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r} must be a number")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}={value!r} must be a number") from None
-    if annotation is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{key}={value!r} must be a string")
-        if value is None or not str(value).strip():  # an empty key=, which would otherwise become the string "None"
-            raise ConfigError(f"{key} needs a value (it was given empty)")
-        return str(value)
-    return value
-
-
-def _resolve(annotation: Any) -> Any:
-    if isinstance(annotation, str):  # from __future__ annotations
-        return eval(annotation, {**vars(typing), "Optional": Optional, "list": list})
-    return annotation
-
-
-def _set(exp: Experiment, dotted: str, raw: Any) -> None:
-    sections = _sections(exp)
-    top = {f.name for f in dataclasses.fields(exp)}
-    section_name, _, key = dotted.partition(".")
-    if not key:
-        if section_name in top and section_name not in sections:
-            setattr(exp, section_name, _coerce(section_name, raw, next(f.type for f in dataclasses.fields(exp) if f.name == section_name)))
-            return
-        raise ConfigError(f"unknown config key {dotted!r}; keys look like section.key=value, sections: {', '.join(sections)}")
-    if section_name not in sections:
-        hint = difflib.get_close_matches(section_name, list(sections), n=1)
-        raise ConfigError(f"unknown config section {section_name!r} in {dotted!r}" + (f"; did you mean {hint[0]!r}?" if hint else f"; sections: {', '.join(sections)}"))
-    section = sections[section_name]
-    fields = {f.name: f for f in dataclasses.fields(section)}
-    if key not in fields:
-        hint = difflib.get_close_matches(key, list(fields), n=1)
-        raise ConfigError(f"unknown config key {dotted!r}" + (f"; did you mean {section_name}.{hint[0]}?" if hint else f"; {section_name} has: {', '.join(fields)}"))
-    setattr(section, key, _coerce(dotted, raw, fields[key].type))
-
-
-def apply_overrides(exp: Experiment, overrides: dict[str, Any]) -> Experiment:
-    exp = dataclasses.replace(exp, **{name: dataclasses.replace(sec) for name, sec in _sections(exp).items()})
-    for dotted, value in overrides.items():
-        _set(exp, dotted, value)
-    return exp
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"train": {"epochs": 3}} -> {"train.epochs": 3}."""
-    flat = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1})", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    if not path.is_file():
-        raise ConfigError(f"{path}: is a folder, not a YAML config file")
-    try:
-        tree = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); re-save it as UTF-8") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (data:, model:, ...)")
-    return flatten(tree)
-
-
-def parse_args(argv: list[str]) -> dict[str, Any]:
-    """``--config FILE`` entries first (in order), then ``section.key=value`` entries."""
-    from_files: dict[str, Any] = {}
-    from_cli: dict[str, Any] = {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("--config", "-c"):
-            if i + 1 >= len(argv):
-                raise ConfigError("--config needs a file: --config my_run.yaml")
-            from_files.update(load_yaml(argv[i + 1]))
-            i += 2
-            continue
-        if arg.startswith("--config="):
-            from_files.update(load_yaml(arg.split("=", 1)[1]))
-        elif "=" in arg and not arg.startswith("-"):
-            key, _, value = arg.partition("=")
-            try:
-                from_cli[key.strip()] = yaml.safe_load(value) if value.strip() else None
-            except yaml.YAMLError:
-                from_cli[key.strip()] = value
-        else:
-            raise ConfigError(f"unexpected argument {arg!r}; use section.key=value (e.g. train.epochs=5) or --config FILE.yaml")
-        i += 1
-    return {**from_files, **from_cli}
 
 
 def cli(default: Experiment, argv: Optional[list[str]] = None) -> Experiment:
@@ -499,21 +337,28 @@ def model_dict(exp: Experiment) -> dict[str, Any]:
     return tree
 
 
-def from_dict(tree: dict[str, Any]) -> Experiment:
-    return apply_overrides(Experiment(), flatten(tree))
+def from_dict(tree: dict[str, Any], *, check_values: bool = True) -> Experiment:
+    """The experiment a nested dict describes (a run's record: ``ser_dist.json``'s ``experiment``), typed and
+    checked as the command line checks its values (``Experiment.check_values``; a record is not checked
+    against this machine's files). ``check_values=False``: typed only, for a model folder, whose settings
+    ``export.check_export`` checks with messages naming the folder."""
+    exp = apply_overrides(Experiment(), flatten(tree))
+    return exp.check_values() if check_values else exp
 
 
 def save(exp: Experiment, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(exp), sort_keys=False))
 
 
-def load(path: str | Path) -> Experiment:
-    return apply_overrides(Experiment(), load_yaml(path))
+def load(path: str | Path, *, check_values: bool = True) -> Experiment:
+    """A YAML config (a run's ``config.yaml``), typed and checked as ``from_dict`` checks one."""
+    exp = apply_overrides(Experiment(), load_yaml(path))
+    return exp.check_values() if check_values else exp
 
 
 def describe(exp: Experiment) -> str:
     lines = [f"{exp.name}: override any key with section.key=value, or --config FILE.yaml", ""]
-    for name, section in _sections(exp).items():
+    for name, section in sections(exp).items():
         for f in dataclasses.fields(section):
             lines.append(f"  {name}.{f.name}={getattr(section, f.name)!r}")
     return "\n".join(lines)

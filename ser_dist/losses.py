@@ -1,7 +1,7 @@
 """Classification losses for the comparative study: CE, label smoothing, focal, AAM-softmax and CCC.
 
 Every loss is an ``nn.Module`` with ``forward(logits [B, C], labels [B] long) -> scalar`` (a mean
-over the batch) and is registered in ``ser_dist.registry.LOSSES`` under its config name with a
+over the batch) and is listed in ``ser_dist.registry.LOSSES`` under its config name with a
 builder ``fn(cfg: Loss, num_classes, class_counts) -> nn.Module``; ``loss.name`` may also be an
 import path ``package.module:builder``. All losses compute in float32, also under autocast, since
 softmax/log in fp16 and bf16 lose the small probabilities these losses are made of.
@@ -201,19 +201,16 @@ def _per_class_weights(values: Optional[Sequence[float]], key: str, num_classes:
     return torch.tensor([float(v) for v in values], dtype=torch.float32)
 
 
-@LOSSES.register("ce")
 def build_cross_entropy(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] = None) -> CrossEntropyLoss:
     weight = inverse_frequency_weights(class_counts, num_classes) if cfg.class_weights else None
     return CrossEntropyLoss(label_smoothing=0.0, class_weight=weight)
 
 
-@LOSSES.register("label_smoothing")
 def build_label_smoothing(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] = None) -> CrossEntropyLoss:
     weight = inverse_frequency_weights(class_counts, num_classes) if cfg.class_weights else None
     return CrossEntropyLoss(label_smoothing=cfg.label_smoothing, class_weight=weight)
 
 
-@LOSSES.register("focal")
 def build_focal(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] = None) -> FocalLoss:
     """``loss.alpha`` gives per-class weights; ``loss.class_weights=true`` uses inverse frequencies as alpha."""
     if cfg.alpha is not None and cfg.class_weights:
@@ -224,13 +221,11 @@ def build_focal(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] =
     return FocalLoss(gamma=cfg.gamma, alpha=alpha)
 
 
-@LOSSES.register("aam")
 def build_additive_angular_margin(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] = None) -> AdditiveAngularMarginLoss:
     weight = inverse_frequency_weights(class_counts, num_classes) if cfg.class_weights else None
     return AdditiveAngularMarginLoss(margin=cfg.margin, scale=cfg.scale, class_weight=weight)
 
 
-@LOSSES.register("ccc")
 def build_concordance(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] = None) -> ConcordanceLoss:
     if cfg.class_weights:
         # The CCC is averaged over classes, so every class already counts the same.

@@ -1,4 +1,9 @@
-"""Name -> builder maps. Components are looked up by name, with ``package.module:attr`` as the escape hatch.
+"""Every built-in component, by name: one table per kind, ``name -> "module:attr"``.
+
+Reading a table imports nothing, so checking a name (a config's validation, a model folder's names,
+the did-you-mean of an error) costs nothing and pulls in neither torch nor a model; ``get`` imports the
+one entry it returns. A name with a colon, ``package.module:attr``, is the escape hatch for a user's
+own component; ``register`` adds one at run time (a notebook, a test).
 
 The escape hatch is for names the user wrote: a recipe, a ``--config`` YAML, the command line. A model
 folder (a run's ``model/``, an export, a Hub download) is not trusted: its ``ser_dist.json`` may name only
@@ -10,11 +15,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
-from typing import Callable, Dict, Generic, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator
 
-from .errors import UserError
-
-T = TypeVar("T", bound=Callable)
+from .errors import ConfigError, UserError
 
 # Set (to the file the names come from) while a model folder's stored names are resolved.
 _UNTRUSTED_SOURCE: contextvars.ContextVar[str | None] = contextvars.ContextVar("ser_dist_untrusted_source", default=None)
@@ -47,16 +50,26 @@ def untrusted(source) -> Iterator[None]:
         _UNTRUSTED_SOURCE.reset(token)
 
 
-class Registry(Generic[T]):
-    def __init__(self, kind: str, key: str | None = None):
-        self.kind = kind
-        self.key = key  # the config key whose value names an entry (None: not read from a config)
-        self._entries: Dict[str, T] = {}
+def _import(path: str) -> Callable:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
-    def register(self, name: str | None = None) -> Callable[[T], T]:
-        def decorator(fn: T) -> T:
+
+class Registry:
+    """The built-in ``name -> "module:attr"`` table of one kind of component, plus what ``register`` adds."""
+
+    def __init__(self, kind: str, key: str, builtins: dict[str, str]):
+        self.kind = kind
+        self.key = key  # the config key whose value names an entry
+        self.builtins = dict(builtins)
+        self._entries: dict[str, Callable] = {}  # built-ins once imported, and components registered at run time
+
+    def register(self, name: str | None = None) -> Callable[[Callable], Callable]:
+        """A decorator adding a component under ``name`` (default: the function's name) for this process."""
+
+        def decorator(fn: Callable) -> Callable:
             key = name or fn.__name__
-            if key in self._entries:
+            if key in self._entries or key in self.builtins:
                 raise KeyError(f"{self.kind} {key!r} is registered twice")
             self._entries[key] = fn
             return fn
@@ -64,57 +77,96 @@ class Registry(Generic[T]):
         return decorator
 
     def __contains__(self, name: str) -> bool:
-        return name in self._entries or ":" in name
+        return self.is_registered(name) or ":" in name
 
     def is_registered(self, name) -> bool:
-        return isinstance(name, str) and name in self._entries
+        return isinstance(name, str) and (name in self.builtins or name in self._entries)
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(set(self.builtins) | set(self._entries))
 
-    def get(self, name: str) -> T:
+    def get(self, name: str) -> Callable:
         if name in self._entries:
+            return self._entries[name]
+        if name in self.builtins:
+            self._entries[name] = _import(self.builtins[name])
             return self._entries[name]
         if ":" in name:  # escape hatch: an import path such as "my_pkg.models:my_backbone"
             source = untrusted_source()
             if source is not None:  # the name came from a model folder: never import it
-                load_builtins()  # ser-dist's own modules, so the message lists every built-in name
-                raise refusal(source, self.key or self.kind, name, self.names())
-            module, _, attr = name.partition(":")
+                raise refusal(source, self.key, name, self.names())
             try:
-                return getattr(importlib.import_module(module), attr)
+                return _import(name)
             except (ImportError, AttributeError) as err:
                 raise KeyError(f"cannot import {self.kind} {name!r}: {err}") from None
         raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())} (or give an import path 'package.module:name')")
 
+    def require(self, name: str, key: str) -> None:
+        """A ``ConfigError`` naming ``key`` unless ``get(name)`` will find ``name``. Only an import path (the
+        user's own) is imported, so that a bad one fails now; a table name imports nothing."""
+        if self.is_registered(name):
+            return
+        if ":" in name:
+            try:
+                self.get(name)
+            except KeyError as err:
+                raise ConfigError(f"{key}: {err.args[0]}") from None
+            return
+        raise ConfigError(f"{key}: unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
 
-BACKBONES: Registry = Registry("backbone", key="model.backbone")
-HEADS: Registry = Registry("head")
-LOSSES: Registry = Registry("loss", key="loss.name")
-CORPORA: Registry = Registry("corpus", key="data.corpus")
-AUGMENTATIONS: Registry = Registry("augmentation", key="data.augment")
+
+BACKBONES = Registry("backbone", "model.backbone", {
+    "bilstm": "ser_dist.models.recurrent:bilstm",
+    "lstm": "ser_dist.models.recurrent:lstm",
+    "vggish": "ser_dist.models.vggish:vggish",
+    # Any Hub id or save_pretrained folder of the wav2vec2 / HuBERT / WavLM family; the presets below call it.
+    "ssl_encoder": "ser_dist.models.ssl:ssl_encoder",
+    "hubert_base": "ser_dist.models.ssl:hubert_base",
+    "hubert_large": "ser_dist.models.ssl:hubert_large",
+    "wav2vec2_base": "ser_dist.models.ssl:wav2vec2_base",
+    "wav2vec2_large": "ser_dist.models.ssl:wav2vec2_large",
+    "wavlm_base_plus": "ser_dist.models.ssl:wavlm_base_plus",
+    "wavlm_large": "ser_dist.models.ssl:wavlm_large",
+    # ~35 K-parameter random models built from code (no download): tests and CPU smoke runs.
+    "hubert_tiny_random": "ser_dist.models.ssl:hubert_tiny_random",
+    "wav2vec2_tiny_random": "ser_dist.models.ssl:wav2vec2_tiny_random",
+    "wavlm_tiny_random": "ser_dist.models.ssl:wavlm_tiny_random",
+})
+LOSSES = Registry("loss", "loss.name", {
+    "ce": "ser_dist.losses:build_cross_entropy",
+    "label_smoothing": "ser_dist.losses:build_label_smoothing",
+    "focal": "ser_dist.losses:build_focal",
+    "aam": "ser_dist.losses:build_additive_angular_margin",
+    "ccc": "ser_dist.losses:build_concordance",
+})
+CORPORA = Registry("corpus", "data.corpus", {
+    "folder": "ser_dist.data.folder:folder",
+    "manifest": "ser_dist.data.manifest:manifest",
+    "iemocap": "ser_dist.data.corpora:iemocap",
+    "crema_d": "ser_dist.data.corpora:crema_d",
+    "ravdess": "ser_dist.data.corpora:ravdess",
+    "tess": "ser_dist.data.corpora:tess",
+    "emodb": "ser_dist.data.corpora:emodb",
+    "savee": "ser_dist.data.corpora:savee",
+})
+AUGMENTATIONS = Registry("augmentation", "data.augment", {
+    "bandpass": "ser_dist.data.augment:bandpass",
+    "pitch_shift": "ser_dist.data.augment:pitch_shift",
+    "time_mask": "ser_dist.data.augment:time_mask",
+    "noise": "ser_dist.data.augment:noise",
+    "gain": "ser_dist.data.augment:gain",
+    "speed": "ser_dist.data.augment:speed",
+})
 
 # Every registry a stored experiment names entries of. A new registry read from a config key goes here,
 # so that a model folder's value for it is checked too.
 CONFIG_REGISTRIES = (BACKBONES, LOSSES, CORPORA, AUGMENTATIONS)
-
-# ser-dist's own modules whose import registers the built-in entries.
-_BUILTIN_MODULES = ("ser_dist.models", "ser_dist.losses", "ser_dist.data.manifest", "ser_dist.data.corpora", "ser_dist.data.augment")
-
-
-def load_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-    from .models import _register_builtins
-
-    _register_builtins()
 
 
 def check_stored_names(exp, source, *, unregistered_ok: Iterable[str] = ()) -> None:
     """Refuse, in one line naming ``source``, a stored experiment whose registry-named keys hold anything
     but registered names. ``unregistered_ok``: keys that may also hold a plain name the registry lacks
     (never an import path), because the caller resolves them some other, import-free way."""
-    load_builtins()
     allowed = set(unregistered_ok)
     for registry in CONFIG_REGISTRIES:
         section, _, field = registry.key.partition(".")

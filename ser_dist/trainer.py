@@ -116,14 +116,14 @@ def prepare_and_report_data(exp, accelerator, log):
         config_module.save(exp, out / "config.yaml")
         from .data.split_file import write_split
 
-        write_split(data.records, data.split, out / "split.csv")
+        write_split(data.records, data.split_indices, out / "split.csv")
         write_report(data.report, out / "data_report.json")
     log(summary_line(data.report))
     for warning in data.report.get("warnings", []):
         log(f"data: warning: {warning}")
     if data.report["skipped_files"] or data.report["set_aside_files"]:
         log(f"data: not used: {first_problems(data.report)} (all listed in {out / 'data_report.json'})")
-    if not data.split["val"]:
+    if not data.split_indices["val"]:
         raise TrainingError("the validation split is empty, and choosing the best epoch on the test split would leak it; set data.val_fraction > 0")
     return data
 
@@ -131,8 +131,8 @@ def prepare_and_report_data(exp, accelerator, log):
 def build_run(exp, accelerator, log, data) -> Run:
     """Model, loss, optimizer, schedule, freezing and loaders, prepared by Accelerate."""
     label2id = {name: i for i, name in enumerate(data.label_names)}
-    clips = {name: AudioClips(data.dataset.select(idx), label2id) for name, idx in data.split.items()}
-    durations = {name: data.durations(name) for name in data.split}
+    clips = {name: AudioClips(data.dataset.select(idx), label2id) for name, idx in data.split_indices.items()}
+    durations = {name: data.durations(name) for name in data.split_indices}
     with built_whole(accelerator):
         model = build_model(exp, len(data.label_names))
     if exp.model.cache_features:  # frozen encoder: run it once per clip, train the head on its output
@@ -348,7 +348,7 @@ def finish(run: Run) -> dict:
             export_model(accelerator.unwrap_model(run.model, keep_torch_compile=False), state_dict, out / "model", exp=exp,
                          label_names=data.label_names, extra={"test_metrics": results["test"], "data": results["data"]})
         write_training_reports(out, results, test, history=state.history, label_names=data.label_names,
-                               test_records=[data.records[i] for i in data.split["test"]], timing=run.timing)
+                               test_records=[data.records[i] for i in data.split_indices["test"]], timing=run.timing)
         run.log.test(results, test, data.label_names)
     accelerator.wait_for_everyone()
     t = results["test"]

@@ -14,7 +14,9 @@ from conftest import one_line, write_clip
 import ser_dist.data.corpora  # noqa: F401  registers the adapters
 from ser_dist.config import Data
 from ser_dist.data.dataset import build_audio_dataset
-from ser_dist.data.manifest import DataError, Record, folder, read_manifest, scan_folder
+from ser_dist.data.folder import folder, scan_folder
+from ser_dist.data.manifest import read_manifest
+from ser_dist.data.records import DataError, Record
 from ser_dist.data.pipeline import prepare_data, scan_corpus, summary_line
 from ser_dist.errors import ConfigError
 

@@ -22,7 +22,9 @@ import ser_dist.data.dataset as dataset_module
 from ser_dist.config import Data
 from ser_dist.data.audio import AudioError, decode_audio, load_audio, native_frames, resampling_rate
 from ser_dist.data.dataset import build_audio_dataset
-from ser_dist.data.manifest import DataError, Record, read_manifest, scan_folder
+from ser_dist.data.folder import scan_folder
+from ser_dist.data.manifest import read_manifest
+from ser_dist.data.records import DataError, Record
 from ser_dist.data.pipeline import prepare_data, scan_corpus, summary_line
 from ser_dist.data.splits import split_records
 from ser_dist.errors import ConfigError

@@ -102,7 +102,7 @@ def numeric_fields() -> list[tuple[str, type]]:
     import dataclasses
     import typing
 
-    from ser_dist.config import _resolve, _sections
+    from ser_dist.overrides import resolve_annotation as _resolve, sections as _sections
 
     found = []
     for section_name, section in _sections(Experiment()).items():
@@ -200,3 +200,48 @@ def test_config_files_with_a_key_twice_not_utf8_or_a_folder_are_one_line(tmp_pat
         cli(base(), ["--config", str(latin)])
     with pytest.raises(ConfigError, match="is a folder, not a YAML config file"):
         cli(base(), ["--config", str(tmp_path)])
+
+
+# ---- from_dict and load check the values as the command line does ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tree, message",
+    [
+        ({"model": {"freeze_feature_encoder_epochs": -2}}, "model.freeze_feature_encoder_epochs=-2 is out of range: it must be in [-1, inf)"),
+        ({"model": {"freeze_backbone_epochs": -2}}, "model.freeze_backbone_epochs=-2 is out of range: it must be in [-1, inf)"),
+        ({"data": {"split": "random"}}, "data.split='random' is not one of"),
+        ({"data": {"val_fraction": 0.5, "test_fraction": 0.5}}, "data.val_fraction + data.test_fraction must leave clips for training"),
+        ({"model": {"cache_features": True}}, "model.cache_features=true caches a frozen encoder's output"),
+        ({"train": {"resume": "auto", "overwrite": True}}, "train.resume and train.overwrite=true contradict each other"),
+    ],
+)
+def test_from_dict_and_load_check_values_as_the_command_line_does(tree, message, tmp_path):
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    for build in (lambda: cli(base(), ["--config", str(path)]), lambda: from_dict(tree), lambda: load(path)):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build()
+    assert to_dict(from_dict(tree, check_values=False)) == to_dict(load(path, check_values=False))  # typed only
+
+
+def test_a_saved_record_is_not_checked_against_this_machine(tmp_path):
+    """A run's config.yaml read back (ser-dist report, a study's folds) needs no corpus, checkpoint or package here."""
+    tree = {"model": {"backbone": "my_pkg.models:encoder"}, "train": {"resume": str(tmp_path / "gone")}}
+    assert from_dict(tree).train.resume == str(tmp_path / "gone")
+    with pytest.raises(ConfigError, match="data.root is required"):
+        cli(Experiment(), ["model.backbone=my_pkg.models:encoder"])
+
+
+def test_checking_component_names_imports_no_component():
+    """The registry's tables are read, not imported: validating a config pulls in neither ser_dist.data, ser_dist.models nor torch."""
+    code = (
+        "import sys; from ser_dist.config import Experiment, cli; "
+        "cli(Experiment(), ['data.root=.', 'data.corpus=emodb', 'data.augment=bandpass,noise', 'loss.name=focal', 'model.backbone=hubert_large']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('ser_dist.data', 'ser_dist.models', 'ser_dist.losses', 'torch'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

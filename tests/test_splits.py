@@ -299,7 +299,7 @@ def test_split_seed_keeps_one_split_while_the_training_seed_varies(demo_corpus):
 
     def split(seed: int, split_seed=None):
         data = Data(root=str(demo_corpus), speaker_pattern=SPEAKER_PATTERN, val_fraction=0.25, test_fraction=0.25, split_seed=split_seed)
-        return prepare_data(data, seed).split
+        return prepare_data(data, seed).split_indices
 
     assert split(1) != split(2)  # by default the training seed draws the split
     assert split(1, split_seed=7) == split(2, split_seed=7) == split(7)

@@ -31,7 +31,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .manifest import not_utf8_name
+from .records import not_utf8_name
 
 PathLike = Union[str, os.PathLike]
 # What the decoders read: a file, or a whole encoded clip held in memory (a Hugging Face ``Audio`` row's bytes).

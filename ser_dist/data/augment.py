@@ -1,6 +1,6 @@
 """Waveform augmentation: online on training batches, and offline into an augmented copy of a corpus.
 
-Ops are registered in ``ser_dist.registry.AUGMENTATIONS`` as ``op(waveform [T] float32 tensor,
+Ops are listed in ``ser_dist.registry.AUGMENTATIONS`` as ``op(waveform [T] float32 tensor,
 sample_rate, rng: numpy Generator) -> waveform`` (the length may change: ``speed``). The seed's ops are
 ``bandpass``, ``pitch_shift`` and ``time_mask``; ``noise`` (white noise at a random SNR), ``gain`` and
 ``speed`` (Kaldi-style speed perturbation, which also shifts pitch) are added. Each op's random ranges
@@ -26,7 +26,6 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..errors import ConfigError
 from ..registry import AUGMENTATIONS
 
 
@@ -34,7 +33,6 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(rng.uniform(bounds[0], bounds[1]))
 
 
-@AUGMENTATIONS.register("bandpass")
 def bandpass(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator,
              low_hz: tuple[float, float] = (100.0, 400.0), high_hz: tuple[float, float] = (3000.0, 6000.0)) -> torch.Tensor:
     """Band-limit to [low, high] Hz (telephone-like): a 4th-order Butterworth band-pass, zero-phase."""
@@ -48,7 +46,6 @@ def bandpass(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator,
     return torch.from_numpy(np.ascontiguousarray(sosfiltfilt(sos, waveform.numpy().astype(np.float64)), dtype=np.float32))
 
 
-@AUGMENTATIONS.register("pitch_shift")
 def pitch_shift(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, semitones: tuple[float, float] = (-2.0, 2.0)) -> torch.Tensor:
     """Shift the pitch by a random amount in ``semitones``, keeping the duration: a phase-vocoder time
     stretch, then resampling back. The resampling ratio is rounded to 100 Hz steps (~0.1 semitone at 16 kHz), since
@@ -70,7 +67,6 @@ def pitch_shift(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generat
     return out.clamp(-1.0, 1.0).contiguous()
 
 
-@AUGMENTATIONS.register("time_mask")
 def time_mask(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, max_masks: int = 2, max_fraction: float = 0.1) -> torch.Tensor:
     """Silence 1..max_masks random spans, each up to ``max_fraction`` of the clip."""
     out = waveform.clone()
@@ -82,7 +78,6 @@ def time_mask(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator
     return out
 
 
-@AUGMENTATIONS.register("noise")
 def noise(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, snr_db: tuple[float, float] = (10.0, 30.0)) -> torch.Tensor:
     """Add white noise at a random signal-to-noise ratio (dB) in ``snr_db``."""
     power = float(waveform.pow(2).mean()) if waveform.numel() else 0.0
@@ -93,13 +88,11 @@ def noise(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, sn
     return (waveform + torch.from_numpy(added)).clamp(-1.0, 1.0)
 
 
-@AUGMENTATIONS.register("gain")
 def gain(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, gain_db: tuple[float, float] = (-6.0, 6.0)) -> torch.Tensor:
     """Scale by a random gain in ``gain_db`` (clipped to [-1, 1])."""
     return (waveform * 10.0 ** (_uniform(rng, gain_db) / 20.0)).clamp(-1.0, 1.0)
 
 
-@AUGMENTATIONS.register("speed")
 def speed(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, factors: tuple[float, ...] = (0.9, 1.0, 1.1)) -> torch.Tensor:
     """Speed perturbation (Ko et al., 2015): resample by a factor, so the clip plays faster or slower."""
     import torchaudio.functional as AF
@@ -113,12 +106,9 @@ def speed(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, fa
 
 def resolve_ops(names: list[str], key: str = "data.augment") -> list[tuple[str, Callable]]:
     """``[(name, op)]``; an unknown name is a ConfigError listing the known ones."""
-    ops = []
     for name in names:
-        if name not in AUGMENTATIONS:
-            raise ConfigError(f"{key}: unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS.names())}")
-        ops.append((name, AUGMENTATIONS.get(name)))
-    return ops
+        AUGMENTATIONS.require(name, key)
+    return [(name, AUGMENTATIONS.get(name)) for name in names]
 
 
 class Augmenter:
@@ -198,7 +188,7 @@ def augment_corpus(src: Path, dst: Path, ops: list[str], *, copies: int = 1, sam
     import soundfile as sf
 
     from .audio import AudioError, load_audio
-    from .manifest import AUDIO_EXTENSIONS, DataError
+    from .records import AUDIO_EXTENSIONS, DataError
 
     src, dst = Path(src), Path(dst)
     resolved = resolve_ops(ops, key="--ops")

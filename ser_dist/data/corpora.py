@@ -1,7 +1,7 @@
 """Adapters for public SER corpora: each reads one corpus's documented layout and naming convention.
 
 Every adapter has the ``folder`` adapter's signature, ``adapter(root: Path, data: Data) -> Scan``, and
-is registered in ``ser_dist.registry.CORPORA`` under the corpus's name (``data.corpus=emodb``). It
+is listed in ``ser_dist.registry.CORPORA`` under the corpus's name (``data.corpus=emodb``). It
 returns one :class:`Record` per clip (absolute path, label, speaker, session) and the corpus's usual
 class set in a fixed order as ``Scan.labels``. Nothing is guessed: a file whose name breaks the
 convention, or whose emotion is outside the class set, goes to ``Scan.problems`` with the reason, so
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import ConfigError
-from ..registry import CORPORA
-from .manifest import DataError, Record, Scan, resolved, scan_folder
+from .folder import scan_folder
+from .records import DataError, Record, Scan, resolved
 
 
 def _check_root(corpus: str, root: Optional[Path], data) -> Path:
@@ -124,7 +124,6 @@ def _iemocap_evaluations(session_dir: Path) -> dict[str, str]:
     return codes
 
 
-@CORPORA.register("iemocap")
 def iemocap(root: Path, data) -> Scan:
     """IEMOCAP_full_release: ``SessionN/sentences/wav/<dialog>/<utterance>.wav``, labels from EmoEvaluation.
 
@@ -191,7 +190,6 @@ def _crema_d_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
     return Record(path=resolved(path), label=CREMA_D_EMOTIONS[emotion], speaker=actor), None
 
 
-@CORPORA.register("crema_d")
 def crema_d(root: Path, data) -> Scan:
     """CREMA-D: ``AudioWAV/1001_DFA_ANG_XX.wav`` (root may be AudioWAV or its parent); speaker = actor id."""
     root = _check_root("crema_d", root, data)
@@ -236,7 +234,6 @@ def _ravdess_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
     return Record(path=resolved(path), label=RAVDESS_EMOTIONS[emotion], speaker=actor), None
 
 
-@CORPORA.register("ravdess")
 def ravdess(root: Path, data) -> Scan:
     """RAVDESS audio-only speech: ``Actor_01/03-01-05-01-02-01-12.wav``; speaker = actor (last field), 8 classes."""
     root = _check_root("ravdess", root, data)
@@ -261,7 +258,6 @@ def _tess_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
     return Record(path=resolved(path), label=TESS_EMOTIONS[emotion.lower()], speaker=speaker.upper()), None
 
 
-@CORPORA.register("tess")
 def tess(root: Path, data) -> Scan:
     """TESS: ``OAF_angry/OAF_back_angry.wav``; speaker OAF or YAF (only two, so no speaker split), 7 classes."""
     root = _check_root("tess", root, data)
@@ -286,7 +282,6 @@ def _emodb_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
     return Record(path=resolved(path), label=EMODB_EMOTIONS[emotion], speaker=speaker), None
 
 
-@CORPORA.register("emodb")
 def emodb(root: Path, data) -> Scan:
     """EmoDB: ``wav/03a01Fa.wav`` or the clips directly in root; speaker = the 2-digit id, 7 classes."""
     root = _check_root("emodb", root, data)
@@ -318,7 +313,6 @@ def _savee_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
     return Record(path=resolved(path), label=SAVEE_EMOTIONS[prefix], speaker=speaker), None
 
 
-@CORPORA.register("savee")
 def savee(root: Path, data) -> Scan:
     """SAVEE: ``AudioData/DC/a01.wav`` or flat ``DC_a01.wav``; speakers DC JE JK KL, 7 classes."""
     root = _check_root("savee", root, data)

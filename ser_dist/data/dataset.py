@@ -6,7 +6,7 @@ stored as int16 in an Arrow table that later runs and epochs memory-map.
 
 Cache layout, under ``cache_dir`` (default ``$SER_DIST_CACHE``, else ``~/.cache/ser_dist/audio``)::
 
-    <key>/dataset/       the ``save_to_disk`` folder (columns: see ``_features``)
+    <key>/dataset/       the ``save_to_disk`` folder (columns: see ``cache_entry.features``)
     <key>/skipped.json   [[path, reason], ...] for clips that could not be decoded
     <key>/meta.json      what the entry was built from; written last
     <key>.lock           serialises builders of the same key (flock; absent where unsupported)
@@ -48,7 +48,8 @@ import numpy as np
 import torch
 
 from .audio import RESAMPLING, AudioError, decode_audio
-from .manifest import DataError, Record
+from .cache_entry import build_lock, features, is_complete, load_entry, progress_bars_off, record_batch, remove_stale_builds
+from .records import DataError, Record
 
 if TYPE_CHECKING:
     import datasets
@@ -64,25 +65,6 @@ DEFAULT_MIN_SECONDS = 0.1
 INT16_SCALE = 32767.0
 # Rows are written in record batches of about this many samples (32 MB of int16) to bound memory.
 _BATCH_SAMPLES = 16_000_000
-
-
-def _features():
-    from datasets import Features, List, Value
-
-    return Features(
-        {
-            "audio": List(Value("int16")),  # waveform * 32767, clipped; mono at the cache's sample rate
-            "num_samples": Value("int64"),  # after the crop
-            "duration": Value("float64"),  # seconds, after the crop
-            "original_duration": Value("float64"),  # seconds, before the crop
-            "path": Value("string"),
-            "label": Value("string"),
-            "speaker": Value("string"),
-            "session": Value("string"),
-            "source": Value("string"),
-            "truncated": Value("string"),  # why the file is truncated (its header claims more audio); null when whole
-        }
-    )
 
 
 def default_cache_dir() -> Path:
@@ -129,18 +111,18 @@ def build_audio_dataset(
     key = cache_key(records, sample_rate=sample_rate, max_samples=max_samples, min_samples=min_samples)
     entry = root / key
 
-    if not _is_complete(entry):
-        with _build_lock(root / f"{key}.lock") as locked:
-            if not _is_complete(entry):  # another process may have built it while we waited
+    if not is_complete(entry):
+        with build_lock(root / f"{key}.lock") as locked:
+            if not is_complete(entry):  # another process may have built it while we waited
                 if locked:
-                    _remove_stale_builds(root, key)
+                    remove_stale_builds(root, key)
                 if entry.exists():  # a folder without meta.json was not written by this module
                     logger.warning("audio cache %s is incomplete; rebuilding it", entry)
                     shutil.rmtree(entry, ignore_errors=True)
                 _build_entry(records, entry, key, sample_rate, max_samples, min_samples, num_proc)
     else:
         logger.info("audio cache hit: %s", entry)
-    return _load_entry(entry)
+    return load_entry(entry)
 
 
 def cache_key(records: Sequence[Record], *, sample_rate: int, max_samples: Optional[int], min_samples: int = 1) -> str:
@@ -158,18 +140,6 @@ def cache_key(records: Sequence[Record], *, sample_rate: int, max_samples: Optio
         digest.update(json.dumps(row).encode())
         digest.update(b"\n")
     return digest.hexdigest()[:32]
-
-
-def _is_complete(entry: Path) -> bool:
-    return (entry / "meta.json").is_file()
-
-
-def _load_entry(entry: Path):
-    import datasets
-
-    dataset = datasets.load_from_disk(str(entry / "dataset"))  # memory-mapped, not read into RAM
-    skipped = [(str(path), str(reason)) for path, reason in json.loads((entry / "skipped.json").read_text())]
-    return dataset, skipped
 
 
 def decode_clip(
@@ -261,8 +231,7 @@ def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: 
     building = entry.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
     building.mkdir()
     try:
-        features = _features()
-        schema = features.arrow_schema
+        schema = features().arrow_schema
         staging = building / "decoded.arrow"
         skipped: list[tuple[str, str]] = []
         kept = 0
@@ -278,12 +247,12 @@ def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: 
                     pending_samples += audio.shape[0]
                     kept += 1
                 if pending_samples >= _BATCH_SAMPLES:
-                    writer.write_batch(_record_batch(rows, schema, sample_rate))
+                    writer.write_batch(record_batch(rows, schema, sample_rate))
                     rows, pending_samples = [], 0
                 if number % 1000 == 0:
                     logger.info("decoding audio: %d/%d clips", number, len(records))
-            writer.write_batch(_record_batch(rows, schema, sample_rate))
-        with _hf_progress_bars_off():
+            writer.write_batch(record_batch(rows, schema, sample_rate))
+        with progress_bars_off():
             # An empty dataset saved with the default sharding has no data file and can't be loaded back.
             datasets.Dataset.from_file(str(staging)).save_to_disk(str(building / "dataset"), num_shards=None if kept else 1)
         staging.unlink()
@@ -306,84 +275,14 @@ def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: 
     )
 
 
-def _record_batch(rows, schema, sample_rate: int):
-    import pyarrow as pa
-
-    lengths = np.array([audio.shape[0] for _, audio, _, _ in rows], dtype=np.int64)
-    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])  # int32 offsets: < 2**31 samples per batch, see _BATCH_SAMPLES
-    samples = np.concatenate([audio for _, audio, _, _ in rows]) if rows else np.zeros(0, dtype=np.int16)
-    columns = {
-        "audio": pa.ListArray.from_arrays(pa.array(offsets), pa.array(samples, type=pa.int16())),
-        "num_samples": pa.array(lengths, type=pa.int64()),
-        "duration": pa.array(lengths / sample_rate, type=pa.float64()),
-        "original_duration": pa.array([original / sample_rate for _, _, original, _ in rows], type=pa.float64()),
-        "path": pa.array([rec.path for rec, _, _, _ in rows], type=pa.string()),
-        "label": pa.array([rec.label for rec, _, _, _ in rows], type=pa.string()),
-        "speaker": pa.array([rec.speaker for rec, _, _, _ in rows], type=pa.string()),
-        "session": pa.array([rec.session for rec, _, _, _ in rows], type=pa.string()),
-        "source": pa.array([rec.source for rec, _, _, _ in rows], type=pa.string()),
-        "truncated": pa.array([truncated for _, _, _, truncated in rows], type=pa.string()),
-    }
-    return pa.record_batch([columns[name] for name in schema.names], schema=schema)
-
-
 def _publish(building: Path, entry: Path) -> None:
     """Atomically move a complete build into place; if another process got there first, keep theirs."""
     try:
         os.rename(building, entry)
     except OSError:
-        if not _is_complete(entry):
+        if not is_complete(entry):
             raise
         logger.info("audio cache %s was built by another process; using it", entry)
-
-
-@contextlib.contextmanager
-def _build_lock(path: Path) -> Iterator[bool]:
-    """Hold an exclusive flock so concurrent builders of one key decode once; yields whether it is held.
-
-    The OS releases it if the holder dies. Where flock is unavailable (some network filesystems)
-    builders race instead, and ``_publish`` keeps the first complete entry.
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield False
-        return
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            locked = True
-        except BlockingIOError:
-            logger.info("waiting for another process to finish building %s", path.with_suffix(""))
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            locked = True
-        except OSError:  # ENOLCK and friends: no locking on this filesystem
-            locked = False
-        try:
-            yield locked
-        finally:
-            if locked:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _remove_stale_builds(root: Path, key: str) -> None:
-    """Delete leftovers of killed builds of ``key``; only called while holding its lock, so none is live."""
-    for leftover in root.glob(f".tmp-{key}-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _hf_progress_bars_off():
-    import datasets
-
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
 
 
 class AudioClips(torch.utils.data.Dataset):

@@ -21,7 +21,7 @@ from typing import Optional
 
 from ..errors import ConfigError
 from ..registry import CORPORA
-from .manifest import AUDIO_EXTENSIONS, DataError, Record, Scan
+from .records import AUDIO_EXTENSIONS, DataError, Record, Scan
 
 
 @dataclass
@@ -29,25 +29,23 @@ class PreparedData:
     label_names: list[str]
     records: list[Record]  # the decoded, usable clips, aligned with ``dataset``
     dataset: object  # datasets.Dataset with the decoded audio
-    split: dict[str, list[int]]
+    split_indices: dict[str, list[int]]  # train/val/test -> indices into ``records`` (data.split names the protocol)
     report: dict = field(default_factory=dict)
 
     def class_counts(self, split_name: str = "train") -> list[int]:
         label2id = {name: i for i, name in enumerate(self.label_names)}
         counts = [0] * len(self.label_names)
-        for i in self.split[split_name]:
+        for i in self.split_indices[split_name]:
             counts[label2id[self.records[i].label]] += 1
         return counts
 
     def durations(self, split_name: str) -> list[float]:
         column = self.dataset["duration"]
-        return [float(column[i]) for i in self.split[split_name]]
+        return [float(column[i]) for i in self.split_indices[split_name]]
 
 
 def scan_corpus(data) -> Scan:
     """Run the configured corpus adapter and apply ``data.labels``."""
-    import ser_dist.data.corpora  # noqa: F401  registers the corpus adapters
-
     if data.labels:
         repeated = [label for label, count in collections.Counter(data.labels).items() if count > 1]
         if repeated:
@@ -132,18 +130,18 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
             f"{where}: every clip of class {unreadable[0]!r} was skipped (e.g. {Path(first).name}: {reasons.get(first, 'unreadable')}); "
             "fix the files or leave the class out with data.labels=..."
         )
-    split = split_records(records, data, seed if data.split_seed is None else data.split_seed)
-    coverage = class_coverage(records, split, scan.labels)
+    split_indices = split_records(records, data, seed if data.split_seed is None else data.split_seed)
+    coverage = class_coverage(records, split_indices, scan.labels)
     if for_training and coverage.get("train"):
         label = coverage["train"][0]
-        elsewhere = ", ".join(f"{sum(1 for i in split[name] if records[i].label == label)} in {name}" for name in ("val", "test"))
+        elsewhere = ", ".join(f"{sum(1 for i in split_indices[name] if records[i].label == label)} in {name}" for name in ("val", "test"))
         raise DataError(
             f"{where}: class {label!r} has no clips in the train split ({elsewhere}; data.split={data.split}), so the model can't learn it; "
             "add clips of it from other speakers, leave it out with data.labels=..., or use another data.split"
         )
     warnings = list(scan.warnings) + [
         f"class {label!r} has no clips in the {name} split; {name} UA averages the other {len(scan.labels) - len(missing)} classes"
-        for name, missing in coverage.items() if name != "train" and split[name] for label in missing
+        for name, missing in coverage.items() if name != "train" and split_indices[name] for label in missing
     ]
     truncated = truncated_files(dataset)
     if truncated:
@@ -153,13 +151,13 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
             f"(e.g. {Path(path).name}: {reason.removeprefix('truncated: ')}); "
             "re-export or remove them (all listed under truncated_files in data_report.json)"
         )
-    report = data_report(data, scan, records, skipped, split, dataset, warnings)
-    return PreparedData(label_names=list(scan.labels), records=records, dataset=dataset, split=split, report=report)
+    report = data_report(data, scan, records, skipped, split_indices, dataset, warnings)
+    return PreparedData(label_names=list(scan.labels), records=records, dataset=dataset, split_indices=split_indices, report=report)
 
 
-def class_coverage(records: list[Record], split: dict, labels: list[str]) -> dict[str, list[str]]:
+def class_coverage(records: list[Record], split_indices: dict, labels: list[str]) -> dict[str, list[str]]:
     """For each split, the classes (in ``labels`` order) with no clip in it."""
-    return {name: [label for label in labels if label not in {records[i].label for i in indices}] for name, indices in split.items()}
+    return {name: [label for label in labels if label not in {records[i].label for i in indices}] for name, indices in split_indices.items()}
 
 
 def truncated_files(dataset) -> list[tuple[str, str]]:
@@ -173,11 +171,11 @@ def skip_kind(reason: str) -> str:
     return "too short" if reason.startswith("too short") else "silent" if reason.startswith("silent") else "unreadable"
 
 
-def data_report(data, scan: Scan, records: list[Record], skipped, split: dict, dataset, warnings: Optional[list[str]] = None) -> dict:
+def data_report(data, scan: Scan, records: list[Record], skipped, split_indices: dict, dataset, warnings: Optional[list[str]] = None) -> dict:
     durations = dataset["duration"]
     original = dataset["original_duration"]
     per_split = {}
-    for name, indices in split.items():
+    for name, indices in split_indices.items():
         per_split[name] = {
             "num_clips": len(indices),
             "seconds": round(float(sum(durations[i] for i in indices)), 2),

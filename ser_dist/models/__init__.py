@@ -3,22 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
 from ..registry import BACKBONES, refusal, untrusted_source
 from .base import SERModel, SEROutput
-
-_BUILTIN_MODULES = ("recurrent", "vggish", "ssl")
-
-
-def _register_builtins() -> None:
-    import importlib
-
-    for name in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{name}":
-                raise
 
 
 def classifier_kind(exp) -> str:
@@ -30,17 +16,14 @@ def classifier_kind(exp) -> str:
 
 
 def build_model(exp, num_classes: int) -> SERModel:
-    _register_builtins()
     name = exp.model.backbone
     if name in BACKBONES:
         builder = BACKBONES.get(name)
-    elif "ssl_encoder" in BACKBONES:  # any Hub id or local directory transformers' Auto classes load
+    else:  # any Hub id or local directory transformers' Auto classes load
         source = untrusted_source()
         if source is not None and not Path(name).is_dir():  # a model folder rebuilds an SSL encoder only from its own files
             raise refusal(source, "model.backbone", name, BACKBONES.names())
         builder = BACKBONES.get("ssl_encoder")
-    else:
-        raise ConfigError(f"unknown model.backbone={name!r}; known: {', '.join(BACKBONES.names())}")
     return builder(exp.model, num_classes, exp.data.sample_rate, classifier=classifier_kind(exp), classifier_scale=exp.loss.scale)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import BACKBONES
 from .base import SERModel, SEROutput
 from .classifier import build_classifier
 from .features import MFCCFrontend
@@ -149,13 +148,11 @@ def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, c
     )
 
 
-@BACKBONES.register("bilstm")
 def bilstm(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> RecurrentSER:
     """The seed's BiLSTM: Bi-LSTM(256) x 2 layers -> Bi-LSTM(256) -> dense(128)."""
     return _recurrent(model_cfg, num_classes, sample_rate, classifier, classifier_scale, num_layers=2 + 1, bidirectional=True)
 
 
-@BACKBONES.register("lstm")
 def lstm(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> RecurrentSER:
     """The study's unidirectional LSTM: LSTM(256) x 2 layers -> dense(128)."""
     return _recurrent(model_cfg, num_classes, sample_rate, classifier, classifier_scale, num_layers=2, bidirectional=False)

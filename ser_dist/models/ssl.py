@@ -41,15 +41,6 @@ HUB_IDS = {
     "wavlm_large": "microsoft/wavlm-large",
 }
 
-# name -> (model type, layer-norm feature encoder, attention mask): the semantics of the big sibling the
-# tiny model stands in for (hubert_large: layer norm + mask; wav2vec2_base: group norm, no mask;
-# wavlm_base_plus: group norm, trained with the mask).
-TINY_RANDOM = {
-    "hubert_tiny_random": ("hubert", True, True),
-    "wav2vec2_tiny_random": ("wav2vec2", False, False),
-    "wavlm_tiny_random": ("wavlm", False, True),
-}
-
 STANDARD_HEADS = ("mean", "weighted_layers")
 SSL_HEADS = ("mean", "attentive_stats", "weighted_layers")  # the first is what model.head=auto means
 
@@ -338,7 +329,6 @@ def load_encoder(source: str, model_cfg, sample_rate: int, *, name: str | None =
     return encoder, feature_extractor
 
 
-@BACKBONES.register("ssl_encoder")
 def ssl_encoder(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0, *,
                 source: str | None = None, config=None, feature_extractor=None) -> SSLClassifier:
     """Any transformers speech encoder: ``source`` (default ``model.backbone``) is a Hub id or a local directory."""
@@ -354,27 +344,38 @@ def ssl_encoder(model_cfg, num_classes: int, sample_rate: int, classifier: str =
     )
 
 
-def _register_hub(name: str, hub_id: str) -> None:
-    def builder(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> SSLClassifier:
-        return ssl_encoder(model_cfg, num_classes, sample_rate, classifier, classifier_scale, source=hub_id)
+def hub_preset(name: str):
+    """The backbone ``name``: ``ssl_encoder`` on the Hub checkpoint ``HUB_IDS[name]``."""
 
-    builder.__name__ = name
-    builder.__doc__ = f"{hub_id} (pretrained unless model.pretrained=false)."
-    BACKBONES.register(name)(builder)
+    def build(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> SSLClassifier:
+        return ssl_encoder(model_cfg, num_classes, sample_rate, classifier, classifier_scale, source=HUB_IDS[name])
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"{HUB_IDS[name]} (pretrained unless model.pretrained=false)."
+    return build
 
 
-def _register_tiny(name: str, model_type: str, layer_norm: bool, mask: bool) -> None:
-    def builder(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> SSLClassifier:
-        config = tiny_config(model_type, layer_norm)
-        extractor = default_feature_extractor(config, return_attention_mask=mask)
+def tiny_preset(name: str, model_type: str, *, layer_norm: bool, attention_mask: bool):
+    """The backbone ``name``: ``ssl_encoder`` on a tiny random ``model_type`` built from code (``tiny_config``)."""
+
+    def build(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> SSLClassifier:
+        config = tiny_config(model_type, layer_norm)  # a fresh one: load_encoder sets the run's overrides on it
+        extractor = default_feature_extractor(config, return_attention_mask=attention_mask)
         return ssl_encoder(model_cfg, num_classes, sample_rate, classifier, classifier_scale, source=name, config=config, feature_extractor=extractor)
 
-    builder.__name__ = name
-    builder.__doc__ = f"A tiny randomly initialised {model_type} ({'layer' if layer_norm else 'group'} norm, {'with' if mask else 'no'} attention mask): tests and smoke runs."
-    BACKBONES.register(name)(builder)
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"A tiny random {model_type} ({'layer' if layer_norm else 'group'} norm, {'with' if attention_mask else 'no'} attention mask): tests and smoke runs."
+    return build
 
 
-for _name, _hub_id in HUB_IDS.items():
-    _register_hub(_name, _hub_id)
-for _name, (_type, _layer_norm, _mask) in TINY_RANDOM.items():
-    _register_tiny(_name, _type, _layer_norm, _mask)
+# The presets ser_dist.registry.BACKBONES lists.
+hubert_base = hub_preset("hubert_base")
+hubert_large = hub_preset("hubert_large")
+wav2vec2_base = hub_preset("wav2vec2_base")
+wav2vec2_large = hub_preset("wav2vec2_large")
+wavlm_base_plus = hub_preset("wavlm_base_plus")
+wavlm_large = hub_preset("wavlm_large")
+# Each tiny model keeps the semantics of the big sibling it stands in for (named at the end of its line).
+hubert_tiny_random = tiny_preset("hubert_tiny_random", "hubert", layer_norm=True, attention_mask=True)  # hubert_large
+wav2vec2_tiny_random = tiny_preset("wav2vec2_tiny_random", "wav2vec2", layer_norm=False, attention_mask=False)  # wav2vec2_base
+wavlm_tiny_random = tiny_preset("wavlm_tiny_random", "wavlm", layer_norm=False, attention_mask=True)  # wavlm_base_plus

@@ -37,7 +37,6 @@ import torchaudio
 from torch import nn
 
 from ..errors import ConfigError
-from ..registry import BACKBONES
 from .base import SERModel, SEROutput, reject_recurrent_options
 from .classifier import build_classifier
 from .features import make_buffers_non_persistent
@@ -195,7 +194,6 @@ class VGGishSER(SERModel):
                 parameter.requires_grad_(not frozen)
 
 
-@BACKBONES.register("vggish")
 def vggish(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> VGGishSER:
     """VGGish as published (from scratch, or ``model.checkpoint`` weights), mean over 0.96 s patches."""
     resolve_head(model_cfg.head, ("mean",), "VGGish (it averages its 0.96 s patch embeddings)")

@@ -172,7 +172,7 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Op
     from ..data.pipeline import prepare_data
 
     prepared = prepare_data(data, exp.train.seed, for_training=False)
-    records = [prepared.records[i] for i in prepared.split[split]]
+    records = [prepared.records[i] for i in prepared.split_indices[split]]
     summary = {"corpus": data.corpus, "root": data.root, "manifest": data.manifest, "split": split, "protocol": data.split, "fold": data.fold}
     return records, summary, f"{where} ({split} split of data.split={data.split})"
 
@@ -208,7 +208,7 @@ def evaluate_model(
     out = Path(out)
     check_output_folder(out)  # before anything is scored
     model, meta = load_exported(model_dir)  # refuses a folder that names anything but built-in components
-    exp = from_dict(meta["experiment"])
+    exp = from_dict(meta["experiment"], check_values=False)
     labels = list(meta["labels"])
     model_file = model_dir / META_FILE
     # Without --data the corpus comes from the model's config: untrusted, so its adapter is never imported.

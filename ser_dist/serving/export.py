@@ -141,7 +141,7 @@ def stored_experiment(directory: Path, meta: dict):
     from ..config import from_dict
 
     try:
-        return from_dict(meta["experiment"])
+        return from_dict(meta["experiment"], check_values=False)
     except ConfigError as err:
         raise UserError(f"{Path(directory) / META_FILE}: experiment: {err}; re-export the model") from None
 

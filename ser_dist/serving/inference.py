@@ -45,10 +45,10 @@ def manifest_paths(path: Path) -> list[Path]:
 
 def gather_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """(files to predict, (path, reason) for each entry of a given folder that is not one): files as given,
-    folders searched recursively for audio (``data.manifest.scan_folder``, the walker training uses, so a
+    folders searched recursively for audio (``data.folder.scan_folder``, the walker training uses, so a
     broken or looping link, a pipe, a non-audio file, an empty or hidden folder is set aside with its reason),
     manifests read for their ``path`` column."""
-    from ..data.manifest import scan_folder
+    from ..data.folder import scan_folder
 
     files: list[Path] = []
     set_aside: list[tuple[str, str]] = []
