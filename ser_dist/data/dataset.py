@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .audio import RESAMPLING, AudioError, decode_audio
+from .audio import AudioError, decode_audio
+from .resample import RESAMPLING
 from .cache_entry import build_lock, features, is_complete, load_entry, progress_bars_off, record_batch, remove_stale_builds
 from .records import DataError, Record
 
@@ -321,8 +322,8 @@ def collate_waveforms(batch: Iterable[dict]) -> dict:
     """Zero-pad a list of ``AudioClips`` items to the longest waveform in the batch.
 
     Returns ``input_values`` float32 [B, T] (items with more dimensions, such as cached encoder
-    features [frames, H], are padded along the first: [B, T, H]), ``attention_mask`` int64 [B, T] (1 on real samples),
-    ``lengths`` int64 [B] in samples, ``labels`` int64 [B] and ``index`` int64 [B].
+    features [frames, H], are padded along the first: [B, T, H]), ``lengths`` int64 [B] in samples (the
+    models build their own masks from it, at their own frame rate), ``labels`` int64 [B] and ``index`` int64 [B].
     """
     batch = list(batch)
     if not batch:
@@ -334,10 +335,8 @@ def collate_waveforms(batch: Iterable[dict]) -> dict:
     for row, item in enumerate(batch):
         waveform = item["waveform"]
         input_values[row, : lengths[row]] = waveform.numpy() if isinstance(waveform, torch.Tensor) else waveform
-    attention_mask = (np.arange(longest)[None, :] < lengths[:, None]).astype(np.int64)
     return {
         "input_values": torch.from_numpy(input_values),
-        "attention_mask": torch.from_numpy(attention_mask),
         "lengths": torch.from_numpy(lengths),
         "labels": torch.tensor([int(item["label"]) for item in batch], dtype=torch.int64),
         "index": torch.tensor([int(item["index"]) for item in batch], dtype=torch.int64),
