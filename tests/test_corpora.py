@@ -8,7 +8,7 @@ import soundfile as sf
 
 import ser_dist.data.corpora  # noqa: F401  registers the adapters
 from ser_dist.config import Data
-from ser_dist.data.manifest import DataError
+from ser_dist.data.records import DataError
 from ser_dist.errors import ConfigError
 from ser_dist.registry import CORPORA
 

@@ -16,7 +16,7 @@ import torch
 import ser_dist.data.dataset as dataset_module
 from ser_dist.data.audio import decode_audio, load_audio
 from ser_dist.data.dataset import AudioClips, build_audio_dataset, collate_waveforms, default_cache_dir
-from ser_dist.data.manifest import Record
+from ser_dist.data.records import Record
 from ser_dist.errors import ConfigError, UserError
 
 RATE = 16000

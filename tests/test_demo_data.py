@@ -11,7 +11,7 @@ import soundfile as sf
 from ser_dist.config import Data
 from ser_dist.data.demo import EMOTIONS, MAX_CLIP_SECONDS, MIN_CLIP_SECONDS, SPEAKER_PATTERN, make_demo_corpus
 from ser_dist.data.folder import folder
-from ser_dist.data.manifest import DataError
+from ser_dist.data.records import DataError
 from ser_dist.errors import ConfigError
 
 SMALL = dict(num_speakers=3, num_sentences=2, seed=0)

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from ser_dist.config import Experiment, apply_overrides
-from ser_dist.data.manifest import Record
+from ser_dist.data.records import Record
 from ser_dist.models import build_model
 
 from conftest import SPEAKER_PATTERN, TINY_BILSTM, run_recipe, ser_dist_cli

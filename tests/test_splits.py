@@ -4,7 +4,7 @@ import collections
 import pytest
 
 from ser_dist.config import Data
-from ser_dist.data.manifest import DataError, Record
+from ser_dist.data.records import DataError, Record
 from ser_dist.data.split_file import read_split, write_split
 from ser_dist.data.split_groups import speaker_folds
 from ser_dist.data.splits import num_folds, split_records

@@ -26,7 +26,7 @@ from scipy.io import wavfile
 from ..errors import ConfigError
 from .demo_synthesis import MAX_CLIP_SECONDS, MIN_CLIP_SECONDS, synthesize_clip
 from .demo_voices import EMOTION_CUES, EMOTIONS, STREAM_CLIP, Sentence, Speaker, make_sentence, make_speaker
-from .manifest import DataError
+from .records import DataError
 
 # Group 1 is the speaker id; pass it as data.speaker_pattern.
 SPEAKER_PATTERN = r"^(spk\d+)_"

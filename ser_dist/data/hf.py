@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from .audio import AudioError, Decoded, decode_audio, decode_audio_bytes
-from .manifest import AUDIO_EXTENSIONS, DataError, Record, Scan
+from .records import AUDIO_EXTENSIONS, DataError, Record, Scan
 
 if TYPE_CHECKING:
     import datasets

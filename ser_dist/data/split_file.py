@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .manifest import DataError, Record
+from .records import DataError, Record
 from .splits import SPLIT_NAMES, Split
 
 SPLIT_COLUMNS = ("path", "label", "speaker", "session", "source", "split")

@@ -11,7 +11,7 @@ import random
 import re
 from typing import Callable, Optional
 
-from .manifest import Record
+from .records import Record
 
 # Bound on the local search that balances speaker_kfold folds (each step strictly improves them).
 MAX_FOLD_IMPROVEMENTS = 10_000

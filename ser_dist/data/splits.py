@@ -36,7 +36,7 @@ import random
 from typing import Callable, Optional
 
 from ..errors import ConfigError
-from .manifest import DataError, Record
+from .records import DataError, Record
 from .split_groups import apportion, at_least_one, count_for_target, group_indices, natural_key, speaker_folds, take_validation
 
 SPLIT_NAMES = ("train", "val", "test")

@@ -22,7 +22,7 @@ import contextlib
 from pathlib import Path
 from typing import Optional
 
-from ..data.manifest import DataError, Record
+from ..data.records import DataError, Record
 from ..errors import UserError
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
