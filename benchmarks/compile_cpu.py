@@ -8,6 +8,7 @@ whose shapes vary as duration-budget batches do (6-14 clips of 2.5-7.5 s), first
 does), and prints the seconds of the steps after the first ``--warmup`` and the audio seconds trained per
 second. Results and the machine are in docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,13 +37,19 @@ def run(backbone: str, compiled: bool, shapes: list[tuple[int, int]], warmup: in
         if index == warmup:
             started, audio_seconds = time.perf_counter(), 0.0
         waveforms = torch.randn(clips, samples, generator=generator) * 0.1
-        loss = torch.nn.functional.cross_entropy(forward(waveforms, torch.full((clips,), samples)).logits, torch.zeros(clips, dtype=torch.long))
+        loss = torch.nn.functional.cross_entropy(
+            forward(waveforms, torch.full((clips,), samples)).logits, torch.zeros(clips, dtype=torch.long)
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         audio_seconds += clips * samples / 16000
     seconds = time.perf_counter() - started
-    return {"mode": "torch.compile (inductor, dynamic)" if compiled else "eager", "seconds": seconds, "audio_seconds_per_second": audio_seconds / seconds}
+    return {
+        "mode": "torch.compile (inductor, dynamic)" if compiled else "eager",
+        "seconds": seconds,
+        "audio_seconds_per_second": audio_seconds / seconds,
+    }
 
 
 def main() -> None:

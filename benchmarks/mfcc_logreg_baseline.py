@@ -11,6 +11,7 @@ means). Classifier: scikit-learn's multinomial logistic regression on standardis
 on the validation split by UA. Scored with ser_dist's own metrics (UA = mean per-class recall). Writes
 ``RUN_DIR/logreg_baseline.json`` for each run, with the run's own test metrics beside the baseline's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,14 +23,14 @@ import numpy as np
 import torch
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frontend(sample_rate: int):
     from ser_dist.models.features import MFCCFrontend
 
     return MFCCFrontend(sample_rate=sample_rate)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def clip_statistics(path: str, sample_rate: int, max_seconds: float | None) -> np.ndarray:
     """One clip's 240-D statistics; cached, so the folds of a cross-validation decode each clip once."""
     import torchaudio
@@ -97,14 +98,18 @@ def _scores(test: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
-    parser.add_argument("--out", type=Path, default=None, help="with one RUN_DIR: where to write the JSON (default RUN_DIR/logreg_baseline.json)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="with one RUN_DIR: where to write the JSON (default RUN_DIR/logreg_baseline.json)"
+    )
     args = parser.parse_args()
     if args.out and len(args.run_dirs) > 1:
         parser.error("--out takes one RUN_DIR; with several, each run's result goes to RUN_DIR/logreg_baseline.json")
 
     for run_dir in args.run_dirs:
         if not (run_dir / "split.csv").is_file() or not (run_dir / "config.yaml").is_file():
-            parser.error(f"{run_dir}: not a finished run (no split.csv and config.yaml); pass train.output_dir folders, e.g. CV_DIR/fold_*/")
+            parser.error(
+                f"{run_dir}: not a finished run (no split.csv and config.yaml); pass train.output_dir folders, e.g. CV_DIR/fold_*/"
+            )
     results = []
     for run_dir in args.run_dirs:
         result = logreg_baseline(run_dir)
@@ -121,8 +126,10 @@ def main() -> None:
             ua = [100 * r[key]["unweighted_accuracy"] for r in results if r[key]]
             wa = [100 * r[key]["weighted_accuracy"] for r in results if r[key]]
             if ua:
-                print(f"{name}, {len(ua)} runs: UA {np.mean(ua):.2f} +- {np.std(ua, ddof=1) if len(ua) > 1 else 0.0:.2f}  "
-                      f"WA {np.mean(wa):.2f} +- {np.std(wa, ddof=1) if len(wa) > 1 else 0.0:.2f} (mean +- sample sd)")
+                print(
+                    f"{name}, {len(ua)} runs: UA {np.mean(ua):.2f} +- {np.std(ua, ddof=1) if len(ua) > 1 else 0.0:.2f}  "
+                    f"WA {np.mean(wa):.2f} +- {np.std(wa, ddof=1) if len(wa) > 1 else 0.0:.2f} (mean +- sample sd)"
+                )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ projection, the positional convolution, and per transformer layer 8 T H^2 (Q, K,
 CNN (``--freeze-feature-encoder``) counts once. HuBERT-large comes to about 36 GFLOP per second of 16 kHz
 audio forward, wav2vec2-base about 14.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,16 @@ def encoder_config(size: str):
     from ser_dist.models.ssl import tiny_config
 
     if size == "hubert_large":  # facebook/hubert-large-ll60k's architecture
-        return HubertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                            feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, layerdrop=0.0)
+        return HubertConfig(
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            intermediate_size=4096,
+            feat_extract_norm="layer",
+            do_stable_layer_norm=True,
+            conv_bias=True,
+            layerdrop=0.0,
+        )
     if size == "wav2vec2_base":  # facebook/wav2vec2-base's architecture
         return Wav2Vec2Config(layerdrop=0.0)
     if size == "tiny":
@@ -173,15 +182,24 @@ def main() -> None:
     peak, peak_source = peak_tflops(device, args.peak_tflops)
     achieved = flops / elapsed / 1e12
     result = {
-        "size": args.size, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "precision": precision,
-        "attention": args.attention, "frozen_cnn": args.freeze_feature_encoder,
+        "size": args.size,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": precision,
+        "attention": args.attention,
+        "frozen_cnn": args.freeze_feature_encoder,
         "parameters_millions": sum(p.numel() for p in model.parameters()) / 1e6,
         "forward_gflop_per_audio_second": sum(forward_flops(config, SAMPLE_RATE * 10)) / 10 / 1e9,
-        "batch_seconds": args.batch_seconds, "timed_steps": len(timed), "seconds": elapsed,
-        "clips_per_second": len(clips) / elapsed, "audio_seconds_per_second": float(samples[clips].sum()) / SAMPLE_RATE / elapsed,
-        "mean_clip_seconds": float(samples[clips].mean()) / SAMPLE_RATE, "padding_fraction": 1.0 - float(samples[clips].sum()) / padded,
+        "batch_seconds": args.batch_seconds,
+        "timed_steps": len(timed),
+        "seconds": elapsed,
+        "clips_per_second": len(clips) / elapsed,
+        "audio_seconds_per_second": float(samples[clips].sum()) / SAMPLE_RATE / elapsed,
+        "mean_clip_seconds": float(samples[clips].mean()) / SAMPLE_RATE,
+        "padding_fraction": 1.0 - float(samples[clips].sum()) / padded,
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-        "model_tflops_per_second": achieved, "peak_tflops": peak, "peak_source": peak_source,
+        "model_tflops_per_second": achieved,
+        "peak_tflops": peak,
+        "peak_source": peak_source,
         "mfu": achieved / peak if peak else None,
     }
     if args.out:

@@ -20,6 +20,7 @@ Reported per form and N: seconds and seconds per 1,000 clips (cold), warm second
 process while it works and of it with its decoding workers (``--num-proc``, default 2; their RSS summed, so
 shared pages count twice), sampled every 20 ms, beside its RSS after imports, so growth with N is visible. Writes ``OUT/prepare_scale.json`` with ``--out`` and prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,7 @@ SEED = 0
 
 
 # --- the corpus -------------------------------------------------------------------------------------
+
 
 def build_corpus(folder: Path, count: int) -> None:
     """WAV clips + manifest.csv + hf/ (save_to_disk) under ``folder``; kept when a previous call finished it."""
@@ -84,15 +86,19 @@ def _hf_rows(folder: str, rows: list):
 def write_hf_dataset(folder: Path, rows: list) -> None:
     import datasets
 
-    features = datasets.Features({"audio": datasets.Audio(), "label": datasets.ClassLabel(names=EMOTIONS), "speaker": datasets.Value("string")})
-    built = datasets.Dataset.from_generator(_hf_rows, features=features, gen_kwargs={"folder": str(folder), "rows": rows},
-                                           cache_dir=str(folder / "hf-build"))
+    features = datasets.Features(
+        {"audio": datasets.Audio(), "label": datasets.ClassLabel(names=EMOTIONS), "speaker": datasets.Value("string")}
+    )
+    built = datasets.Dataset.from_generator(
+        _hf_rows, features=features, gen_kwargs={"folder": str(folder), "rows": rows}, cache_dir=str(folder / "hf-build")
+    )
     built.save_to_disk(str(folder / "hf"))
     del built
     shutil.rmtree(folder / "hf-build", ignore_errors=True)
 
 
 # --- one measurement, in its own process -------------------------------------------------------------
+
 
 def hf_supported() -> bool:
     from ser_dist.config import Data
@@ -150,8 +156,11 @@ def measure(form: str, corpus: Path, cache: Path, num_proc: int) -> dict:
     with PeakMemory() as memory:
         if form == "hf_core":
             scan = scan_hf_dataset(open_hf_dataset(str(corpus / "hf")))
-            used = sum(1 for rec, value in zip(scan.records, iter_audio(scan.dataset, scan.records))
-                       if decode_hf_audio(value, rec.path, SAMPLE_RATE, 10 * SAMPLE_RATE).num_samples)
+            used = sum(
+                1
+                for rec, value in zip(scan.records, iter_audio(scan.dataset, scan.records))
+                if decode_hf_audio(value, rec.path, SAMPLE_RATE, 10 * SAMPLE_RATE).num_samples
+            )
         else:
             source = {"manifest": str(corpus / "manifest.csv")} if form == "manifest" else {"hf_dataset": str(corpus / "hf")}
             used = prepare_data(Data(split="speaker", cache_dir=str(cache), **source), SEED, num_proc=num_proc).report["num_used"]
@@ -191,11 +200,15 @@ def benchmark(count: int, work: Path, num_proc: int, forms: list[str]) -> list[d
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| form | clips | cold s | s / 1,000 clips | warm s | RSS MB after imports | peak RSS MB | peak RSS MB with workers |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| form | clips | cold s | s / 1,000 clips | warm s | RSS MB after imports | peak RSS MB | peak RSS MB with workers |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
-        lines.append(f"| {r['form']} | {r['clips']:,} | {r['seconds']} | {r['seconds_per_1000_clips']} | {r.get('warm_seconds', '-')} | "
-                     f"{r['rss_after_imports_mb']} | {r['peak_rss_mb']} | {r['peak_rss_with_workers_mb']} |")
+        lines.append(
+            f"| {r['form']} | {r['clips']:,} | {r['seconds']} | {r['seconds_per_1000_clips']} | {r.get('warm_seconds', '-')} | "
+            f"{r['rss_after_imports_mb']} | {r['peak_rss_mb']} | {r['peak_rss_with_workers_mb']} |"
+        )
     return "\n".join(lines)
 
 
@@ -215,8 +228,11 @@ def main(argv=None) -> None:
     sizes = [int(text) for text in args.clips.split(",") if text.strip()]
     forms = ["manifest", "hf", "hf_core"] if hf_supported() else ["manifest", "hf_core"]
     if "hf" not in forms:
-        print("ser_dist.config.Data has no hf_dataset field yet (issue 17 not integrated): prepare_data runs on the manifest only; "
-              "hf_core measures ser_dist.data.hf alone", flush=True)
+        print(
+            "ser_dist.config.Data has no hf_dataset field yet (issue 17 not integrated): prepare_data runs on the manifest only; "
+            "hf_core measures ser_dist.data.hf alone",
+            flush=True,
+        )
     results = [row for count in sizes for row in benchmark(count, args.work.resolve(), args.num_proc, forms)]
     print(table(results))
     if args.out:

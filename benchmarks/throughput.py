@@ -25,6 +25,7 @@ train clips per second on later epochs, the fraction of padded samples in traini
 (RSS on CPU, allocated on GPU), and the final validation UA. Writes ``OUT/throughput.json`` and prints a
 Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,7 @@ SPLIT_OF_SPEAKER = {**{s: "train" for s in TRAIN_SPEAKERS}, "spk09": "val", "spk
 
 
 # --- data -------------------------------------------------------------------------------------------
+
 
 def iemocap_durations(count: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     if IEMOCAP_DURATIONS.exists():
@@ -114,6 +116,7 @@ def peak_memory_mb(device: str) -> float:
 
 # --- the two sides (each in its own process) --------------------------------------------------------
 
+
 def run_ser_dist(args, manifest: Path) -> dict:
     from ser_dist.config import Data, Experiment, Loss, Model, Optim, Train
     from ser_dist.data.sampler import TrainBatchSampler
@@ -128,15 +131,33 @@ def run_ser_dist(args, manifest: Path) -> dict:
     budget = batch_seconds_for(durations, steps, args.seed)
     exp = Experiment(
         name="throughput_ser_dist",
-        data=Data(manifest=str(manifest), split="fixed", max_seconds=args.max_seconds, batch_seconds=budget,
-                  cache_dir=str(args.out / "ser_dist" / "cache")),
-        model=Model(backbone="hubert_tiny_random", pretrained=False, embedding_size=256, dropout=0.0,
-                    freeze_feature_encoder_epochs=-1 if args.freeze_feature_encoder else 0),
+        data=Data(
+            manifest=str(manifest),
+            split="fixed",
+            max_seconds=args.max_seconds,
+            batch_seconds=budget,
+            cache_dir=str(args.out / "ser_dist" / "cache"),
+        ),
+        model=Model(
+            backbone="hubert_tiny_random",
+            pretrained=False,
+            embedding_size=256,
+            dropout=0.0,
+            freeze_feature_encoder_epochs=-1 if args.freeze_feature_encoder else 0,
+        ),
         loss=Loss(name="ce"),
         optim=Optim(name="adamw", lr=args.lr, weight_decay=0.01, scheduler="linear_warmup", warmup_ratio=0.1),
-        train=Train(epochs=args.epochs, batch_size=args.batch_size, max_grad_norm=1.0, early_stopping_patience=None,
-                    seed=args.seed, output_dir=str(args.out / "ser_dist" / "run"), overwrite=True, tensorboard=False,
-                    mixed_precision="bf16" if args.device == "cuda" else "no"),
+        train=Train(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            max_grad_norm=1.0,
+            early_stopping_patience=None,
+            seed=args.seed,
+            output_dir=str(args.out / "ser_dist" / "run"),
+            overwrite=True,
+            tensorboard=False,
+            mixed_precision="bf16" if args.device == "cuda" else "no",
+        ),
     )
     started = time.time()
     results = train(exp)
@@ -239,19 +260,40 @@ def run_baseline(args, manifest: Path) -> dict:
         model.freeze_feature_encoder()  # what transformers' run_audio_classification.py does by default
     timer = EpochTimer()
     training_args = TrainingArguments(
-        output_dir=str(args.out / "baseline" / "run"), per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size, learning_rate=args.lr, weight_decay=0.01, warmup_steps=0.1,
-        lr_scheduler_type="linear", max_grad_norm=1.0, num_train_epochs=args.epochs, eval_strategy="epoch",
-        save_strategy="no", logging_strategy="epoch", report_to=[], seed=args.seed, remove_unused_columns=False,
-        dataloader_num_workers=0, use_cpu=args.device == "cpu", bf16=args.device == "cuda", disable_tqdm=True,
+        output_dir=str(args.out / "baseline" / "run"),
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        learning_rate=args.lr,
+        weight_decay=0.01,
+        warmup_steps=0.1,
+        lr_scheduler_type="linear",
+        max_grad_norm=1.0,
+        num_train_epochs=args.epochs,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="epoch",
+        report_to=[],
+        seed=args.seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=args.device == "cpu",
+        bf16=args.device == "cuda",
+        disable_tqdm=True,
     )
 
     def metrics(prediction):
         scores = compute_metrics(prediction.predictions.argmax(-1), prediction.label_ids, len(labels), labels)
         return {"unweighted_accuracy": scores["unweighted_accuracy"]}
 
-    trainer = Trainer(model=model, args=training_args, train_dataset=datasets["train"], eval_dataset=datasets["val"],
-                      data_collator=collate, compute_metrics=metrics, callbacks=[timer])
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets["val"],
+        data_collator=collate,
+        compute_metrics=metrics,
+        callbacks=[timer],
+    )
     started = time.time()
     trainer.train()
     total = time.time() - started
@@ -285,6 +327,7 @@ def train_batches_only(batches: list[list[float]], steps_per_epoch: int, val_cli
 
 # --- driver ----------------------------------------------------------------------------------------
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/throughput"))
@@ -295,8 +338,11 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--freeze-feature-encoder", action="store_true",
-                        help="both sides keep the CNN feature encoder frozen (the default of transformers' audio-classification example)")
+    parser.add_argument(
+        "--freeze-feature-encoder",
+        action="store_true",
+        help="both sides keep the CNN feature encoder frozen (the default of transformers' audio-classification example)",
+    )
     parser.add_argument("--side", choices=("ser-dist", "baseline"), help=argparse.SUPPRESS)  # one side, in a child process
     args = parser.parse_args()
     args.out = args.out.resolve()
@@ -314,9 +360,20 @@ def main() -> None:
         subprocess.run(command, check=True, env=env)
         results.append(json.loads((args.out / f"{side}.json").read_text()))
     baseline, ours = results
-    speedup = baseline["later_epoch_seconds"] / ours["later_epoch_seconds"] if baseline["later_epoch_seconds"] and ours["later_epoch_seconds"] else None
-    summary = {"device": args.device, "durations": how, "clips": args.clips, "args": {k: str(v) for k, v in vars(args).items()},
-               "baseline": baseline, "ser_dist": ours, "later_epoch_speedup": speedup}
+    speedup = (
+        baseline["later_epoch_seconds"] / ours["later_epoch_seconds"]
+        if baseline["later_epoch_seconds"] and ours["later_epoch_seconds"]
+        else None
+    )
+    summary = {
+        "device": args.device,
+        "durations": how,
+        "clips": args.clips,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "baseline": baseline,
+        "ser_dist": ours,
+        "later_epoch_speedup": speedup,
+    }
     (args.out / "throughput.json").write_text(json.dumps(summary, indent=2))
     print(table(baseline, ours, speedup, args, how))
 

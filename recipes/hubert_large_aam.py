@@ -6,6 +6,7 @@
 Its row (hubert_large_*.py) shares the model, optimiser and training settings and the whole study its data
 protocol; tests/test_study_recipes.py names any setting that drifts.
 """
+
 from ser_dist.config import Data, Experiment, Loss, Model, Optim, Train, cli
 from ser_dist.trainer import train
 
@@ -15,8 +16,15 @@ CONFIG = Experiment(
     data=Data(corpus="iemocap", root=None, split="leave_one_session_out", fold=1, max_seconds=10.0),
     # The seed's SSL fine-tuning: mean pooling -> 256 -> classes, CNN feature encoder frozen for the
     # first 3 epochs, layerdrop 0; AdamW 2e-5 with linear warmup, batch 8.
-    model=Model(backbone="hubert_large", head="mean", embedding_size=256, dropout=0.1,
-                freeze_feature_encoder_epochs=3, freeze_backbone_epochs=0, layerdrop=0.0),
+    model=Model(
+        backbone="hubert_large",
+        head="mean",
+        embedding_size=256,
+        dropout=0.1,
+        freeze_feature_encoder_epochs=3,
+        freeze_backbone_epochs=0,
+        layerdrop=0.0,
+    ),
     loss=Loss(name="aam", margin=0.2, scale=30.0),
     optim=Optim(name="adamw", lr=2e-5, weight_decay=0.01, scheduler="linear_warmup", warmup_ratio=0.1),
     train=Train(epochs=30, batch_size=8, early_stopping_patience=5, metric="ua", max_grad_norm=1.0, output_dir="runs/hubert_large_aam"),

@@ -7,6 +7,7 @@
 Its row (vggish_*.py) shares the model, optimiser and training settings and the whole study its data
 protocol; tests/test_study_recipes.py names any setting that drifts.
 """
+
 from ser_dist.config import Data, Experiment, Loss, Model, Optim, Train, cli
 from ser_dist.trainer import train
 
@@ -16,8 +17,15 @@ CONFIG = Experiment(
     data=Data(corpus="iemocap", root=None, split="leave_one_session_out", fold=1, max_seconds=10.0),
     # VGGish on 0.96 s log-mel patches, mean of the 128-D patch embeddings. From scratch unless
     # model.checkpoint=PATH gives the AudioSet weights (the seed's setting), then fine-tuned at a lower lr.
-    model=Model(backbone="vggish", head="auto", hidden_size=4096, embedding_size=128, dropout=0.3,
-                freeze_feature_encoder_epochs=0, freeze_backbone_epochs=0),
+    model=Model(
+        backbone="vggish",
+        head="auto",
+        hidden_size=4096,
+        embedding_size=128,
+        dropout=0.3,
+        freeze_feature_encoder_epochs=0,
+        freeze_backbone_epochs=0,
+    ),
     loss=Loss(name="ce"),
     optim=Optim(name="adam", lr=1e-4, scheduler="plateau", plateau_factor=0.5, plateau_patience=2),
     train=Train(epochs=50, batch_size=32, early_stopping_patience=5, metric="ua", max_grad_norm=1.0, output_dir="runs/vggish_ce"),

@@ -2,6 +2,7 @@
 
 ``from ser_dist import EmotionClassifier`` is lazy: importing the package loads nothing heavy.
 """
+
 from __future__ import annotations
 
 _LAZY = {

@@ -14,6 +14,7 @@ A checkpoint is *loadable* when its files match ``files.json`` (which must exist
 ``schedule.json``) and its state file holds fields of the right types. ``train.resume=auto`` takes the newest
 loadable one and says in one line which newer ones it passed over and why (a truncated file, say).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +24,6 @@ import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from .errors import ConfigError, UserError
 
@@ -44,21 +44,21 @@ class TrainerState:
     global_step: int = 0  # optimizer steps taken
     train_loss_sum: float = 0.0  # running sums of the epoch in progress
     train_loss_count: int = 0
-    best_metric: Optional[float] = None
-    best_epoch: Optional[int] = None
-    best_checkpoint: Optional[str] = None
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    best_checkpoint: str | None = None
     epochs_without_improvement: int = 0
     nonfinite_steps: int = 0
     nonfinite_streak: int = 0
     stopped_early: bool = False
     history: list = field(default_factory=list)
-    num_processes: Optional[int] = None  # batches_done and the RNG files are per rank
+    num_processes: int | None = None  # batches_done and the RNG files are per rank
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def read(cls, path: Path) -> "TrainerState":
+    def read(cls, path: Path) -> TrainerState:
         """The state file, checked field by field (a TypeError or ValueError names what is wrong)."""
         tree = json.loads((Path(path) / STATE_FILE).read_text())
         if not isinstance(tree, dict):
@@ -125,7 +125,7 @@ def _file_table(folder: Path) -> dict[str, list]:
     }
 
 
-def verify(path: Path) -> Optional[str]:
+def verify(path: Path) -> str | None:
     """None if the checkpoint's files are whole (as ``files.json`` lists them), else what is wrong, in a few words."""
     path = Path(path)
     try:
@@ -152,8 +152,9 @@ def verify(path: Path) -> Optional[str]:
     return None
 
 
-def save_checkpoint(accelerator, directory: Path, state: TrainerState, keep_last: int, *, best: bool = False,
-                    schedule=None, run_info: Optional[dict] = None) -> Path:
+def save_checkpoint(
+    accelerator, directory: Path, state: TrainerState, keep_last: int, *, best: bool = False, schedule=None, run_info: dict | None = None
+) -> Path:
     """Collective: every rank must call it at the same point. ``best``: this checkpoint becomes the best one
     (recorded in its own state file, so a resume from it knows, and kept by pruning)."""
     directory = Path(directory)
@@ -205,7 +206,9 @@ def load_checkpoint(accelerator, path: Path, schedule=None) -> TrainerState:
         if schedule is not None and (path / SCHEDULE_FILE).exists():
             schedule.load_state_dict(json.loads((path / SCHEDULE_FILE).read_text()))
     except Exception as err:  # a file without a files.json entry (older layout) that fails to load
-        raise CheckpointError(f"{path}: cannot resume, a file failed to load ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"{path}: cannot resume, a file failed to load ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+        ) from None
     return state
 
 
@@ -216,7 +219,9 @@ def _check_pickles(path: Path, process_index: int) -> None:
 
     custom = sorted(path.glob("custom_checkpoint_*.pkl"))
     if custom:
-        raise CheckpointError(f"{custom[0]}: ser-dist writes no pickled custom state, so this file is not its own; refused unread, resume from another checkpoint")
+        raise CheckpointError(
+            f"{custom[0]}: ser-dist writes no pickled custom state, so this file is not its own; refused unread, resume from another checkpoint"
+        )
     rng = path / f"random_states_{process_index}.pkl"
     if rng.exists():
         try:
@@ -224,10 +229,12 @@ def _check_pickles(path: Path, process_index: int) -> None:
                 warnings.simplefilter("ignore")
                 load(rng)  # weights_only=True with numpy's array types allowed: plain data or an error, never code
         except Exception as err:
-            raise CheckpointError(f"{rng}: the RNG state does not load as plain data ({type(err).__name__}); resume from another checkpoint") from None
+            raise CheckpointError(
+                f"{rng}: the RNG state does not load as plain data ({type(err).__name__}); resume from another checkpoint"
+            ) from None
 
 
-def resolve_resume(resume: Optional[str], directory: Path, log=None) -> Optional[Path]:
+def resolve_resume(resume: str | None, directory: Path, log=None) -> Path | None:
     """``auto``: the newest loadable checkpoint in ``directory`` (None if there is none), setting damaged newer
     ones aside (``.damaged-NAME``) with one line each through ``log``; a path: that one, if it is whole.
     Main process only: it hashes every file once and renames folders."""
@@ -248,10 +255,14 @@ def resolve_resume(resume: Optional[str], directory: Path, log=None) -> Optional
         return None
     path = Path(resume)
     if not (path / STATE_FILE).exists():
-        raise ConfigError(f"train.resume={resume}: not a complete checkpoint (no {STATE_FILE}); use train.resume=auto or a checkpoint folder")
+        raise ConfigError(
+            f"train.resume={resume}: not a complete checkpoint (no {STATE_FILE}); use train.resume=auto or a checkpoint folder"
+        )
     problem = verify(path)
     if problem:
-        raise CheckpointError(f"{path}: cannot resume, {problem}; resume from another checkpoint (train.resume=auto takes the newest whole one)")
+        raise CheckpointError(
+            f"{path}: cannot resume, {problem}; resume from another checkpoint (train.resume=auto takes the newest whole one)"
+        )
     return path
 
 
@@ -306,12 +317,14 @@ def resume_training(accelerator, exp, log, *, ckpt_dir: Path, identity: dict, sc
     state = load_checkpoint(accelerator, resume_from, schedule)
     check_same_run(resume_from, identity, resume_safe_keys(exp))
     if state.batches_done > batches_per_epoch:
-        raise CheckpointError(f"{resume_from}: its state says {state.batches_done} batches into the epoch, but an epoch has {batches_per_epoch}; resume from another checkpoint")
+        raise CheckpointError(
+            f"{resume_from}: its state says {state.batches_done} batches into the epoch, but an epoch has {batches_per_epoch}; resume from another checkpoint"
+        )
     log(f"resumed from {resume_from} (epoch {state.epoch + 1}, batch {state.batches_done}, step {state.global_step})")
     return state
 
 
-def choose_checkpoint(exp, ckpt_dir: Path, log) -> Optional[Path]:
+def choose_checkpoint(exp, ckpt_dir: Path, log) -> Path | None:
     """Main process: the whole checkpoint to resume from (``resolve_resume``), whose best checkpoint, needed
     for the export, is whole too; None for a fresh start."""
     path = resolve_resume(exp.train.resume, ckpt_dir, log)
@@ -319,7 +332,9 @@ def choose_checkpoint(exp, ckpt_dir: Path, log) -> Optional[Path]:
     if best is not None:
         problem = verify(ckpt_dir / best) if (ckpt_dir / best).is_dir() else "it is missing"
         if problem:  # the export must be the best model: stop now, not after training to the end
-            raise CheckpointError(f"{ckpt_dir / best}, the best checkpoint so far, is needed for the export but {problem}; restore it, or start the run over with train.overwrite=true")
+            raise CheckpointError(
+                f"{ckpt_dir / best}, the best checkpoint so far, is needed for the export but {problem}; restore it, or start the run over with train.overwrite=true"
+            )
     return path
 
 

@@ -1,4 +1,5 @@
 """``ser-dist`` command line: ``ser-dist COMMAND --help`` for each command."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,9 @@ def cmd_make_demo_data(args) -> None:
 
     summary = make_demo_corpus(args.out_dir, num_speakers=args.speakers, num_sentences=args.sentences, takes=args.takes, seed=args.seed)
     counts = ", ".join(f"{k} {v}" for k, v in summary["per_class"].items())
-    print(f"wrote {summary['num_clips']} clips ({counts}) from {len(summary['speakers'])} speakers to {args.out_dir} in {summary['seconds']:.1f} s")
+    print(
+        f"wrote {summary['num_clips']} clips ({counts}) from {len(summary['speakers'])} speakers to {args.out_dir} in {summary['seconds']:.1f} s"
+    )
 
 
 def cmd_augment(args) -> None:
@@ -26,7 +29,13 @@ def cmd_augment(args) -> None:
     if not ops:
         raise UserError("--ops needs at least one augmentation, e.g. --ops bandpass,noise")
     summary = augment_corpus(
-        Path(args.src), Path(args.dst), ops, copies=args.copies, sample_rate=args.sample_rate, seed=args.seed, keep_originals=not args.no_originals
+        Path(args.src),
+        Path(args.dst),
+        ops,
+        copies=args.copies,
+        sample_rate=args.sample_rate,
+        seed=args.seed,
+        keep_originals=not args.no_originals,
     )
     print(f"wrote {summary['written']} clips ({summary['originals']} originals x {', '.join(ops)}) and sources.csv to {args.dst}")
     if summary["skipped"]:
@@ -55,7 +64,9 @@ def cmd_predict(args) -> None:
     files, set_aside = gather_inputs(args.inputs)
     if not files:
         example = f" ({len(set_aside)} entries set aside, e.g. {set_aside[0][0]}: {set_aside[0][1]})" if set_aside else ""
-        raise UserError(f"no input audio files{example}; pass files, folders or a CSV/JSONL manifest: ser-dist predict RUN_DIR a.wav b.flac")
+        raise UserError(
+            f"no input audio files{example}; pass files, folders or a CSV/JSONL manifest: ser-dist predict RUN_DIR a.wav b.flac"
+        )
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k {args.top_k}: give a number of classes >= 1")
     if args.batch_size < 1:
@@ -87,7 +98,9 @@ def cmd_predict(args) -> None:
         print(f"{'file':<{width}}  {'emotion':<12} confidence" + ("  top " + str(args.top_k) if args.top_k else ""))
         for p in predictions:
             top = "  " + ", ".join(f"{label} {prob:.3f}" for label, prob in p.top(args.top_k)) if args.top_k else ""
-            print(f"{p.file:<{width}}  {p.label:<12} {p.confidence:.3f}{top}" + (f"  (mean of {len(p.windows)} windows)" if p.windows else ""))
+            print(
+                f"{p.file:<{width}}  {p.label:<12} {p.confidence:.3f}{top}" + (f"  (mean of {len(p.windows)} windows)" if p.windows else "")
+            )
             for w in p.windows or []:
                 print(f"{'':<{width}}    {w['start']:7.1f}-{w['end']:7.1f} s  {w['label']:<12} {w['confidence']:.3f}")
     for file, reason in set_aside + failed:  # every entry of a given folder is predicted or listed here
@@ -100,8 +113,13 @@ def cmd_evaluate(args) -> None:
     from .serving.evaluation import evaluate_model, parse_label_map
 
     results, out = evaluate_model(
-        args.model, args.data, split=args.split, label_map=parse_label_map(args.label_map), out=args.out,
-        batch_size=args.batch_size, revision=args.revision,
+        args.model,
+        args.data,
+        split=args.split,
+        label_map=parse_label_map(args.label_map),
+        out=args.out,
+        batch_size=args.batch_size,
+        revision=args.revision,
     )
     t, d = results["test"], results["data"]
     if d["skipped_files"]:
@@ -130,7 +148,9 @@ def _study_arguments(args, extras: list[str]) -> tuple[list[str], list[str]]:
         elif "=" in item and not item.startswith("-"):
             overrides.append(item)
         else:
-            raise UserError(f"unexpected argument {item!r}; give recipes (recipes/lstm_ce.py), section.key=value overrides and the options in --help")
+            raise UserError(
+                f"unexpected argument {item!r}; give recipes (recipes/lstm_ce.py), section.key=value overrides and the options in --help"
+            )
     for item in args.data or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -220,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--takes", type=at_least(1), default=1)
     p.add_argument("--seed", type=at_least(0), default=0)
 
-    p = sub.add_parser("augment", help="write an augmented copy of a folder-per-class corpus (originals + one copy per op) and DST/sources.csv")
+    p = sub.add_parser(
+        "augment", help="write an augmented copy of a folder-per-class corpus (originals + one copy per op) and DST/sources.csv"
+    )
     p.add_argument("src", help="folder with one subfolder per emotion")
     p.add_argument("dst", help="new folder to write (train on it with data.root=DST: copies stay in their original's split)")
     p.add_argument("--ops", required=True, help="comma-separated: bandpass, pitch_shift, time_mask, noise, gain, speed")
@@ -234,23 +256,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the emotion of audio files with a trained model")
     p.add_argument("model", help="a run directory (train.output_dir), an exported model folder or a Hub id (owner/name)")
-    p.add_argument("inputs", nargs="+", help="audio files (any common format and rate), folders (recursive) or CSV/TSV/JSONL manifests with a 'path' column")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="audio files (any common format and rate), folders (recursive) or CSV/TSV/JSONL manifests with a 'path' column",
+    )
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print a JSON list, one object per file: file, label, confidence, probabilities (+ windows)")
-    fmt.add_argument("--csv", action="store_true", help="print CSV: one row per file (segment 'all') and per window, every class's probability")
+    fmt.add_argument(
+        "--json", action="store_true", help="print a JSON list, one object per file: file, label, confidence, probabilities (+ windows)"
+    )
+    fmt.add_argument(
+        "--csv", action="store_true", help="print CSV: one row per file (segment 'all') and per window, every class's probability"
+    )
     p.add_argument("--top-k", type=at_least(1), default=None, help="also show the K most likely emotions")
-    p.add_argument("--window-seconds", type=positive_seconds, default=None, help="window length for long recordings (default: the model's training crop, data.max_seconds)")
-    p.add_argument("--hop-seconds", type=positive_seconds, default=None, help="step between windows (default: the window length); recordings longer than window + hop are split")
+    p.add_argument(
+        "--window-seconds",
+        type=positive_seconds,
+        default=None,
+        help="window length for long recordings (default: the model's training crop, data.max_seconds)",
+    )
+    p.add_argument(
+        "--hop-seconds",
+        type=positive_seconds,
+        default=None,
+        help="step between windows (default: the window length); recordings longer than window + hop are split",
+    )
     p.add_argument("--batch-size", type=at_least(1), default=8, help="clips or windows per forward pass")
     p.add_argument("--revision", default=None, help="Hub models: branch, tag or commit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when there is one, else cpu)")
 
-    p = sub.add_parser("evaluate", help="score a saved model on a labelled corpus and write metrics.json, confusion matrix, classification report")
+    p = sub.add_parser(
+        "evaluate", help="score a saved model on a labelled corpus and write metrics.json, confusion matrix, classification report"
+    )
     p.add_argument("model", help="a run directory, an exported model folder or a Hub id")
-    p.add_argument("--data", nargs="+", metavar="KEY=VALUE", help="the corpus, as training's data keys: root=DIR [corpus=emodb] [speaker_pattern=...], manifest=FILE, labels=a,b,... (default: the run's own split.csv)")
-    p.add_argument("--split", choices=("test", "val", "train", "all"), default=None, help="which clips: default the run's test split without --data, every clip (all) with --data")
-    p.add_argument("--label-map", default=None, metavar="CORPUS=MODEL,...", help="rename the corpus's labels to the model's, e.g. angry=Anger,sad=Sad")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="the corpus, as training's data keys: root=DIR [corpus=emodb] [speaker_pattern=...], manifest=FILE, labels=a,b,... (default: the run's own split.csv)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("test", "val", "train", "all"),
+        default=None,
+        help="which clips: default the run's test split without --data, every clip (all) with --data",
+    )
+    p.add_argument(
+        "--label-map", default=None, metavar="CORPUS=MODEL,...", help="rename the corpus's labels to the model's, e.g. angry=Anger,sad=Sad"
+    )
     p.add_argument("--out", default=None, help="report folder (default: RUN_DIR/evaluation)")
     p.add_argument("--batch-size", type=at_least(1), default=None, help="default: the model's train.batch_size")
     p.add_argument("--revision", default=None, help="Hub models: branch, tag or commit")
@@ -268,14 +322,24 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("items", nargs="+", help="recipe(s) and section.key=value overrides")
-        p.add_argument("--data", nargs="+", metavar="KEY=VALUE", help="data overrides without the section, e.g. --data corpus=emodb root=DIR")
+        p.add_argument(
+            "--data", nargs="+", metavar="KEY=VALUE", help="data overrides without the section, e.g. --data corpus=emodb root=DIR"
+        )
         p.add_argument("--config", help="a YAML config applied to every run (before the section.key=value overrides)")
         p.add_argument("--out", required=name == "grid", help="output folder (cv: default train.output_dir; folds go to OUT/fold_K)")
         p.add_argument("--launcher", help="run each fold as a command of this launcher, e.g. 'accelerate launch --num_processes 8'")
-        p.add_argument("--smoke", action="store_true", help="tiny models, 1 epoch, 2 s clips: check a setup end to end (numbers are meaningless)")
-        p.add_argument("--rerun", action="store_true", help="retrain the folds whose folder holds a run of other settings (without it, such a fold stops the command)")
+        p.add_argument(
+            "--smoke", action="store_true", help="tiny models, 1 epoch, 2 s clips: check a setup end to end (numbers are meaningless)"
+        )
+        p.add_argument(
+            "--rerun",
+            action="store_true",
+            help="retrain the folds whose folder holds a run of other settings (without it, such a fold stops the command)",
+        )
         if name == "grid":
-            p.add_argument("--print-jobs", action="store_true", help="print one ser-dist cv command per cell (for a cluster) instead of running")
+            p.add_argument(
+                "--print-jobs", action="store_true", help="print one ser-dist cv command per cell (for a cluster) instead of running"
+            )
 
     p = sub.add_parser("report", help="backbone x loss table (results.md/.csv) and heatmap from finished run or cv folders")
     p.add_argument("run_dirs", nargs="+")
@@ -296,7 +360,14 @@ def main(argv: list[str] | None = None) -> None:
         {"cv": cmd_cv, "grid": cmd_grid}[args.command](args, extras)
         return
     args = parser.parse_args(argv)
-    {"make-demo-data": cmd_make_demo_data, "augment": cmd_augment, "predict": cmd_predict, "evaluate": cmd_evaluate, "push": cmd_push, "report": cmd_report}[args.command](args)
+    {
+        "make-demo-data": cmd_make_demo_data,
+        "augment": cmd_augment,
+        "predict": cmd_predict,
+        "evaluate": cmd_evaluate,
+        "push": cmd_push,
+        "report": cmd_report,
+    }[args.command](args)
 
 
 if __name__ == "__main__":

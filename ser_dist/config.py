@@ -5,6 +5,7 @@ line. Unknown keys, values of the wrong type and missing required values fail he
 is read or any model is built. The resolved config is saved beside every run (``config.yaml``).
 Turning text (a YAML file, a ``key=value`` argument) into typed field values is ``ser_dist.overrides``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ import difflib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -32,63 +33,114 @@ RUN_CONTROL_KEYS = ("train.resume", "train.overwrite", "train.output_dir")
 # Settings that cannot change a run's numbers (where it writes, how often it logs or saves, where its
 # decode cache lives): left out of its fingerprint, the rest is in it.
 RESULT_NEUTRAL_KEYS = RUN_CONTROL_KEYS + (
-    "data.cache_dir", "data.num_workers", "train.tensorboard", "train.log_every_steps", "train.keep_last",
-    "train.save_every_steps", "train.push_to_hub", "hub.repo_id", "hub.private", "hub.revision",
+    "data.cache_dir",
+    "data.num_workers",
+    "train.tensorboard",
+    "train.log_every_steps",
+    "train.keep_last",
+    "train.save_every_steps",
+    "train.push_to_hub",
+    "hub.repo_id",
+    "hub.private",
+    "hub.revision",
 )
 # Keys a resumed run may change; any other difference from the checkpoint's run stops the resume.
 # train.epochs is safe only when the lr schedule does not span the run's length (plateau, none).
 RESUME_SAFE_KEYS = (
-    "name", "train.epochs", "train.early_stopping_patience", "train.keep_last", "train.save_every_steps",
-    "train.log_every_steps", "train.tensorboard", "train.push_to_hub", "train.max_nonfinite_steps",
-    "data.cache_dir", "data.num_workers", "hub.repo_id", "hub.private", "hub.revision",
+    "name",
+    "train.epochs",
+    "train.early_stopping_patience",
+    "train.keep_last",
+    "train.save_every_steps",
+    "train.log_every_steps",
+    "train.tensorboard",
+    "train.push_to_hub",
+    "train.max_nonfinite_steps",
+    "data.cache_dir",
+    "data.num_workers",
+    "hub.repo_id",
+    "hub.private",
+    "hub.revision",
 )
 
 # Allowed ranges of the numeric settings, in interval notation ("[0, 1)": 0 <= x < 1). Every float
 # setting is also checked to be finite; a None (null) value, where the key allows one, is not checked.
 NUMERIC_RANGES = {
-    "data.fold": "[1, inf)", "data.num_folds": "[2, inf)", "data.split_seed": "[0, inf)",
-    "data.val_fraction": "[0, 1)", "data.test_fraction": "[0, 1)", "data.sample_rate": "[1000, 384000]",
-    "data.max_seconds": "(0, inf)", "data.batch_seconds": "(0, inf)", "data.num_workers": "[0, 256]",
-    "data.augment_prob": "[0, 1]", "data.min_seconds": "[0, inf)",
-    "model.n_mfcc": "[1, 64]", "model.hidden_size": "[1, inf)", "model.num_layers": "[1, inf)",
-    "model.frame_stride": "[1, inf)", "model.embedding_size": "[1, inf)", "model.dropout": "[0, 1)",
-    "model.cnn_width": "(0, 16]", "model.freeze_feature_encoder_epochs": "[-1, inf)", "model.freeze_backbone_epochs": "[-1, inf)",
-    "model.layerdrop": "[0, 1)", "model.mask_time_prob": "[0, 1)",
-    "loss.label_smoothing": "[0, 1)", "loss.gamma": "[0, inf)", "loss.alpha": "[0, inf)", "loss.margin": "[0, 1.5707963)",
+    "data.fold": "[1, inf)",
+    "data.num_folds": "[2, inf)",
+    "data.split_seed": "[0, inf)",
+    "data.val_fraction": "[0, 1)",
+    "data.test_fraction": "[0, 1)",
+    "data.sample_rate": "[1000, 384000]",
+    "data.max_seconds": "(0, inf)",
+    "data.batch_seconds": "(0, inf)",
+    "data.num_workers": "[0, 256]",
+    "data.augment_prob": "[0, 1]",
+    "data.min_seconds": "[0, inf)",
+    "model.n_mfcc": "[1, 64]",
+    "model.hidden_size": "[1, inf)",
+    "model.num_layers": "[1, inf)",
+    "model.frame_stride": "[1, inf)",
+    "model.embedding_size": "[1, inf)",
+    "model.dropout": "[0, 1)",
+    "model.cnn_width": "(0, 16]",
+    "model.freeze_feature_encoder_epochs": "[-1, inf)",
+    "model.freeze_backbone_epochs": "[-1, inf)",
+    "model.layerdrop": "[0, 1)",
+    "model.mask_time_prob": "[0, 1)",
+    "loss.label_smoothing": "[0, 1)",
+    "loss.gamma": "[0, inf)",
+    "loss.alpha": "[0, inf)",
+    "loss.margin": "[0, 1.5707963)",
     "loss.scale": "(0, inf)",
-    "optim.lr": "(0, inf)", "optim.backbone_lr": "(0, inf)", "optim.weight_decay": "[0, inf)", "optim.warmup_ratio": "[0, 1]",
-    "optim.plateau_factor": "(0, 1)", "optim.plateau_patience": "[0, inf)",
-    "train.epochs": "[1, inf)", "train.batch_size": "[1, inf)", "train.grad_accum_steps": "[1, inf)",
-    "train.max_grad_norm": "[0, inf)", "train.early_stopping_patience": "[1, inf)", "train.seed": "[0, 4294967295]",
-    "train.save_every_steps": "[0, inf)", "train.keep_last": "[1, inf)", "train.log_every_steps": "[1, inf)",
+    "optim.lr": "(0, inf)",
+    "optim.backbone_lr": "(0, inf)",
+    "optim.weight_decay": "[0, inf)",
+    "optim.warmup_ratio": "[0, 1]",
+    "optim.plateau_factor": "(0, 1)",
+    "optim.plateau_patience": "[0, inf)",
+    "train.epochs": "[1, inf)",
+    "train.batch_size": "[1, inf)",
+    "train.grad_accum_steps": "[1, inf)",
+    "train.max_grad_norm": "[0, inf)",
+    "train.early_stopping_patience": "[1, inf)",
+    "train.seed": "[0, 4294967295]",
+    "train.save_every_steps": "[0, inf)",
+    "train.keep_last": "[1, inf)",
+    "train.log_every_steps": "[1, inf)",
     "train.max_nonfinite_steps": "[1, inf)",
 }
 RANGE_HINTS = {
     "model.n_mfcc": "the MFCC front end has 64 mel bands",
-    "data.fold": "folds are numbered from 1", "model.num_layers": "null: the backbone's own depth",
-    "model.frame_stride": "1: every 10 ms MFCC frame", "data.max_seconds": "null: keep whole clips",
-    "train.early_stopping_patience": "null: no early stopping", "train.max_grad_norm": "null or 0: no clipping",
+    "data.fold": "folds are numbered from 1",
+    "model.num_layers": "null: the backbone's own depth",
+    "model.frame_stride": "1: every 10 ms MFCC frame",
+    "data.max_seconds": "null: keep whole clips",
+    "train.early_stopping_patience": "null: no early stopping",
+    "train.max_grad_norm": "null or 0: no clipping",
 }
 
 
 @dataclass
 class Data:
     corpus: str = "folder"  # adapter name in ser_dist.registry.CORPORA, or "manifest"
-    root: Optional[str] = None  # required unless data.manifest is given
-    manifest: Optional[str] = None  # CSV/JSONL with path,label[,speaker,session,source]
-    labels: Optional[list[str]] = None  # keep (and order) only these classes; None: all found
+    root: str | None = None  # required unless data.manifest is given
+    manifest: str | None = None  # CSV/JSONL with path,label[,speaker,session,source]
+    labels: list[str] | None = None  # keep (and order) only these classes; None: all found
     split: str = "speaker"  # speaker-independent unless told otherwise
-    fold: Optional[int] = None  # for the fold-based protocols (1-based)
+    fold: int | None = None  # for the fold-based protocols (1-based)
     num_folds: int = 5  # for speaker_kfold
-    split_seed: Optional[int] = None  # seed of the stratified/speaker/speaker_kfold split (None: train.seed); set it to vary train.seed on one split
+    split_seed: int | None = (
+        None  # seed of the stratified/speaker/speaker_kfold split (None: train.seed); set it to vary train.seed on one split
+    )
     val_fraction: float = 0.1
     test_fraction: float = 0.1
-    speaker_pattern: Optional[str] = None  # regex on the file name; group 1 is the speaker id
+    speaker_pattern: str | None = None  # regex on the file name; group 1 is the speaker id
     sample_rate: int = 16000
-    max_seconds: Optional[float] = 10.0  # longer clips are cut to this (None: keep whole clips)
+    max_seconds: float | None = 10.0  # longer clips are cut to this (None: keep whole clips)
     min_seconds: float = 0.1  # shorter clips are skipped and listed in data_report.json (0: keep any length)
-    batch_seconds: Optional[float] = None  # duration-budget batches instead of train.batch_size
-    cache_dir: Optional[str] = None  # decode-once cache (default: $SER_DIST_CACHE or ~/.cache/ser_dist/audio)
+    batch_seconds: float | None = None  # duration-budget batches instead of train.batch_size
+    cache_dir: str | None = None  # decode-once cache (default: $SER_DIST_CACHE or ~/.cache/ser_dist/audio)
     num_workers: int = 0
     augment: list[str] = field(default_factory=list)  # online augmentation ops for training clips
     augment_prob: float = 0.5
@@ -97,16 +149,18 @@ class Data:
 @dataclass
 class Model:
     backbone: str = "bilstm"  # name in ser_dist.registry.BACKBONES, a Hub id or a local directory
-    head: str = "auto"  # pooling: auto (SSL: mean; (Bi)LSTM: last) | last ((Bi)LSTM final states) | mean | attentive_stats | weighted_layers (SSL)
+    head: str = (
+        "auto"  # pooling: auto (SSL: mean; (Bi)LSTM: last) | last ((Bi)LSTM final states) | mean | attentive_stats | weighted_layers (SSL)
+    )
     n_mfcc: int = 40
     feature_norm: str = "utterance"  # MFCC backbones: utterance (the seed's per-clip mean/var) | global (training-data statistics)
     hidden_size: int = 256
-    num_layers: Optional[int] = None  # (Bi)LSTM: recurrent layers (default: the backbone's own, BiLSTM 3 = the seed's 2 + 1, LSTM 2)
+    num_layers: int | None = None  # (Bi)LSTM: recurrent layers (default: the backbone's own, BiLSTM 3 = the seed's 2 + 1, LSTM 2)
     frame_stride: int = 1  # (Bi)LSTM: average each N consecutive MFCC frames before the LSTM (N times fewer recurrent steps)
     embedding_size: int = 128
     dropout: float = 0.3
     pretrained: bool = True  # SSL encoders: load pretrained weights (False: random init from the config)
-    checkpoint: Optional[str] = None  # optional local weights for the backbone (e.g. VGGish)
+    checkpoint: str | None = None  # optional local weights for the backbone (e.g. VGGish)
     cnn_width: float = 1.0  # VGGish: multiplies its conv channels (64-128-256-512); < 1 only for tiny test models
     freeze_feature_encoder_epochs: int = 0  # SSL: CNN feature encoder frozen for the first N epochs (-1: always)
     freeze_backbone_epochs: int = 0  # SSL: whole encoder frozen for the first N epochs (-1: always)
@@ -123,7 +177,7 @@ class Loss:
     class_weights: bool = False  # weight classes by inverse frequency in the training split
     label_smoothing: float = 0.1
     gamma: float = 2.0  # focal
-    alpha: Optional[list[float]] = None  # focal: per-class weights
+    alpha: list[float] | None = None  # focal: per-class weights
     margin: float = 0.2  # AAM
     scale: float = 30.0  # AAM
 
@@ -132,7 +186,7 @@ class Loss:
 class Optim:
     name: str = "adamw"
     lr: float = 1e-3
-    backbone_lr: Optional[float] = None  # pretrained encoders: a separate (usually smaller) lr
+    backbone_lr: float | None = None  # pretrained encoders: a separate (usually smaller) lr
     weight_decay: float = 0.0
     scheduler: str = "plateau"
     warmup_ratio: float = 0.1
@@ -145,15 +199,15 @@ class Train:
     epochs: int = 50
     batch_size: int = 32  # per process
     grad_accum_steps: int = 1
-    max_grad_norm: Optional[float] = 1.0
-    early_stopping_patience: Optional[int] = 5
+    max_grad_norm: float | None = 1.0
+    early_stopping_patience: int | None = 5
     metric: str = "ua"  # validation metric for early stopping and the best checkpoint
     seed: int = 42
     output_dir: str = "runs/default"
     mixed_precision: str = "auto"  # auto: what the launcher says (accelerate config / --mixed_precision)
     save_every_steps: int = 0  # 0: checkpoint at each epoch end only
     keep_last: int = 2
-    resume: Optional[str] = None  # auto | PATH | None
+    resume: str | None = None  # auto | PATH | None
     overwrite: bool = False  # clear the outputs of an earlier run in train.output_dir first (else such a folder is refused)
     log_every_steps: int = 10
     max_nonfinite_steps: int = 20  # stop after this many skipped non-finite steps in a row
@@ -164,9 +218,9 @@ class Train:
 
 @dataclass
 class Hub:
-    repo_id: Optional[str] = None
+    repo_id: str | None = None
     private: bool = False
-    revision: Optional[str] = None
+    revision: str | None = None
 
 
 @dataclass
@@ -179,12 +233,14 @@ class Experiment:
     train: Train = field(default_factory=Train)
     hub: Hub = field(default_factory=Hub)
 
-    def validate(self) -> "Experiment":
+    def validate(self) -> Experiment:
         """The command line's checks: ``check_values``, then what launching the run needs: a corpus to read,
         components that resolve (a user's import path is imported), folders that can be created, a checkpoint."""
         self.check_values()
         if self.data.root is None and self.data.manifest is None:
-            raise ConfigError("data.root is required: pass data.root=DIR (a folder with one subfolder per emotion) or data.manifest=FILE.csv")
+            raise ConfigError(
+                "data.root is required: pass data.root=DIR (a folder with one subfolder per emotion) or data.manifest=FILE.csv"
+            )
         check_component_names(self)  # a typo fails here, before the corpus is scanned and decoded
         from .run_folder import file_in_the_way
 
@@ -197,7 +253,7 @@ class Experiment:
             raise ConfigError(f"train.resume={self.train.resume}: no such checkpoint; use train.resume=auto or a checkpoint folder")
         return self
 
-    def check_values(self) -> "Experiment":
+    def check_values(self) -> Experiment:
         """What the settings must satisfy by themselves, wherever they come from (a run's saved config.yaml
         too): choices, ranges, settings that contradict each other. Reads no file and imports nothing."""
         _check_choice("data.split", self.data.split, SPLITS)
@@ -209,32 +265,46 @@ class Experiment:
         _check_choice("model.feature_norm", self.model.feature_norm, ("utterance", "global"))
         _check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
         # A value with "/" would be a Hub kernel repository, code transformers downloads and runs.
-        _check_choice("model.attention", self.model.attention, ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"))
+        _check_choice(
+            "model.attention", self.model.attention, ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+        )
         check_numeric_ranges(self)
         if self.data.max_seconds is not None and self.data.min_seconds > self.data.max_seconds:
-            raise ConfigError(f"data.min_seconds={self.data.min_seconds} is longer than data.max_seconds={self.data.max_seconds}; lower data.min_seconds")
+            raise ConfigError(
+                f"data.min_seconds={self.data.min_seconds} is longer than data.max_seconds={self.data.max_seconds}; lower data.min_seconds"
+            )
         if self.data.val_fraction + self.data.test_fraction >= 1.0:
             raise ConfigError("data.val_fraction + data.test_fraction must leave clips for training (sum < 1)")
         if self.data.split_seed is not None and self.data.split not in SEEDED_SPLITS:
-            raise ConfigError(f"data.split_seed has no effect with data.split={self.data.split} (its folds or sets do not depend on a seed); "
-                              f"leave it out, or use it with data.split={'|'.join(SEEDED_SPLITS)}")
+            raise ConfigError(
+                f"data.split_seed has no effect with data.split={self.data.split} (its folds or sets do not depend on a seed); "
+                f"leave it out, or use it with data.split={'|'.join(SEEDED_SPLITS)}"
+            )
         if self.model.cache_features and self.model.freeze_backbone_epochs != -1:
-            raise ConfigError("model.cache_features=true caches a frozen encoder's output: also set model.freeze_backbone_epochs=-1 (frozen for the whole run)")
+            raise ConfigError(
+                "model.cache_features=true caches a frozen encoder's output: also set model.freeze_backbone_epochs=-1 (frozen for the whole run)"
+            )
         if self.model.cache_features and self.data.augment:
-            raise ConfigError("model.cache_features=true computes each clip's features once, so online augmentation (data.augment) would never be seen; drop one of them")
+            raise ConfigError(
+                "model.cache_features=true computes each clip's features once, so online augmentation (data.augment) would never be seen; drop one of them"
+            )
         if self.train.push_to_hub and not self.hub.repo_id:
             raise ConfigError("train.push_to_hub=true needs hub.repo_id=OWNER/NAME (the Hub repository to create or update)")
         if self.train.resume is not None and self.train.overwrite:
-            raise ConfigError("train.resume and train.overwrite=true contradict each other: resume continues the run in train.output_dir, overwrite clears it; pick one")
+            raise ConfigError(
+                "train.resume and train.overwrite=true contradict each other: resume continues the run in train.output_dir, overwrite clears it; pick one"
+            )
         return self
 
 
 def _unknown(key: str, value: str, known: list[str], also: str) -> ConfigError:
     hint = difflib.get_close_matches(value, known, n=1, cutoff=0.6)
-    return ConfigError(f"unknown {key}={value!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + f" Known: {', '.join(known)}; {also}")
+    return ConfigError(
+        f"unknown {key}={value!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + f" Known: {', '.join(known)}; {also}"
+    )
 
 
-def check_component_names(exp: "Experiment") -> None:
+def check_component_names(exp: Experiment) -> None:
     """``model.backbone``, ``loss.name``, ``data.corpus`` and each ``data.augment`` op name a component in
     ``ser_dist.registry`` (read from its tables: nothing is imported), an import path the user gave
     (``pkg.module:name``, imported here so a bad one fails now), or, for the backbone, a Hub id
@@ -242,7 +312,11 @@ def check_component_names(exp: "Experiment") -> None:
     from .registry import AUGMENTATIONS, BACKBONES, CORPORA, LOSSES
 
     for key, registry, also in (
-        ("model.backbone", BACKBONES, "or a Hub id (owner/name), a local directory written by save_pretrained, or an import path package.module:builder"),
+        (
+            "model.backbone",
+            BACKBONES,
+            "or a Hub id (owner/name), a local directory written by save_pretrained, or an import path package.module:builder",
+        ),
         ("loss.name", LOSSES, "or an import path package.module:builder"),
         ("data.corpus", CORPORA, "or an import path package.module:adapter"),
     ):
@@ -256,7 +330,9 @@ def check_component_names(exp: "Experiment") -> None:
             if Path(value).expanduser().is_dir() or looks_like_repo_id(value):
                 continue
             if value.startswith((".", "/", "~")) or Path(value).expanduser().exists():
-                raise ConfigError(f"model.backbone={value}: {value} is not a directory; pass a folder written by save_pretrained (config.json + weights), a Hub id or a registered name")
+                raise ConfigError(
+                    f"model.backbone={value}: {value} is not a directory; pass a folder written by save_pretrained (config.json + weights), a Hub id or a registered name"
+                )
         raise _unknown(key, value, registry.names(), also)
     for name in exp.data.augment:
         AUGMENTATIONS.require(name, "data.augment")
@@ -267,7 +343,7 @@ def _parse_interval(text: str) -> tuple[float, float, bool, bool]:
     return low, high, text[0] == "[", text[-1] == "]"
 
 
-def check_numeric_ranges(exp: "Experiment") -> None:
+def check_numeric_ranges(exp: Experiment) -> None:
     """Every numeric setting is finite and in its range (``NUMERIC_RANGES``), with one line naming the key."""
     import math
 
@@ -293,7 +369,7 @@ def _check_choice(key: str, value: str, choices: tuple) -> None:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
 
 
-def cli(default: Experiment, argv: Optional[list[str]] = None) -> Experiment:
+def cli(default: Experiment, argv: list[str] | None = None) -> Experiment:
     """Resolve a recipe's config against ``--config`` files and ``section.key=value`` arguments."""
     install_excepthook()
     argv = sys.argv[1:] if argv is None else argv

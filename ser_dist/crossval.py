@@ -13,6 +13,7 @@ or, with ``launcher="accelerate launch --num_processes 8"``, as one launcher com
 process started by a multi-process launcher cannot run several folds (each run ends by tearing down
 the process group), so ``ser-dist cv`` refuses to run under one and asks for ``--launcher`` instead.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,16 +23,16 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from .config import Experiment, apply_overrides, parse_args
 from .errors import ConfigError, UserError
 from .recipe import Recipe, load_recipe, run_recipe_main, smoke_overrides
 from .results import CV_METRICS, CV_SUMMARY, collect_results, write_results
 
-
 # --- cross-validation ----------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class CVPlan:
@@ -39,25 +40,25 @@ class CVPlan:
     experiment: Experiment  # fold 1's resolved config
     out_dir: Path
     overrides: list[str]  # every fold's overrides, without data.fold / train.output_dir
-    folds: list[Optional[int]]  # data.fold per run; [None] for single-split protocols
+    folds: list[int | None]  # data.fold per run; [None] for single-split protocols
 
-    def fold_dir(self, fold: Optional[int]) -> Path:
+    def fold_dir(self, fold: int | None) -> Path:
         return self.out_dir / f"fold_{fold or 1}"
 
-    def fold_overrides(self, fold: Optional[int], restart: bool = False) -> list[str]:
+    def fold_overrides(self, fold: int | None, restart: bool = False) -> list[str]:
         """``restart``: clear the fold's earlier run (other settings) instead of resuming it."""
         extra = [f"train.output_dir={self.fold_dir(fold)}", "train.overwrite=true" if restart else "train.resume=auto"]
         return self.overrides + ([f"data.fold={fold}"] if fold is not None else []) + extra
 
-    def command(self, fold: Optional[int], launcher: Optional[str], restart: bool = False) -> list[str]:
+    def command(self, fold: int | None, launcher: str | None, restart: bool = False) -> list[str]:
         prefix = shlex.split(launcher) if launcher else [sys.executable]
         return prefix + [str(self.recipe.path), *self.fold_overrides(fold, restart)]
 
-    def fold_experiment(self, fold: Optional[int]) -> Experiment:
+    def fold_experiment(self, fold: int | None) -> Experiment:
         """The fold's resolved config, as its training run resolves it."""
         return apply_overrides(self.experiment, {"data.fold": fold}) if fold is not None else self.experiment
 
-    def earlier_run(self, fold: Optional[int]) -> tuple[str, str]:
+    def earlier_run(self, fold: int | None) -> tuple[str, str]:
         """What the fold folder holds: ("none" | "same" | "changed", why). "same": a run of these settings
         (finished when its metrics.json exists); "changed": a run of other settings, ``why`` names them."""
         from . import config as config_module
@@ -83,7 +84,7 @@ class CVPlan:
         return "same", ""
 
 
-def plan_cv(recipe_path: str | os.PathLike, overrides: Sequence[str], out_dir: Optional[str] = None, smoke: bool = False) -> CVPlan:
+def plan_cv(recipe_path: str | os.PathLike, overrides: Sequence[str], out_dir: str | None = None, smoke: bool = False) -> CVPlan:
     """Resolve the config (so a bad key fails before any fold runs) and count the protocol's folds."""
     from .data.pipeline import scan_corpus
     from .data.splits import FOLD_PROTOCOLS, num_folds
@@ -93,7 +94,7 @@ def plan_cv(recipe_path: str | os.PathLike, overrides: Sequence[str], out_dir: O
     exp = apply_overrides(recipe.config, parse_args(overrides)).validate()
     out = Path(out_dir) if out_dir else Path(exp.train.output_dir)
     if exp.data.split in FOLD_PROTOCOLS:
-        folds: list[Optional[int]] = list(range(1, num_folds(scan_corpus(exp.data).records, exp.data) + 1))
+        folds: list[int | None] = list(range(1, num_folds(scan_corpus(exp.data).records, exp.data) + 1))
     else:
         folds = [None]
     return CVPlan(recipe=recipe, experiment=exp, out_dir=out, overrides=overrides, folds=folds)
@@ -114,7 +115,7 @@ def check_earlier_runs(plan: CVPlan, rerun: bool = False) -> dict:
     return restart
 
 
-def check_launch(plan: CVPlan, launcher: Optional[str]) -> None:
+def check_launch(plan: CVPlan, launcher: str | None) -> None:
     """Before any fold trains: the output folder can be made, and the launcher parses and exists."""
     from .run_folder import file_in_the_way
 
@@ -126,14 +127,16 @@ def check_launch(plan: CVPlan, launcher: Optional[str]) -> None:
     try:
         command = shlex.split(launcher)
     except ValueError as err:
-        raise UserError(f"--launcher {launcher!r}: {err}; quote it as one shell word, e.g. --launcher 'accelerate launch --num_processes 8'") from None
+        raise UserError(
+            f"--launcher {launcher!r}: {err}; quote it as one shell word, e.g. --launcher 'accelerate launch --num_processes 8'"
+        ) from None
     if not command:
         raise UserError("--launcher is empty; e.g. --launcher 'accelerate launch --num_processes 8'")
     if shutil.which(command[0]) is None:
         raise UserError(f"--launcher {launcher!r}: {command[0]} is not a program on PATH; install it or give its full path")
 
 
-def run_cv(plan: CVPlan, launcher: Optional[str] = None, log=print, rerun: bool = False) -> dict:
+def run_cv(plan: CVPlan, launcher: str | None = None, log=print, rerun: bool = False) -> dict:
     """Run the folds without a finished run of these settings (a partly run fold resumes from its checkpoint;
     a fold run with other settings stops the command, or with ``rerun`` retrains)."""
     if launcher is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -155,7 +158,9 @@ def run_cv(plan: CVPlan, launcher: Optional[str] = None, log=print, rerun: bool 
         else:
             result = subprocess.run(plan.command(fold, launcher, restart[fold]))
             if result.returncode != 0:
-                raise UserError(f"{label} failed (exit {result.returncode}); see {plan.fold_dir(fold) / 'train.log'}, then rerun the same command to resume")
+                raise UserError(
+                    f"{label} failed (exit {result.returncode}); see {plan.fold_dir(fold) / 'train.log'}, then rerun the same command to resume"
+                )
         if not done.exists():
             raise UserError(f"{label} ended without {done}; see {plan.fold_dir(fold) / 'train.log'}")
     return write_cv_summary(plan)
@@ -165,10 +170,14 @@ def write_cv_summary(plan: CVPlan) -> dict:
     folds = []
     for fold in plan.folds:
         metrics = json.loads((plan.fold_dir(fold) / "metrics.json").read_text())
-        folds.append({
-            "fold": fold or 1, **{key: metrics["test"][key] for key in CV_METRICS}, "num_examples": metrics["test"]["num_examples"],
-            "config_fingerprint_without_fold": metrics.get("config_fingerprint_without_fold"),
-        })
+        folds.append(
+            {
+                "fold": fold or 1,
+                **{key: metrics["test"][key] for key in CV_METRICS},
+                "num_examples": metrics["test"]["num_examples"],
+                "config_fingerprint_without_fold": metrics.get("config_fingerprint_without_fold"),
+            }
+        )
     summary = {
         "recipe": str(plan.recipe.path),
         "experiment": plan.recipe.config.name,
@@ -212,6 +221,7 @@ def _pm(stat: dict) -> str:
 
 # --- the grid ------------------------------------------------------------------------------------
 
+
 def plan_grid(recipes: Sequence[str], overrides: Sequence[str], out_dir: str, smoke: bool = False) -> list[CVPlan]:
     """One cv plan per recipe, all resolved before anything trains; cells go to ``out_dir/<recipe>``."""
     if not recipes:
@@ -247,7 +257,11 @@ def check_comparable(plans: Sequence[CVPlan]) -> None:
             for diff in _differences(getattr(row.experiment, section), getattr(plan.experiment, section), section, ignore=("output_dir",))
         ]
         pairs = (
-            (plans[0], _differences(plans[0].experiment.data, plan.experiment.data, "data", ignore=("fold",)), "the cells of a grid share one data protocol"),
+            (
+                plans[0],
+                _differences(plans[0].experiment.data, plan.experiment.data, "data", ignore=("fold",)),
+                "the cells of a grid share one data protocol",
+            ),
             (row, row_diffs, f"the cells of the {plan.recipe.backbone} row share its model and training settings"),
         )
         for other, diffs, why in pairs:
@@ -267,7 +281,7 @@ def _differences(a, b, section: str, ignore: tuple[str, ...] = ()) -> list[tuple
     ]
 
 
-def grid_jobs(plans: Sequence[CVPlan], launcher: Optional[str] = None, rerun: bool = False) -> list[str]:
+def grid_jobs(plans: Sequence[CVPlan], launcher: str | None = None, rerun: bool = False) -> list[str]:
     """One shell command per cell: ``ser-dist cv`` of that recipe into its cell folder."""
     jobs = []
     for plan in plans:
@@ -278,7 +292,7 @@ def grid_jobs(plans: Sequence[CVPlan], launcher: Optional[str] = None, rerun: bo
     return jobs
 
 
-def run_grid(plans: Sequence[CVPlan], out_dir: str, launcher: Optional[str] = None, log=print, rerun: bool = False) -> dict[str, Path]:
+def run_grid(plans: Sequence[CVPlan], out_dir: str, launcher: str | None = None, log=print, rerun: bool = False) -> dict[str, Path]:
     """Run every cell (folds finished with the same settings are skipped), then write the study table and heatmap."""
     for plan in plans:  # every cell's folders are checked before anything trains
         check_launch(plan, launcher)

@@ -1,4 +1,5 @@
 """User-facing errors: each message is one line naming the file or key and the fix."""
+
 from __future__ import annotations
 
 import sys

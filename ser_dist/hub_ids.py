@@ -3,6 +3,7 @@
 Config validation asks it of ``model.backbone`` and the serving package of a model to load, so it sits
 below both and imports nothing but the standard library (not ``huggingface_hub``).
 """
+
 from __future__ import annotations
 
 import re

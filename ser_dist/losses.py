@@ -6,10 +6,11 @@ builder ``fn(cfg: Loss, num_classes, class_counts) -> nn.Module``; ``loss.name``
 import path ``package.module:builder``. All losses compute in float32, also under autocast, since
 softmax/log in fp16 and bf16 lose the small probabilities these losses are made of.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from .errors import ConfigError
 from .registry import LOSSES
 
 
-def build_loss(cfg: Loss, num_classes: int, class_counts: Optional[Sequence[int]] = None) -> nn.Module:
+def build_loss(cfg: Loss, num_classes: int, class_counts: Sequence[int] | None = None) -> nn.Module:
     """Look ``cfg.name`` up in ``LOSSES`` and build it. ``class_counts``: clips per class in the
     training split, in label order (needed for ``loss.class_weights=true``)."""
     try:
@@ -35,7 +36,7 @@ def uses_cosine_classifier(cfg: Loss) -> bool:
     return cfg.name == "aam"
 
 
-def inverse_frequency_weights(class_counts: Optional[Sequence[int]], num_classes: int) -> torch.Tensor:
+def inverse_frequency_weights(class_counts: Sequence[int] | None, num_classes: int) -> torch.Tensor:
     """``w_c = (1 / n_c) / mean_k(1 / n_k)``: rare classes weigh more, and the mean weight is 1 so
     the loss keeps the scale of the unweighted one."""
     if class_counts is None:
@@ -52,7 +53,7 @@ def inverse_frequency_weights(class_counts: Optional[Sequence[int]], num_classes
     return inverse / inverse.mean()
 
 
-def _weighted_mean(per_sample: torch.Tensor, labels: torch.Tensor, class_weight: Optional[torch.Tensor]) -> torch.Tensor:
+def _weighted_mean(per_sample: torch.Tensor, labels: torch.Tensor, class_weight: torch.Tensor | None) -> torch.Tensor:
     """Plain mean, or ``sum_i w_{y_i} l_i / sum_i w_{y_i}`` (PyTorch's convention for weighted CE)."""
     if class_weight is None:
         return per_sample.mean()
@@ -67,7 +68,7 @@ class CrossEntropyLoss(nn.Module):
     ``w_y``-weighted mean of it (the class weight scales the whole smoothed term of the sample).
     """
 
-    def __init__(self, label_smoothing: float = 0.0, class_weight: Optional[torch.Tensor] = None):
+    def __init__(self, label_smoothing: float = 0.0, class_weight: torch.Tensor | None = None):
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"loss.label_smoothing={label_smoothing} must be in [0, 1)")
@@ -86,7 +87,7 @@ class FocalLoss(nn.Module):
     per-sample terms; the mean is a plain mean over samples, as in the paper.
     """
 
-    def __init__(self, gamma: float = 2.0, alpha: Optional[torch.Tensor] = None):
+    def __init__(self, gamma: float = 2.0, alpha: torch.Tensor | None = None):
         super().__init__()
         if gamma < 0:
             raise ConfigError(f"loss.gamma={gamma} must be >= 0")
@@ -114,7 +115,7 @@ class AdditiveAngularMarginLoss(nn.Module):
     predictions use the classifier's cosine logits as they are.
     """
 
-    def __init__(self, margin: float = 0.2, scale: float = 30.0, class_weight: Optional[torch.Tensor] = None):
+    def __init__(self, margin: float = 0.2, scale: float = 30.0, class_weight: torch.Tensor | None = None):
         super().__init__()
         if not 0.0 <= margin < math.pi / 2:
             raise ConfigError(f"loss.margin={margin} must be in [0, pi/2) radians (ArcFace uses 0.2-0.5)")
@@ -191,7 +192,7 @@ class ConcordanceLoss(nn.Module):
         return torch.where(count > 0, ccc_loss, fallback)
 
 
-def _per_class_weights(values: Optional[Sequence[float]], key: str, num_classes: int) -> Optional[torch.Tensor]:
+def _per_class_weights(values: Sequence[float] | None, key: str, num_classes: int) -> torch.Tensor | None:
     if values is None:
         return None
     if len(values) != num_classes:
@@ -201,17 +202,17 @@ def _per_class_weights(values: Optional[Sequence[float]], key: str, num_classes:
     return torch.tensor([float(v) for v in values], dtype=torch.float32)
 
 
-def build_cross_entropy(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] = None) -> CrossEntropyLoss:
+def build_cross_entropy(cfg: Loss, num_classes: int, class_counts: list[int] | None = None) -> CrossEntropyLoss:
     weight = inverse_frequency_weights(class_counts, num_classes) if cfg.class_weights else None
     return CrossEntropyLoss(label_smoothing=0.0, class_weight=weight)
 
 
-def build_label_smoothing(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] = None) -> CrossEntropyLoss:
+def build_label_smoothing(cfg: Loss, num_classes: int, class_counts: list[int] | None = None) -> CrossEntropyLoss:
     weight = inverse_frequency_weights(class_counts, num_classes) if cfg.class_weights else None
     return CrossEntropyLoss(label_smoothing=cfg.label_smoothing, class_weight=weight)
 
 
-def build_focal(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] = None) -> FocalLoss:
+def build_focal(cfg: Loss, num_classes: int, class_counts: list[int] | None = None) -> FocalLoss:
     """``loss.alpha`` gives per-class weights; ``loss.class_weights=true`` uses inverse frequencies as alpha."""
     if cfg.alpha is not None and cfg.class_weights:
         raise ConfigError("loss.alpha and loss.class_weights=true both weight the classes of the focal loss; set only one")
@@ -221,15 +222,17 @@ def build_focal(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] =
     return FocalLoss(gamma=cfg.gamma, alpha=alpha)
 
 
-def build_additive_angular_margin(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] = None) -> AdditiveAngularMarginLoss:
+def build_additive_angular_margin(cfg: Loss, num_classes: int, class_counts: list[int] | None = None) -> AdditiveAngularMarginLoss:
     weight = inverse_frequency_weights(class_counts, num_classes) if cfg.class_weights else None
     return AdditiveAngularMarginLoss(margin=cfg.margin, scale=cfg.scale, class_weight=weight)
 
 
-def build_concordance(cfg: Loss, num_classes: int, class_counts: Optional[list[int]] = None) -> ConcordanceLoss:
+def build_concordance(cfg: Loss, num_classes: int, class_counts: list[int] | None = None) -> ConcordanceLoss:
     if cfg.class_weights:
         # The CCC is averaged over classes, so every class already counts the same.
-        raise ConfigError("loss.class_weights=true is not supported by loss.name=ccc (it weighs classes equally already); set loss.class_weights=false")
+        raise ConfigError(
+            "loss.class_weights=true is not supported by loss.name=ccc (it weighs classes equally already); set loss.class_weights=false"
+        )
     return ConcordanceLoss(num_classes)
 
 

@@ -31,12 +31,12 @@ never predicted does not drag the average to 0. ``weighted_f1`` weights each cla
 support. Any 0/0 (precision of a never-predicted class, recall of an absent class) counts as 0, as
 scikit-learn's ``zero_division=0``.
 """
+
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional, Sequence
-
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -80,7 +80,7 @@ def compute_metrics(
     predictions: Sequence[int],
     references: Sequence[int],
     num_classes: int,
-    label_names: Optional[Sequence[str]] = None,
+    label_names: Sequence[str] | None = None,
 ) -> dict:
     """Score predicted class indices against the true ones; see the module docstring for definitions."""
     predicted = _as_class_indices(predictions, "predictions")
@@ -155,17 +155,15 @@ def _metric_class(evaluate):
     class SERMetrics(evaluate.Metric):
         __doc__ = _metric_class.__doc__
 
-        def _info(self) -> "evaluate.MetricInfo":
+        def _info(self) -> evaluate.MetricInfo:
             return evaluate.MetricInfo(
                 description=_DESCRIPTION,
                 citation=_CITATION,
                 inputs_description=_KWARGS_DESCRIPTION,
-                features=datasets.Features(
-                    {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-                ),
+                features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
             )
 
-        def _compute(self, predictions, references, num_classes: Optional[int] = None, labels: Optional[Sequence[str]] = None) -> dict:
+        def _compute(self, predictions, references, num_classes: int | None = None, labels: Sequence[str] | None = None) -> dict:
             if num_classes is None:
                 if labels is not None:
                     num_classes = len(labels)

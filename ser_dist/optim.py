@@ -13,6 +13,7 @@ its groups' optimizer state is dropped, so it starts from a fresh state exactly 
 DDP is told to expect parameters without gradients whenever the recipe freezes anything
 (``find_unused_parameters``, in the trainer's accelerator set-up).
 """
+
 from __future__ import annotations
 
 import math

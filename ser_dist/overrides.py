@@ -4,6 +4,7 @@ Works on any experiment dataclass whose fields are section dataclasses (``ser_di
 a key that no section has is an error with a did-you-mean, and each value is checked against its field's
 annotation, converting only what a YAML scalar or a command-line string allows (``"3"`` -> 3, ``a,b`` -> a list).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -95,12 +96,18 @@ def _set(exp, dotted: str, raw: Any) -> None:
         raise ConfigError(f"unknown config key {dotted!r}; keys look like section.key=value, sections: {', '.join(by_name)}")
     if section_name not in by_name:
         hint = difflib.get_close_matches(section_name, list(by_name), n=1)
-        raise ConfigError(f"unknown config section {section_name!r} in {dotted!r}" + (f"; did you mean {hint[0]!r}?" if hint else f"; sections: {', '.join(by_name)}"))
+        raise ConfigError(
+            f"unknown config section {section_name!r} in {dotted!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else f"; sections: {', '.join(by_name)}")
+        )
     section = by_name[section_name]
     fields = {f.name: f for f in dataclasses.fields(section)}
     if key not in fields:
         hint = difflib.get_close_matches(key, list(fields), n=1)
-        raise ConfigError(f"unknown config key {dotted!r}" + (f"; did you mean {section_name}.{hint[0]}?" if hint else f"; {section_name} has: {', '.join(fields)}"))
+        raise ConfigError(
+            f"unknown config key {dotted!r}"
+            + (f"; did you mean {section_name}.{hint[0]}?" if hint else f"; {section_name} has: {', '.join(fields)}")
+        )
     setattr(section, key, _coerce(dotted, raw, fields[key].type))
 
 
@@ -131,7 +138,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1})", key_node.start_mark)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1})", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -145,7 +154,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         tree = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); re-save it as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); re-save it as UTF-8"
+        ) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
     if not isinstance(tree, dict):

@@ -6,10 +6,12 @@ notebooks), and figures are freed when dropped instead of piling up in pyplot's 
 run. Each function returns such a Figure, which TensorBoard's ``add_figure`` accepts; the files are
 written by ``ser_dist.reports``.
 """
+
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 MISSING_CELL = "—"  # a backbone x loss cell with no run, in the study's table and heatmap
 
 
-def new_figure(figsize: tuple[float, float]) -> "Figure":
+def new_figure(figsize: tuple[float, float]) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -32,16 +34,19 @@ def new_figure(figsize: tuple[float, float]) -> "Figure":
 
 _CURVE_PANELS = (
     ("loss", (("train_loss", "train"), ("val_loss", "validation"))),
-    ("validation score (%)", (
-        ("val_unweighted_accuracy", "UA"),
-        ("val_weighted_accuracy", "WA"),
-        ("val_macro_f1", "macro-F1"),
-    )),
+    (
+        "validation score (%)",
+        (
+            ("val_unweighted_accuracy", "UA"),
+            ("val_weighted_accuracy", "WA"),
+            ("val_macro_f1", "macro-F1"),
+        ),
+    ),
     ("learning rate", (("lr", "lr"),)),
 )
 
 
-def training_curves_figure(rows: Sequence[dict]) -> "Figure":
+def training_curves_figure(rows: Sequence[dict]) -> Figure:
     """Loss, validation UA/WA/macro-F1 and learning rate against epoch, one panel each.
 
     Series missing from the rows are left out, and so is a panel with none of its series.
@@ -87,12 +92,13 @@ def _as_float(value: Any) -> float:
 
 # --- confusion matrix --------------------------------------------------------------------------
 
+
 def confusion_matrix_figure(
-    cm: Union[Sequence[Sequence[int]], np.ndarray],
+    cm: Sequence[Sequence[int]] | np.ndarray,
     label_names: Sequence[str],
     normalize: bool = True,
-    title: Optional[str] = None,
-) -> "Figure":
+    title: str | None = None,
+) -> Figure:
     """Confusion matrix (rows = true, columns = predicted), each cell annotated with its count.
 
     With ``normalize`` the colour is the row-normalised share (per-class recall on the diagonal) and the
@@ -101,7 +107,9 @@ def confusion_matrix_figure(
     counts = np.asarray(cm)
     num_classes = len(label_names)
     if counts.shape != (num_classes, num_classes):
-        raise ValueError(f"confusion matrix has shape {counts.shape}, expected ({num_classes}, {num_classes}) for {num_classes} label names")
+        raise ValueError(
+            f"confusion matrix has shape {counts.shape}, expected ({num_classes}, {num_classes}) for {num_classes} label names"
+        )
     row_totals = counts.sum(axis=1, keepdims=True)
     if normalize:
         shade = np.divide(counts, row_totals, out=np.zeros(counts.shape, dtype=float), where=row_totals > 0)
@@ -134,7 +142,8 @@ def confusion_matrix_figure(
 
 # --- the study's heatmap -----------------------------------------------------------------------
 
-def study_heatmap_figure(means: np.ndarray, stds: np.ndarray, backbones: Sequence[str], losses: Sequence[str], metric_name: str) -> "Figure":
+
+def study_heatmap_figure(means: np.ndarray, stds: np.ndarray, backbones: Sequence[str], losses: Sequence[str], metric_name: str) -> Figure:
     """Backbones x losses heatmap of a metric in percent (``means``; NaN where no run exists, shown grey
     with ``MISSING_CELL``), each cell annotated with its mean and ± ``stds`` (NaN for a single fold)."""
     from matplotlib import colormaps

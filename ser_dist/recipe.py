@@ -4,16 +4,17 @@
 block in this process (its real entry point). ``smoke_overrides`` are the ``--smoke`` settings
 (``ser_dist/smoke.yaml``): tiny models and one epoch, to check a setup end to end in minutes on a CPU.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import runpy
 import sys
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 
@@ -64,7 +65,7 @@ def run_recipe_main(path: Path, overrides: Sequence[str]) -> None:
         sys.argv = saved
 
 
-@lru_cache(maxsize=None)
+@cache
 def _smoke_settings() -> dict:
     """``smoke.yaml``: ``common`` overrides for every recipe, ``backbones`` adds per study row."""
     return yaml.safe_load(resources.files(__package__).joinpath("smoke.yaml").read_text(encoding="utf-8"))

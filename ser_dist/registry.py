@@ -10,12 +10,13 @@ folder (a run's ``model/``, an export, a Hub download) is not trusted: its ``ser
 registered components. ``check_stored_names`` refuses any other name with one line before anything is
 built, and inside ``untrusted(source)`` a lookup cannot import at all, whatever the caller forgot to check.
 """
+
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import importlib
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .errors import ConfigError, UserError
 
@@ -115,48 +116,64 @@ class Registry:
         raise ConfigError(f"{key}: unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
 
 
-BACKBONES = Registry("backbone", "model.backbone", {
-    "bilstm": "ser_dist.models.recurrent:bilstm",
-    "lstm": "ser_dist.models.recurrent:lstm",
-    "vggish": "ser_dist.models.vggish:vggish",
-    # Any Hub id or save_pretrained folder of the wav2vec2 / HuBERT / WavLM family; the presets below call it.
-    "ssl_encoder": "ser_dist.models.ssl:ssl_encoder",
-    "hubert_base": "ser_dist.models.ssl:hubert_base",
-    "hubert_large": "ser_dist.models.ssl:hubert_large",
-    "wav2vec2_base": "ser_dist.models.ssl:wav2vec2_base",
-    "wav2vec2_large": "ser_dist.models.ssl:wav2vec2_large",
-    "wavlm_base_plus": "ser_dist.models.ssl:wavlm_base_plus",
-    "wavlm_large": "ser_dist.models.ssl:wavlm_large",
-    # ~35 K-parameter random models built from code (no download): tests and CPU smoke runs.
-    "hubert_tiny_random": "ser_dist.models.ssl:hubert_tiny_random",
-    "wav2vec2_tiny_random": "ser_dist.models.ssl:wav2vec2_tiny_random",
-    "wavlm_tiny_random": "ser_dist.models.ssl:wavlm_tiny_random",
-})
-LOSSES = Registry("loss", "loss.name", {
-    "ce": "ser_dist.losses:build_cross_entropy",
-    "label_smoothing": "ser_dist.losses:build_label_smoothing",
-    "focal": "ser_dist.losses:build_focal",
-    "aam": "ser_dist.losses:build_additive_angular_margin",
-    "ccc": "ser_dist.losses:build_concordance",
-})
-CORPORA = Registry("corpus", "data.corpus", {
-    "folder": "ser_dist.data.folder:folder",
-    "manifest": "ser_dist.data.manifest:manifest",
-    "iemocap": "ser_dist.data.corpora:iemocap",
-    "crema_d": "ser_dist.data.corpora:crema_d",
-    "ravdess": "ser_dist.data.corpora:ravdess",
-    "tess": "ser_dist.data.corpora:tess",
-    "emodb": "ser_dist.data.corpora:emodb",
-    "savee": "ser_dist.data.corpora:savee",
-})
-AUGMENTATIONS = Registry("augmentation", "data.augment", {
-    "bandpass": "ser_dist.data.augment:bandpass",
-    "pitch_shift": "ser_dist.data.augment:pitch_shift",
-    "time_mask": "ser_dist.data.augment:time_mask",
-    "noise": "ser_dist.data.augment:noise",
-    "gain": "ser_dist.data.augment:gain",
-    "speed": "ser_dist.data.augment:speed",
-})
+BACKBONES = Registry(
+    "backbone",
+    "model.backbone",
+    {
+        "bilstm": "ser_dist.models.recurrent:bilstm",
+        "lstm": "ser_dist.models.recurrent:lstm",
+        "vggish": "ser_dist.models.vggish:vggish",
+        # Any Hub id or save_pretrained folder of the wav2vec2 / HuBERT / WavLM family; the presets below call it.
+        "ssl_encoder": "ser_dist.models.ssl:ssl_encoder",
+        "hubert_base": "ser_dist.models.ssl:hubert_base",
+        "hubert_large": "ser_dist.models.ssl:hubert_large",
+        "wav2vec2_base": "ser_dist.models.ssl:wav2vec2_base",
+        "wav2vec2_large": "ser_dist.models.ssl:wav2vec2_large",
+        "wavlm_base_plus": "ser_dist.models.ssl:wavlm_base_plus",
+        "wavlm_large": "ser_dist.models.ssl:wavlm_large",
+        # ~35 K-parameter random models built from code (no download): tests and CPU smoke runs.
+        "hubert_tiny_random": "ser_dist.models.ssl:hubert_tiny_random",
+        "wav2vec2_tiny_random": "ser_dist.models.ssl:wav2vec2_tiny_random",
+        "wavlm_tiny_random": "ser_dist.models.ssl:wavlm_tiny_random",
+    },
+)
+LOSSES = Registry(
+    "loss",
+    "loss.name",
+    {
+        "ce": "ser_dist.losses:build_cross_entropy",
+        "label_smoothing": "ser_dist.losses:build_label_smoothing",
+        "focal": "ser_dist.losses:build_focal",
+        "aam": "ser_dist.losses:build_additive_angular_margin",
+        "ccc": "ser_dist.losses:build_concordance",
+    },
+)
+CORPORA = Registry(
+    "corpus",
+    "data.corpus",
+    {
+        "folder": "ser_dist.data.folder:folder",
+        "manifest": "ser_dist.data.manifest:manifest",
+        "iemocap": "ser_dist.data.corpora:iemocap",
+        "crema_d": "ser_dist.data.corpora:crema_d",
+        "ravdess": "ser_dist.data.corpora:ravdess",
+        "tess": "ser_dist.data.corpora:tess",
+        "emodb": "ser_dist.data.corpora:emodb",
+        "savee": "ser_dist.data.corpora:savee",
+    },
+)
+AUGMENTATIONS = Registry(
+    "augmentation",
+    "data.augment",
+    {
+        "bandpass": "ser_dist.data.augment:bandpass",
+        "pitch_shift": "ser_dist.data.augment:pitch_shift",
+        "time_mask": "ser_dist.data.augment:time_mask",
+        "noise": "ser_dist.data.augment:noise",
+        "gain": "ser_dist.data.augment:gain",
+        "speed": "ser_dist.data.augment:speed",
+    },
+)
 
 # Every registry a stored experiment names entries of. A new registry read from a config key goes here,
 # so that a model folder's value for it is checked too.

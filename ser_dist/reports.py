@@ -9,13 +9,15 @@ The figures are built in ``ser_dist.plots``. Written elsewhere, as they are not 
 (config.yaml by ``config.save``, split.csv and data_report.json by the data layer, which reads them back),
 checkpoints (``checkpoint``), train.log and TensorBoard events (``run_log``), the export (``serving.export``).
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,7 +27,7 @@ from .plots import MISSING_CELL, confusion_matrix_figure, study_heatmap_figure, 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 # The comparative study's order; names not listed (or not matching a "prefix*") follow, alphabetically.
 BACKBONE_ORDER = ("lstm", "bilstm", "vggish", "wav2vec2*", "hubert*")
@@ -36,7 +38,10 @@ _SHORT_METRIC_NAME = {"unweighted_accuracy": "UA", "weighted_accuracy": "WA"}
 
 # --- a run's and an evaluation's reports -------------------------------------------------------
 
-def write_training_reports(out: PathLike, results: dict, test: dict, *, history: Sequence[dict], label_names: list[str], test_records: list, timing: dict) -> None:
+
+def write_training_reports(
+    out: PathLike, results: dict, test: dict, *, history: Sequence[dict], label_names: list[str], test_records: list, timing: dict
+) -> None:
     """A finished training run's reports: its test reports, its per-epoch history and curves, and its wall times."""
     out = Path(out)
     write_test_reports(out, results, test, label_names, test_records)
@@ -50,9 +55,14 @@ def write_evaluation_reports(out: PathLike, results: dict, test: dict, scored_re
     the clips that could not be decoded (path, reason)."""
     out = Path(out)
     write_test_reports(out, results, test, results["data"]["labels"], scored_records)
-    write_json(out / "data_report.json", {
-        "evaluated_on": results["evaluated_on"], "num_used": len(scored_records), "skipped_files": [{"path": p, "reason": r} for p, r in skipped],
-    })
+    write_json(
+        out / "data_report.json",
+        {
+            "evaluated_on": results["evaluated_on"],
+            "num_used": len(scored_records),
+            "skipped_files": [{"path": p, "reason": r} for p, r in skipped],
+        },
+    )
 
 
 def write_test_reports(out: PathLike, results: dict, test: dict, label_names: list[str], test_records: list) -> None:
@@ -79,6 +89,7 @@ def write_json(path: PathLike, value) -> None:
 
 
 # --- history CSV -------------------------------------------------------------------------------
+
 
 def write_history_csv(rows: Sequence[dict], path: PathLike) -> Path:
     """Write one row per epoch (any keys; columns in first-seen order, gaps left empty).
@@ -111,7 +122,7 @@ def read_history_csv(path: PathLike) -> list[dict]:
         return [{key: _parse_cell(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
-def _parse_cell(text: Optional[str]) -> Any:
+def _parse_cell(text: str | None) -> Any:
     if text is None or text == "":
         return None
     if text in ("True", "False"):
@@ -126,23 +137,24 @@ def _parse_cell(text: Optional[str]) -> Any:
 
 # --- figures -----------------------------------------------------------------------------------
 
+
 def plot_training_curves(rows: Sequence[dict], path: PathLike) -> Path:
     """``plots.training_curves_figure`` (loss, validation UA/WA/macro-F1, learning rate) saved to ``path``."""
     return save_figure(training_curves_figure(rows), path)
 
 
 def plot_confusion_matrix(
-    cm: Union[Sequence[Sequence[int]], np.ndarray],
+    cm: Sequence[Sequence[int]] | np.ndarray,
     label_names: Sequence[str],
     path: PathLike,
     normalize: bool = True,
-    title: Optional[str] = None,
+    title: str | None = None,
 ) -> Path:
     """``confusion_matrix_figure`` saved to ``path`` (format from the suffix, e.g. .png)."""
     return save_figure(confusion_matrix_figure(cm, label_names, normalize=normalize, title=title), path)
 
 
-def save_figure(figure: "Figure", path: PathLike, dpi: int = 120) -> Path:
+def save_figure(figure: Figure, path: PathLike, dpi: int = 120) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi)
@@ -150,6 +162,7 @@ def save_figure(figure: "Figure", path: PathLike, dpi: int = 120) -> Path:
 
 
 # --- classification report ---------------------------------------------------------------------
+
 
 def classification_report_text(metrics: dict, label_names: Sequence[str], digits: int = 2) -> str:
     """scikit-learn's ``classification_report`` layout from a ``compute_metrics`` dict, plus UA/WA/macro-F1.
@@ -190,6 +203,7 @@ def classification_report_text(metrics: dict, label_names: Sequence[str], digits
 
 
 # --- comparative study -------------------------------------------------------------------------
+
 
 def results_table(rows: Sequence[dict]) -> tuple[str, list[dict]]:
     """Backbone x loss table of UA and WA across folds.
@@ -247,6 +261,7 @@ def plot_results_heatmap(rows: Sequence[dict], path: PathLike, metric: str = "un
 
 def study_order(names: Iterable[str], order: Sequence[str]) -> list[str]:
     """Sort names by their place in ``order`` (an entry ending in ``*`` matches a prefix); others after, A-Z."""
+
     def rank(name: str) -> tuple[int, str]:
         for position, pattern in enumerate(order):
             if name == pattern or (pattern.endswith("*") and name.startswith(pattern[:-1])):
@@ -261,7 +276,9 @@ def _collect_study_cells(rows: Sequence[dict]) -> dict[tuple[str, str], dict[str
     for index, row in enumerate(rows):
         for key in ("backbone", "loss") + STUDY_METRICS:
             if key not in row:
-                raise UserError(f"results row {index} has no {key!r}; each row needs backbone, loss, unweighted_accuracy, weighted_accuracy")
+                raise UserError(
+                    f"results row {index} has no {key!r}; each row needs backbone, loss, unweighted_accuracy, weighted_accuracy"
+                )
         folds = {metric: _fold_values(row[metric], index, metric) for metric in STUDY_METRICS}
         if len(folds["unweighted_accuracy"]) != len(folds["weighted_accuracy"]):
             raise UserError(
@@ -293,7 +310,7 @@ def _study_axes(cells: dict) -> tuple[list[str], list[str]]:
     )
 
 
-def mean_and_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
+def mean_and_std(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (ddof=1; None for a single value) of per-fold numbers."""
     array = np.asarray(values, dtype=float)
     return float(array.mean()), (float(array.std(ddof=1)) if array.size > 1 else None)

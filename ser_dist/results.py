@@ -4,13 +4,14 @@
 ``config.yaml``) into one row per fold, refusing damaged files, a run given twice and a cell that pools
 runs of different settings; ``write_results`` writes ``results.md``, ``results.csv`` and ``results_heatmap.png``.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from .errors import UserError
 
@@ -24,9 +25,13 @@ def _read_results_json(path: Path) -> dict:
         tree = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         reason = getattr(err, "msg", None) or getattr(err, "strerror", None) or getattr(err, "reason", None) or str(err)
-        raise UserError(f"{path}: not valid JSON ({reason}); it was cut short or edited: rerun the run (train.resume=auto) or leave it out of the report") from None
+        raise UserError(
+            f"{path}: not valid JSON ({reason}); it was cut short or edited: rerun the run (train.resume=auto) or leave it out of the report"
+        ) from None
     if not isinstance(tree, dict):
-        raise UserError(f"{path}: holds a {type(tree).__name__}, not a mapping; not a ser-dist results file: rerun the run or leave it out of the report")
+        raise UserError(
+            f"{path}: holds a {type(tree).__name__}, not a mapping; not a ser-dist results file: rerun the run or leave it out of the report"
+        )
     return tree
 
 
@@ -42,7 +47,7 @@ def _metric_values(source: dict, path: Path, where: str) -> dict:
     return values
 
 
-def _run_folders(run_dir: Path, summary: Optional[dict]) -> list[str]:
+def _run_folders(run_dir: Path, summary: dict | None) -> list[str]:
     """The real paths of the runs a report argument stands for: a cv folder's fold folders, else the run itself."""
     if summary is None:
         return [os.path.realpath(run_dir)]
@@ -69,10 +74,14 @@ def collect_results(run_dirs: Sequence[str | os.PathLike]) -> list[dict]:
                     raise UserError(f"{summary_path}: no {key}; not a ser-dist cv summary: rerun ser-dist cv or leave it out of the report")
             folds = summary.get("folds")
             if not isinstance(folds, list) or not folds or not all(isinstance(fold, dict) for fold in folds):
-                raise UserError(f"{summary_path}: no folds list; not a ser-dist cv summary: rerun ser-dist cv or leave it out of the report")
+                raise UserError(
+                    f"{summary_path}: no folds list; not a ser-dist cv summary: rerun ser-dist cv or leave it out of the report"
+                )
             fold_rows = [
                 {
-                    "backbone": summary["backbone"], "loss": summary["loss"], "run": f"{run_dir} fold {fold.get('fold')}",
+                    "backbone": summary["backbone"],
+                    "loss": summary["loss"],
+                    "run": f"{run_dir} fold {fold.get('fold')}",
                     "fingerprint": fold.get("config_fingerprint_without_fold"),
                     **_metric_values(fold, summary_path, f"folds[{i}]."),
                 }
@@ -82,13 +91,20 @@ def collect_results(run_dirs: Sequence[str | os.PathLike]) -> list[dict]:
             summary = None
             metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.yaml"
             if not (metrics_path.is_file() and config_path.is_file()):
-                raise UserError(f"{run_dir}: not a finished run (no {CV_SUMMARY}, or no metrics.json and config.yaml); pass run or cv folders")
+                raise UserError(
+                    f"{run_dir}: not a finished run (no {CV_SUMMARY}, or no metrics.json and config.yaml); pass run or cv folders"
+                )
             exp = config_module.load(config_path)
             metrics = _read_results_json(metrics_path)
-            fold_rows = [{
-                "backbone": exp.model.backbone, "loss": exp.loss.name, "run": str(run_dir),
-                "fingerprint": metrics.get("config_fingerprint_without_fold"), **_metric_values(metrics.get("test"), metrics_path, "test."),
-            }]
+            fold_rows = [
+                {
+                    "backbone": exp.model.backbone,
+                    "loss": exp.loss.name,
+                    "run": str(run_dir),
+                    "fingerprint": metrics.get("config_fingerprint_without_fold"),
+                    **_metric_values(metrics.get("test"), metrics_path, "test."),
+                }
+            ]
         for folder in _run_folders(run_dir, summary):
             if folder in given:
                 raise UserError(
@@ -119,7 +135,6 @@ def check_one_setting_per_cell(rows: list[dict]) -> None:
 def write_results(rows: list[dict], out_dir: str | os.PathLike) -> dict[str, Path]:
     """``results.md`` (backbone x loss, UA / WA ± across folds), ``results.csv`` and ``results_heatmap.png``."""
     from .reports import plot_results_heatmap, results_table
-
     from .run_folder import make_output_folder
 
     out = make_output_folder(Path(out_dir))

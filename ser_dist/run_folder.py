@@ -12,6 +12,7 @@
 - An ``--out`` folder (``ser-dist evaluate``, the study's results tables) is checked before any work is
   done (``check_output_folder``), and never one that holds a training run.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,22 +20,33 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Optional
 
 from .errors import ConfigError, UserError
 
 LOCK_FILE = ".ser-dist.lock"
 # Everything a training run writes into its folder (the cv/grid runners write their own files beside).
 RUN_OUTPUTS = (
-    "config.yaml", "split.csv", "data_report.json", "train.log", "metrics.json", "timing.json", "training_history.csv",
-    "training_curves.png", "confusion_matrix.png", "classification_report.txt", "test_predictions.csv",
-    "model", "tensorboard", "checkpoints", "evaluation",
+    "config.yaml",
+    "split.csv",
+    "data_report.json",
+    "train.log",
+    "metrics.json",
+    "timing.json",
+    "training_history.csv",
+    "training_curves.png",
+    "confusion_matrix.png",
+    "classification_report.txt",
+    "test_predictions.csv",
+    "model",
+    "tensorboard",
+    "checkpoints",
+    "evaluation",
 )
 
 _held_locks: dict[str, object] = {}  # output folder -> open lock file, for the life of the process
 
 
-def file_in_the_way(folder: Path) -> Optional[Path]:
+def file_in_the_way(folder: Path) -> Path | None:
     """``folder`` itself or the folder above it that is a file, so ``folder`` can't be created; else None."""
     return next((p for p in [Path(folder), *Path(folder).parents] if p.exists() and not p.is_dir()), None)
 
@@ -46,7 +58,9 @@ def check_output_folder(out: Path, option: str = "--out") -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"{option} {out}: is a file, not a folder; pass a folder (it is created if needed)")
     if (out / "metrics.json").exists() and any((out / name).exists() for name in ("config.yaml", "checkpoints", "model")):
-        raise UserError(f"{option} {out}: holds a training run, whose metrics.json and reports the evaluation would replace; pass another folder (default: RUN/evaluation)")
+        raise UserError(
+            f"{option} {out}: holds a training run, whose metrics.json and reports the evaluation would replace; pass another folder (default: RUN/evaluation)"
+        )
     blocked = file_in_the_way(out)
     if blocked is not None:
         raise UserError(f"{option} {out}: {blocked} is a file, so no folder can be made under it; pass another folder")
@@ -91,14 +105,18 @@ def lock(out: Path) -> None:
     try:
         handle = open(out / LOCK_FILE, "a+")
     except OSError as err:
-        raise ConfigError(f"train.output_dir={out}: cannot create or write this folder ({err.strerror or err}); pass a writable folder") from None
+        raise ConfigError(
+            f"train.output_dir={out}: cannot create or write this folder ({err.strerror or err}); pass a writable folder"
+        ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise ConfigError(f"train.output_dir={out} is in use by a live run ({holder}); wait for it to end, or train into another folder") from None
+        raise ConfigError(
+            f"train.output_dir={out} is in use by a live run ({holder}); wait for it to end, or train into another folder"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -118,7 +136,9 @@ def claim(out: Path, train_cfg, has_checkpoint: bool) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"train.output_dir={out}: cannot create or write this folder ({err.strerror or err}); pass a writable folder") from None
+        raise ConfigError(
+            f"train.output_dir={out}: cannot create or write this folder ({err.strerror or err}); pass a writable folder"
+        ) from None
     found = run_outputs(out)
     if found and not (out / LOCK_FILE).exists():  # every folder ser-dist has trained into holds its lock file
         raise ConfigError(
@@ -130,12 +150,18 @@ def claim(out: Path, train_cfg, has_checkpoint: bool) -> None:
         return
     checkpoints = out / "checkpoints"
     if checkpoints.exists() and not checkpoints.is_dir():
-        raise ConfigError(f"{checkpoints} is a file, not the run's checkpoint folder; move it away, or clear the run with train.overwrite=true")
+        raise ConfigError(
+            f"{checkpoints} is a file, not the run's checkpoint folder; move it away, or clear the run with train.overwrite=true"
+        )
     finished = [name for name in ("metrics.json", "model") if (out / name).exists()]
     if train_cfg.resume == "auto" and not has_checkpoint and finished and not train_cfg.overwrite:
         # Nothing to continue from, yet a finished run: never clear it on a resume.
         unreadable = [p.name for p in checkpoints.iterdir() if not p.name.startswith(".")] if checkpoints.is_dir() else []
-        why = f"its checkpoints/ holds {len(unreadable)} folder(s) without a readable trainer_state.json" if unreadable else "no checkpoint to resume from"
+        why = (
+            f"its checkpoints/ holds {len(unreadable)} folder(s) without a readable trainer_state.json"
+            if unreadable
+            else "no checkpoint to resume from"
+        )
         raise ConfigError(
             f"train.output_dir={out} holds a finished run ({', '.join(finished)}) but {why}; "
             "keep it and train into another folder, or clear it with train.overwrite=true"

@@ -2,6 +2,7 @@
 
 Only the main process writes; the other ranks' calls are no-ops.
 """
+
 from __future__ import annotations
 
 import sys
@@ -61,4 +62,3 @@ class RunLog:
         if self.file is not None:
             self.file.close()
         sys.stdout.flush()
-

@@ -3,6 +3,7 @@ a model whole under ZeRO-3, and the checks that every process agrees.
 
 Nothing here knows the training loop; the loop (``ser_dist.trainer``) and ``ser-dist evaluate`` call it.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -2,6 +2,7 @@
 every clip exactly once (``gather_for_metrics``), UA / WA / macro-F1 / confusion matrix from
 ``ser_dist.metrics``, and non-finite outputs refused rather than counted as the first class.
 """
+
 from __future__ import annotations
 
 import torch

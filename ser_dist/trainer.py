@@ -7,6 +7,7 @@ tests the best model on the test split and writes the run's reports and export. 
 CPU, one GPU, many GPUs and nodes, and under DeepSpeed; *how* it runs comes from the launcher
 (``ser_dist.runtime``), scoring from ``ser_dist.scoring``.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,12 @@ from .optim import Freezing, Schedule, build_optimizer
 from .reports import write_training_reports
 from .run_log import RunLog
 from .runtime import (  # noqa: F401  make_accelerator and configure_deepspeed are also used from here by tests
-    built_whole, check_ranks_agree, configure_deepspeed, deepspeed_input_dtype, make_accelerator, out_of_memory_message,
+    built_whole,
+    check_ranks_agree,
+    configure_deepspeed,
+    deepspeed_input_dtype,
+    make_accelerator,
+    out_of_memory_message,
 )
 from .scoring import METRIC_KEYS, eval_loader, evaluate, is_better, test_summary
 
@@ -66,7 +72,15 @@ class Run:
 
     def checkpoint(self, best: bool = False) -> None:
         """Collective, on every rank. ``best``: this one becomes the best checkpoint (named in its own state)."""
-        save_checkpoint(self.accelerator, self.out / "checkpoints", self.state, self.exp.train.keep_last, best=best, schedule=self.schedule, run_info=self.identity)
+        save_checkpoint(
+            self.accelerator,
+            self.out / "checkpoints",
+            self.state,
+            self.exp.train.keep_last,
+            best=best,
+            schedule=self.schedule,
+            run_info=self.identity,
+        )
 
 
 def train(exp) -> dict:
@@ -101,8 +115,15 @@ def setup(exp) -> Run:
     timing = {"prepare_seconds": round(time.time() - started, 3), "epoch_seconds": []}
     run = build_run(exp, accelerator, log, data)
     run.timing = timing
-    run.state = resume_training(accelerator, exp, log, ckpt_dir=out / "checkpoints", identity=run.identity, schedule=run.schedule,
-                                batches_per_epoch=len(run.sampler.local_batches()))
+    run.state = resume_training(
+        accelerator,
+        exp,
+        log,
+        ckpt_dir=out / "checkpoints",
+        identity=run.identity,
+        schedule=run.schedule,
+        batches_per_epoch=len(run.sampler.local_batches()),
+    )
     return run
 
 
@@ -124,7 +145,9 @@ def prepare_and_report_data(exp, accelerator, log):
     if data.report["skipped_files"] or data.report["set_aside_files"]:
         log(f"data: not used: {first_problems(data.report)} (all listed in {out / 'data_report.json'})")
     if not data.split_indices["val"]:
-        raise TrainingError("the validation split is empty, and choosing the best epoch on the test split would leak it; set data.val_fraction > 0")
+        raise TrainingError(
+            "the validation split is empty, and choosing the best epoch on the test split would leak it; set data.val_fraction > 0"
+        )
     return data
 
 
@@ -145,8 +168,13 @@ def build_run(exp, accelerator, log, data) -> Run:
     criterion = build_loss(exp.loss, len(data.label_names), data.class_counts("train"))
     optimizer = build_optimizer(model, exp.optim)
     sampler = TrainBatchSampler(
-        durations["train"], batch_size=exp.train.batch_size, batch_seconds=exp.data.batch_seconds, seed=exp.train.seed,
-        num_replicas=accelerator.num_processes, rank=accelerator.process_index, steps_multiple=exp.train.grad_accum_steps,
+        durations["train"],
+        batch_size=exp.train.batch_size,
+        batch_seconds=exp.data.batch_seconds,
+        seed=exp.train.seed,
+        num_replicas=accelerator.num_processes,
+        rank=accelerator.process_index,
+        steps_multiple=exp.train.grad_accum_steps,
     )
     check_batches_per_step(exp, sampler, durations["train"], accelerator.num_processes, log)
     # The loader draws its workers' seed from its own generator (re-seeded each epoch), not from the
@@ -155,8 +183,13 @@ def build_run(exp, accelerator, log, data) -> Run:
     # data.augment: training clips only, augmented in the loader's workers, seeded per (seed, epoch, clip)
     train_clips, train_batches = augmented_training_data(clips["train"], sampler, exp.data, exp.train.seed)
     train_loader = DataLoader(
-        train_clips, batch_sampler=train_batches, collate_fn=collate_waveforms, num_workers=exp.data.num_workers,
-        pin_memory=accelerator.device.type == "cuda", persistent_workers=exp.data.num_workers > 0, generator=loader_generator,
+        train_clips,
+        batch_sampler=train_batches,
+        collate_fn=collate_waveforms,
+        num_workers=exp.data.num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+        persistent_workers=exp.data.num_workers > 0,
+        generator=loader_generator,
     )
     val_loader = eval_loader(clips["val"], durations["val"], exp.train.batch_size)
     test_loader = eval_loader(clips["test"], durations["test"], exp.train.batch_size)
@@ -169,9 +202,22 @@ def build_run(exp, accelerator, log, data) -> Run:
     log(f"model: {exp.model.backbone}, {num_parameters / 1e6:.2f} M parameters; loss {exp.loss.name}; {steps_per_epoch} steps/epoch")
     log_deepspeed(accelerator, log)
     return Run(
-        exp=exp, accelerator=accelerator, log=log, data=data, model=model, optimizer=optimizer, criterion=criterion, schedule=schedule,
-        freezing=Freezing(exp.model, accelerator.unwrap_model(model), optimizer), sampler=sampler, loader_generator=loader_generator,
-        train_loader=train_loader, val_loader=val_loader, test_loader=test_loader, identity=run_identity(exp, data), num_parameters=num_parameters,
+        exp=exp,
+        accelerator=accelerator,
+        log=log,
+        data=data,
+        model=model,
+        optimizer=optimizer,
+        criterion=criterion,
+        schedule=schedule,
+        freezing=Freezing(exp.model, accelerator.unwrap_model(model), optimizer),
+        sampler=sampler,
+        loader_generator=loader_generator,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        test_loader=test_loader,
+        identity=run_identity(exp, data),
+        num_parameters=num_parameters,
     )
 
 
@@ -187,7 +233,11 @@ def log_deepspeed(accelerator, log) -> None:
 def check_batches_per_step(exp, sampler, train_durations: list[float], num_processes: int, log) -> None:
     """An optimizer step takes ``grad_accum_steps`` batches on every process: more than an epoch has would
     repeat each clip many times over. Filling the last step repeats a few batches, which the log says."""
-    natural = len(TrainBatchSampler(train_durations, batch_size=exp.train.batch_size, batch_seconds=exp.data.batch_seconds, seed=exp.train.seed).global_batches())
+    natural = len(
+        TrainBatchSampler(
+            train_durations, batch_size=exp.train.batch_size, batch_seconds=exp.data.batch_seconds, seed=exp.train.seed
+        ).global_batches()
+    )
     per_step = num_processes * exp.train.grad_accum_steps
     if per_step > natural:
         raise TrainingError(
@@ -345,10 +395,23 @@ def finish(run: Run) -> dict:
     results = run_results(run, test)
     if accelerator.is_main_process:
         with built_whole(accelerator):  # rank 0 alone: a partitioned (collective) build here would hang
-            export_model(accelerator.unwrap_model(run.model, keep_torch_compile=False), state_dict, out / "model", exp=exp,
-                         label_names=data.label_names, extra={"test_metrics": results["test"], "data": results["data"]})
-        write_training_reports(out, results, test, history=state.history, label_names=data.label_names,
-                               test_records=[data.records[i] for i in data.split_indices["test"]], timing=run.timing)
+            export_model(
+                accelerator.unwrap_model(run.model, keep_torch_compile=False),
+                state_dict,
+                out / "model",
+                exp=exp,
+                label_names=data.label_names,
+                extra={"test_metrics": results["test"], "data": results["data"]},
+            )
+        write_training_reports(
+            out,
+            results,
+            test,
+            history=state.history,
+            label_names=data.label_names,
+            test_records=[data.records[i] for i in data.split_indices["test"]],
+            timing=run.timing,
+        )
         run.log.test(results, test, data.label_names)
     accelerator.wait_for_everyone()
     t = results["test"]

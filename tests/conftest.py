@@ -61,7 +61,8 @@ def run_torchrun(script: str, *args: str, nproc: int = 2, timeout: int = 300, en
     """``torchrun --standalone --nproc_per_node N script args`` from the repository root."""
     return run_entry_point(
         ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *args],
-        timeout=timeout, env={**DIST_ENV, **(env or {})},
+        timeout=timeout,
+        env={**DIST_ENV, **(env or {})},
     )
 
 
@@ -75,8 +76,16 @@ def deploy_run(demo_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("deploy") / "run"
     env = {"HF_HOME": str(tmp_path_factory.mktemp("hf_home")), "HF_TOKEN": "", "HF_HUB_OFFLINE": "1"}
     result = run_recipe(
-        "bilstm_mfcc_ce.py", f"data.root={demo_corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", f"train.output_dir={out}",
-        "train.epochs=1", "train.seed=3", "train.push_to_hub=true", "hub.repo_id=alice/ser-demo", *TINY_BILSTM, env=env,
+        "bilstm_mfcc_ce.py",
+        f"data.root={demo_corpus}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        f"train.output_dir={out}",
+        "train.epochs=1",
+        "train.seed=3",
+        "train.push_to_hub=true",
+        "hub.repo_id=alice/ser-demo",
+        *TINY_BILSTM,
+        env=env,
     )
     assert (out / "metrics.json").exists() and (out / "model" / "model.safetensors").exists(), result.stdout[-3000:] + result.stderr[-3000:]
     return out, result
@@ -130,4 +139,3 @@ def one_line(err: pytest.ExceptionInfo, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in message, message
     return message
-

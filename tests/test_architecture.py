@@ -2,6 +2,7 @@
 
 Every ``import`` counts, at module level or inside a function: a lazy import still ties two modules.
 """
+
 from __future__ import annotations
 
 import ast
@@ -49,15 +50,42 @@ PURE_MAY_IMPORT = ("ser_dist", "ser_dist.errors", "ser_dist.config", "ser_dist.r
 
 # (who, may not import, why). A prefix names a module and everything under it.
 RULES = [
-    (("ser_dist.data",), ("ser_dist.models", "ser_dist.trainer", "ser_dist.serving", "ser_dist.optim", "ser_dist.checkpoint",
-                          "ser_dist.runtime", "ser_dist.scoring", "ser_dist.crossval"), "data knows no model and no training"),
-    (("ser_dist.models",), ("ser_dist.data", "ser_dist.trainer", "ser_dist.serving", "ser_dist.optim", "ser_dist.checkpoint",
-                            "ser_dist.runtime", "ser_dist.scoring", "ser_dist.crossval"), "models know no data loading and no training"),
+    (
+        ("ser_dist.data",),
+        (
+            "ser_dist.models",
+            "ser_dist.trainer",
+            "ser_dist.serving",
+            "ser_dist.optim",
+            "ser_dist.checkpoint",
+            "ser_dist.runtime",
+            "ser_dist.scoring",
+            "ser_dist.crossval",
+        ),
+        "data knows no model and no training",
+    ),
+    (
+        ("ser_dist.models",),
+        (
+            "ser_dist.data",
+            "ser_dist.trainer",
+            "ser_dist.serving",
+            "ser_dist.optim",
+            "ser_dist.checkpoint",
+            "ser_dist.runtime",
+            "ser_dist.scoring",
+            "ser_dist.crossval",
+        ),
+        "models know no data loading and no training",
+    ),
     (("ser_dist.serving",), ("ser_dist.trainer", "ser_dist.optim", "ser_dist.crossval"), "serving never imports the training loop"),
     # A loss reads its settings (config.Loss) and is found by name (the registry's table); nothing else.
     (("ser_dist.losses", "ser_dist.metrics"), tuple(n for n in MODULES if n not in PURE_MAY_IMPORT), "losses and metrics are pure"),
-    (("ser_dist.config", "ser_dist.registry"), ("ser_dist.data", "ser_dist.models", "ser_dist.serving", "ser_dist.trainer",
-                                                "ser_dist.losses"), "config and the registry tables import no component"),
+    (
+        ("ser_dist.config", "ser_dist.registry"),
+        ("ser_dist.data", "ser_dist.models", "ser_dist.serving", "ser_dist.trainer", "ser_dist.losses"),
+        "config and the registry tables import no component",
+    ),
 ]
 
 
@@ -65,8 +93,10 @@ RULES = [
 def test_import_directions(who, forbidden, why):
     broken = sorted(
         f"{source} imports {target}"
-        for source, targets in GRAPH.items() if within(source, who)
-        for target in targets if within(target, forbidden) and not within(target, who)
+        for source, targets in GRAPH.items()
+        if within(source, who)
+        for target in targets
+        if within(target, forbidden) and not within(target, who)
     )
     assert not broken, f"{why}: " + "; ".join(broken)
 

@@ -1,5 +1,6 @@
 """load_audio: every supported container at several rates and channel counts comes out as 16 kHz mono
 float32 that still is the signal that was written; every kind of broken file gives AudioError + reason."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Waveform augmentation: each op does what it says, online augmentation touches training clips only and
 is reproducible, and ``ser-dist augment`` writes a copy whose clips stay in their original's split."""
+
 import csv
 import shutil
 
@@ -54,7 +55,10 @@ def test_every_op_is_registered_deterministic_and_finite(name):
 def test_bandpass_keeps_the_band_and_removes_what_is_outside():
     low, mid, high = sine(50.0, amplitude=0.3), sine(1000.0, amplitude=0.3), sine(7500.0, amplitude=0.3)
     out = AUGMENTATIONS.get("bandpass")(low + mid + high, SR, np.random.default_rng(0))
-    gain = lambda f: np.abs(np.fft.rfft(out.numpy()))[int(f)] / np.abs(np.fft.rfft((low + mid + high).numpy()))[int(f)]
+
+    def gain(f):
+        return np.abs(np.fft.rfft(out.numpy()))[int(f)] / np.abs(np.fft.rfft((low + mid + high).numpy()))[int(f)]
+
     assert gain(1000) > 0.9 and gain(50) < 0.1 and gain(7500) < 0.1
 
 
@@ -144,11 +148,21 @@ def test_online_augmentation_touches_training_clips_only(demo_corpus, tmp_path):
         AUGMENTATIONS.register("test_spy")(spy_op)
     else:
         AUGMENTATIONS._entries["test_spy"] = spy_op
-    exp = cli(Experiment(name="augment_spy"), [
-        f"data.root={demo_corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", "data.labels=[Anger,Neutral,Sad]", *TINY_BILSTM,
-        "data.max_seconds=1.0", "data.augment=[test_spy]", "data.augment_prob=1.0", "train.epochs=2", "train.tensorboard=false",
-        f"train.output_dir={tmp_path / 'run'}",
-    ])
+    exp = cli(
+        Experiment(name="augment_spy"),
+        [
+            f"data.root={demo_corpus}",
+            f"data.speaker_pattern={SPEAKER_PATTERN}",
+            "data.labels=[Anger,Neutral,Sad]",
+            *TINY_BILSTM,
+            "data.max_seconds=1.0",
+            "data.augment=[test_spy]",
+            "data.augment_prob=1.0",
+            "train.epochs=2",
+            "train.tensorboard=false",
+            f"train.output_dir={tmp_path / 'run'}",
+        ],
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -1,5 +1,6 @@
 """Data that would train to a meaningless number stops with one line naming the row and the fix; every
 file, folder entry and manifest row is either used or reported with its reason, never dropped silently."""
+
 from __future__ import annotations
 
 import json
@@ -8,16 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-
 from conftest import one_line, write_clip
+
 import ser_dist.data.corpora  # noqa: F401  registers the adapters
 from ser_dist.config import Data
 from ser_dist.data.dataset import build_audio_dataset
 from ser_dist.data.folder import folder, scan_folder
 from ser_dist.data.manifest import read_manifest
-from ser_dist.data.records import DataError, Record
 from ser_dist.data.pipeline import prepare_data, scan_corpus, summary_line
+from ser_dist.data.records import DataError, Record
 from ser_dist.errors import ConfigError
 
 RATE = 16000
@@ -57,9 +57,17 @@ def test_a_manifest_row_given_twice_is_an_error_naming_both_lines(clips, tmp_pat
 
 def test_one_path_with_two_labels_is_an_error_naming_the_path_both_labels_and_lines(clips, tmp_path):
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("\n".join(json.dumps(row) for row in [
-        {"path": "clips/a.wav", "label": "angry"}, {"path": "clips/b.wav", "label": "sad"}, {"path": "clips/a.wav", "label": "happy"},
-    ]) + "\n")
+    manifest.write_text(
+        "\n".join(
+            json.dumps(row)
+            for row in [
+                {"path": "clips/a.wav", "label": "angry"},
+                {"path": "clips/b.wav", "label": "sad"},
+                {"path": "clips/a.wav", "label": "happy"},
+            ]
+        )
+        + "\n"
+    )
     with pytest.raises(DataError) as err:
         read_manifest(manifest)
     one_line(err, f"{manifest}:3:", str(clips / "a.wav"), "'happy' here and 'angry' on line 1", "needs one label")
@@ -104,10 +112,17 @@ def fixed_manifest(tmp_path: Path, clips: Path, rows: list[tuple[str, str, str]]
 
 
 def test_a_class_missing_from_the_test_split_is_a_warning_in_the_report_and_the_summary(clips, tmp_path):
-    manifest = fixed_manifest(tmp_path, clips, [
-        ("a.wav", "angry", "train"), ("b.wav", "sad", "train"), ("c.wav", "happy", "train"),
-        ("d.wav", "angry", "test"), ("e.wav", "sad", "test"),
-    ])
+    manifest = fixed_manifest(
+        tmp_path,
+        clips,
+        [
+            ("a.wav", "angry", "train"),
+            ("b.wav", "sad", "train"),
+            ("c.wav", "happy", "train"),
+            ("d.wav", "angry", "test"),
+            ("e.wav", "sad", "test"),
+        ],
+    )
     prepared = prepare_data(manifest_data(manifest, cache_dir=str(tmp_path / "cache")), seed=0)
     warning = "class 'happy' has no clips in the test split; test UA averages the other 2 classes"
     assert prepared.report["warnings"] == [warning]
@@ -115,9 +130,16 @@ def test_a_class_missing_from_the_test_split_is_a_warning_in_the_report_and_the_
 
 
 def test_a_class_missing_from_the_train_split_is_an_error(clips, tmp_path):
-    manifest = fixed_manifest(tmp_path, clips, [
-        ("a.wav", "angry", "train"), ("b.wav", "sad", "train"), ("c.wav", "angry", "test"), ("d.wav", "happy", "test"),
-    ])
+    manifest = fixed_manifest(
+        tmp_path,
+        clips,
+        [
+            ("a.wav", "angry", "train"),
+            ("b.wav", "sad", "train"),
+            ("c.wav", "angry", "test"),
+            ("d.wav", "happy", "test"),
+        ],
+    )
     with pytest.raises(DataError) as err:
         prepare_data(manifest_data(manifest, cache_dir=str(tmp_path / "cache")), seed=0)
     one_line(err, "class 'happy' has no clips in the train split (0 in val, 1 in test; data.split=fixed)", "can't learn it")
@@ -139,7 +161,9 @@ def test_a_speaker_pattern_matching_no_file_names_the_pattern_the_count_and_an_e
         scan_corpus(data)
     one_line(err, "data.speaker_pattern='^(spk\\\\d+)_' matched none of the 6 file names (e.g. 'speaker0-anger')", "group 1")
     # Through a manifest, too; an invalid regex is a config error, not a traceback.
-    manifest = write_csv(tmp_path / "m.csv", "path,label", [f"{root / 'Anger' / 'speaker0-anger.wav'},a", f"{root / 'Sad' / 'speaker0-sad.wav'},b"])
+    manifest = write_csv(
+        tmp_path / "m.csv", "path,label", [f"{root / 'Anger' / 'speaker0-anger.wav'},a", f"{root / 'Sad' / 'speaker0-sad.wav'},b"]
+    )
     with pytest.raises(DataError, match="matched none of the 2 file names"):
         read_manifest(manifest, data)
     with pytest.raises(ConfigError, match="not a valid regular expression"):
@@ -207,18 +231,31 @@ def test_manifest_values_are_trimmed_integers_accepted_bom_read_and_unknown_colu
     manifest.write_text("\ufeffpath,label,speaker,duration,transcript\nclips/a.wav, angry ,s1,0.5,hello\nclips/b.wav,sad,s2,0.5,hi\n")
     scan = read_manifest(manifest)
     assert [(Path(r.path).name, r.label, r.speaker) for r in scan.records] == [("a.wav", "angry", "s1"), ("b.wav", "sad", "s2")]
-    assert scan.warnings == [f"{manifest}: column(s) 'transcript' are not read (a manifest's columns: path, label, speaker, session, source)"]
+    assert scan.warnings == [
+        f"{manifest}: column(s) 'transcript' are not read (a manifest's columns: path, label, speaker, session, source)"
+    ]
     jsonl = tmp_path / "m.jsonl"
-    jsonl.write_text(json.dumps({"path": "clips/a.wav", "label": 0, "speaker": 3.0}) + "\n\n" + json.dumps({"path": "clips/b.wav", "label": 1}) + "\n")
+    jsonl.write_text(
+        json.dumps({"path": "clips/a.wav", "label": 0, "speaker": 3.0}) + "\n\n" + json.dumps({"path": "clips/b.wav", "label": 1}) + "\n"
+    )
     assert [(r.label, r.speaker) for r in read_manifest(jsonl).records] == [("0", "3"), ("1", None)]
 
 
 def test_manifest_paths_to_a_folder_a_missing_file_or_a_link_loop_are_skipped_with_the_reason(clips, tmp_path):
     os.symlink(tmp_path / "loop.wav", tmp_path / "loop.wav")
-    manifest = write_csv(tmp_path / "m.csv", "path,label,session", [
-        "clips/a.wav,angry,train", "clips/b.wav,sad,train", "clips/c.wav,angry,test", "clips/d.wav,sad,test",
-        "clips,angry,train", "clips/missing.wav,sad,train", "loop.wav,sad,train",
-    ])
+    manifest = write_csv(
+        tmp_path / "m.csv",
+        "path,label,session",
+        [
+            "clips/a.wav,angry,train",
+            "clips/b.wav,sad,train",
+            "clips/c.wav,angry,test",
+            "clips/d.wav,sad,test",
+            "clips,angry,train",
+            "clips/missing.wav,sad,train",
+            "loop.wav,sad,train",
+        ],
+    )
     prepared = prepare_data(manifest_data(manifest, cache_dir=str(tmp_path / "cache")), seed=0)
     skipped = {Path(r["path"]).name: r["reason"] for r in prepared.report["skipped_files"]}
     assert skipped == {
@@ -333,7 +370,10 @@ def test_a_named_corpus_reports_broken_links_and_hidden_clips(tmp_path):
     scan = scan_corpus(Data(corpus="emodb", root=str(tmp_path), labels=["happiness", "anger"]))
     assert [Path(r.path).name for r in scan.records] == ["03a01Fa.wav", "03a02Wb.wav"]
     reasons = {Path(p).name: r for p, r in scan.problems}
-    assert reasons == {"._03a01Fa.wav": "macOS metadata file (._*), not audio", "03a01Wa.wav": f"broken link (its target {tmp_path / 'wav' / 'gone.wav'} does not exist)"}
+    assert reasons == {
+        "._03a01Fa.wav": "macOS metadata file (._*), not audio",
+        "03a01Wa.wav": f"broken link (its target {tmp_path / 'wav' / 'gone.wav'} does not exist)",
+    }
 
 
 def test_scan_folder_follows_links_to_folders_once(tmp_path):
@@ -343,4 +383,6 @@ def test_scan_folder_follows_links_to_folders_once(tmp_path):
     os.symlink(tmp_path / "real", tmp_path / "data" / "linked_again")
     found = scan_folder(tmp_path / "data")
     assert found.audio == [tmp_path / "data" / "linked" / "a.wav"]
-    assert found.other == [(str(tmp_path / "data" / "linked_again"), f"link to a folder already searched ({tmp_path / 'real'}); not searched twice")]
+    assert found.other == [
+        (str(tmp_path / "data" / "linked_again"), f"link to a folder already searched ({tmp_path / 'real'}); not searched twice")
+    ]

@@ -2,6 +2,7 @@
 sample rate that would upsample a clip to gigabytes, a file name that is not UTF-8, an empty folder named
 like a clip, a truncated WAV, a Latin-1 manifest, a fold protocol with too few speakers, a class named
 twice in data.labels. Each is one line naming the fix, or a clip skipped or reported with its true reason."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-
 from conftest import one_line, write_clip
+
 import ser_dist.data.audio as audio_module
 import ser_dist.data.corpora  # noqa: F401  registers the adapters
 import ser_dist.data.dataset as dataset_module
@@ -24,8 +24,8 @@ from ser_dist.data.audio import AudioError, decode_audio, load_audio, native_fra
 from ser_dist.data.dataset import build_audio_dataset
 from ser_dist.data.folder import scan_folder
 from ser_dist.data.manifest import read_manifest
-from ser_dist.data.records import DataError, Record
 from ser_dist.data.pipeline import prepare_data, scan_corpus, summary_line
+from ser_dist.data.records import DataError, Record
 from ser_dist.data.splits import split_records
 from ser_dist.errors import ConfigError
 
@@ -105,7 +105,9 @@ def test_an_implausible_native_rate_is_skipped_before_anything_is_resampled(tmp_
     with pytest.raises(AudioError) as err:
         load_audio(path, RATE)
     assert err.value.reason.startswith(f"implausible sample rate in the file's header ({rate} Hz; audio is 1000-384000 Hz)")
-    dataset, skipped = build_audio_dataset([Record(path=str(path), label="x")], sample_rate=RATE, max_seconds=1.0, cache_dir=tmp_path / "cache")
+    dataset, skipped = build_audio_dataset(
+        [Record(path=str(path), label="x")], sample_rate=RATE, max_seconds=1.0, cache_dir=tmp_path / "cache"
+    )
     assert len(dataset) == 0 and skipped == [(str(path), err.value.reason)]
 
 
@@ -274,7 +276,9 @@ def test_a_latin1_manifest_names_the_line_and_byte_and_says_to_resave_it_as_utf8
 def records_of(speakers: int, sessions: int = 0) -> list[Record]:
     return [
         Record(path=f"/c/spk{s}_{label}_{t}.wav", label=label, speaker=f"spk{s}", session=f"Session{s // 2 + 1}" if sessions else None)
-        for s in range(speakers) for label in ("Anger", "Sad") for t in range(3)
+        for s in range(speakers)
+        for label in ("Anger", "Sad")
+        for t in range(3)
     ]
 
 
@@ -282,7 +286,9 @@ def test_fold_protocols_with_too_few_speakers_say_how_many_are_needed_and_found_
     for protocol in ("leave_one_speaker_out", "speaker_kfold"):
         with pytest.raises(DataError) as err:
             split_records(records_of(1), Data(split=protocol), seed=0)  # no data.fold given either
-        message = one_line(err, f"data.split={protocol} needs at least 3 speakers (one each for test, validation and train); found 1 (spk0)")
+        message = one_line(
+            err, f"data.split={protocol} needs at least 3 speakers (one each for test, validation and train); found 1 (spk0)"
+        )
         assert "data.fold" not in message and "val_fraction" not in message and "num_folds" not in message
         with pytest.raises(DataError) as err:
             split_records(records_of(2), Data(split=protocol, fold=1), seed=0)

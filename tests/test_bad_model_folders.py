@@ -4,6 +4,7 @@ line naming the file or option and the fix, never a traceback or a silently wron
 Each model folder is a copy of the shared tiny run's export (``deploy_run``) with one edit to ``ser_dist.json``;
 everything runs in this process but the two checks of the one-line output of the real entry point.
 """
+
 import json
 import math
 import os
@@ -11,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, ser_dist_cli
 
 from ser_dist.errors import UserError
@@ -118,7 +118,9 @@ def test_a_label_count_the_weights_do_not_have_is_named_as_such(deploy_run, tmp_
         meta.update(labels=["a", "b", "c"], id2label={"0": "a", "1": "b", "2": "c"}, label2id={"a": 0, "b": 1, "c": 2})
 
     folder = edited_export(deploy_run, tmp_path / "labels", three_labels)
-    message = one_line_user_error(lambda: load_exported(folder), "labels names 3 classes", "classifier", "has 6 outputs", "re-export the model")
+    message = one_line_user_error(
+        lambda: load_exported(folder), "labels names 3 classes", "classifier", "has 6 outputs", "re-export the model"
+    )
     assert "corrupt" not in message
     # Settings in range that describe another model than the weights: named as such too, not as corrupt weights.
     folder = edited_export(deploy_run, tmp_path / "hidden", _set("experiment.model.hidden_size", 32))
@@ -149,7 +151,8 @@ def test_evaluate_refuses_duplicate_model_labels_even_with_a_label_map(deploy_ru
     label_map = {"Anger": "A", "Disgust": "A", "Fear": "B", "Happy": "C", "Neutral": "D", "Sad": "E"}
     one_line_user_error(
         lambda: evaluate_model(str(folder), [f"root={demo_corpus}"], label_map=label_map, out=tmp_path / "eval"),
-        "ser_dist.json", "more than once",
+        "ser_dist.json",
+        "more than once",
     )
     assert not (tmp_path / "eval").exists()
 
@@ -170,7 +173,9 @@ def test_a_device_that_is_not_here_is_one_line_naming_what_is(deploy_run, clip, 
     one_line_user_error(lambda: main(["predict", run, clip, "--device", "cuda:7"]), "--device cuda:7", "no CUDA device")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    one_line_user_error(lambda: main(["predict", run, clip, "--device", "cuda:7"]), "--device cuda:7", "no CUDA device 7", "cuda with 2 device(s)")
+    one_line_user_error(
+        lambda: main(["predict", run, clip, "--device", "cuda:7"]), "--device cuda:7", "no CUDA device 7", "cuda with 2 device(s)"
+    )
 
 
 # -- 3. windows shorter than the model's minimum ---------------------------------------------------
@@ -182,8 +187,12 @@ def test_windows_and_hops_shorter_than_the_model_minimum_fail_before_any_audio_i
 
     run = str(deploy_run[0])
     missing = str(tmp_path / "never-read.wav")  # an error before reading: a missing file would be a skip otherwise
-    one_line_user_error(lambda: main(["predict", run, missing, "--window-seconds", "0.00001"]), "--window-seconds 1e-05", "0.1 s", "1600 samples")
-    one_line_user_error(lambda: main(["predict", run, missing, "--hop-seconds", "0.001"]), "--hop-seconds 0.001", "give --hop-seconds 0.1 or more")
+    one_line_user_error(
+        lambda: main(["predict", run, missing, "--window-seconds", "0.00001"]), "--window-seconds 1e-05", "0.1 s", "1600 samples"
+    )
+    one_line_user_error(
+        lambda: main(["predict", run, missing, "--hop-seconds", "0.001"]), "--hop-seconds 0.001", "give --hop-seconds 0.1 or more"
+    )
     # data.min_seconds=0 keeps any clip, but a window is still at least the MFCC front end's 257 samples.
     folder = edited_export(deploy_run, tmp_path / "model", _set("experiment.data.min_seconds", 0.0))
     classifier = EmotionClassifier.from_pretrained(folder, device="cpu")
@@ -248,7 +257,9 @@ def test_evaluate_refuses_a_split_csv_that_disagrees_with_the_run(deploy_run, tm
     test_rows = [i for i, line in enumerate(lines) if line.rstrip("\r\n").endswith(",test")]
     assert len(test_rows) == recorded
     (run / "split.csv").write_text("".join(lines[: test_rows[-3]]))  # cut at a row boundary: three test clips gone
-    one_line_user_error(lambda: evaluate_model(str(run), out=tmp_path / "eval"), "split.csv", f"{recorded - 3} test clips", f"recorded {recorded}")
+    one_line_user_error(
+        lambda: evaluate_model(str(run), out=tmp_path / "eval"), "split.csv", f"{recorded - 3} test clips", f"recorded {recorded}"
+    )
 
     # Same count, one clip's label edited: the per-class counts differ.
     edited = list(lines)
@@ -308,7 +319,9 @@ def test_report_refuses_a_run_given_twice(tmp_path, capsys):
     run = _finished_run(tmp_path / "runs" / "a")
     os.symlink(run, tmp_path / "link")
     for second in (str(run), str(tmp_path / "runs" / ".." / "runs" / "a") + "/", str(tmp_path / "link")):
-        one_line_user_error(lambda: main(["report", str(run), second, "--out", str(tmp_path / "r")]), "given twice", "give each run once")
+        one_line_user_error(
+            lambda second=second: main(["report", str(run), second, "--out", str(tmp_path / "r")]), "given twice", "give each run once"
+        )
     # A cv folder and one of its folds: the fold folders are what is compared.
     cv = tmp_path / "cv"
     fold = _finished_run(cv / "fold_1", ua=0.6)
@@ -329,7 +342,13 @@ def test_evaluate_never_writes_over_a_training_run_and_refuses_a_data_key_twice(
     run_dir = tmp_path / "run"
     shutil.copytree(deploy_run[0], run_dir)
     before = (run_dir / "metrics.json").read_bytes()
-    assert_one_line_error(ser_dist_cli("evaluate", str(run_dir), "--data", f"root={demo_corpus}", "--out", str(run_dir)), "holds a training run")
+    assert_one_line_error(
+        ser_dist_cli("evaluate", str(run_dir), "--data", f"root={demo_corpus}", "--out", str(run_dir)), "holds a training run"
+    )
     assert (run_dir / "metrics.json").read_bytes() == before
-    assert_one_line_error(ser_dist_cli("evaluate", str(run_dir), "--data", f"root={demo_corpus}", f"root={tmp_path}"), "--data root= is given twice")
-    assert_one_line_error(ser_dist_cli("evaluate", str(run_dir), "--data", f"root={demo_corpus}", "split=banana"), "--data split='banana' is not one of")
+    assert_one_line_error(
+        ser_dist_cli("evaluate", str(run_dir), "--data", f"root={demo_corpus}", f"root={tmp_path}"), "--data root= is given twice"
+    )
+    assert_one_line_error(
+        ser_dist_cli("evaluate", str(run_dir), "--data", f"root={demo_corpus}", "split=banana"), "--data split='banana' is not one of"
+    )

@@ -1,4 +1,5 @@
 """The classical baseline benchmark runs on a finished run's own split and reports it beside the run's model."""
+
 import json
 
 from conftest import run_entry_point
@@ -57,8 +58,28 @@ def test_mfu_flop_count_matches_torch_on_the_encoder_and_the_published_sizes():
 
 
 def test_mfu_benchmark_runs_end_to_end_on_cpu(tmp_path):
-    result = run_entry_point(["benchmarks/mfu.py", "--size", "tiny", "--device", "cpu", "--warmup", "1", "--steps", "2", "--clips", "100",
-                              "--batch-seconds", "30", "--peak-tflops", "1", "--out", str(tmp_path / "mfu.json")], timeout=300)
+    result = run_entry_point(
+        [
+            "benchmarks/mfu.py",
+            "--size",
+            "tiny",
+            "--device",
+            "cpu",
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+            "--clips",
+            "100",
+            "--batch-seconds",
+            "30",
+            "--peak-tflops",
+            "1",
+            "--out",
+            str(tmp_path / "mfu.json"),
+        ],
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "mfu.json").read_text())
     assert report["timed_steps"] == 2 and report["clips_per_second"] > 0 and report["padding_fraction"] < 0.2
@@ -70,13 +91,20 @@ def test_the_documented_emodb_bilstm_settings_train_through_the_recipe(demo_corp
     """docs/benchmarks.md's EmoDB command (`--config benchmarks/emodb_bilstm.yaml`), on the demo corpus for 2 epochs:
     the file's settings reach the run, and the saved model (30 ms frames) predicts what the run logged."""
     import yaml
-
     from conftest import ROOT, SPEAKER_PATTERN, assert_predict_reproduces_test_predictions, run_recipe
 
     out = tmp_path / "run"
-    result = run_recipe("bilstm_mfcc_ce.py", "--config", str(ROOT / "benchmarks" / "emodb_bilstm.yaml"), "data.corpus=folder",
-                        f"data.root={demo_corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", "data.max_seconds=2.0",
-                        "train.epochs=2", f"train.output_dir={out}")
+    result = run_recipe(
+        "bilstm_mfcc_ce.py",
+        "--config",
+        str(ROOT / "benchmarks" / "emodb_bilstm.yaml"),
+        "data.corpus=folder",
+        f"data.root={demo_corpus}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        "data.max_seconds=2.0",
+        "train.epochs=2",
+        f"train.output_dir={out}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["model"]["frame_stride"] == 3 and resolved["model"]["num_layers"] == 2 and resolved["model"]["head"] == "mean"
@@ -87,8 +115,21 @@ def test_the_documented_emodb_bilstm_settings_train_through_the_recipe(demo_corp
 
 def test_prepare_scale_benchmark_runs_on_a_tiny_corpus(tmp_path):
     """benchmarks/prepare_scale.py end to end on 40 clips: both corpus forms are built and every form prepares them all."""
-    result = run_entry_point(["benchmarks/prepare_scale.py", "--clips", "40", "--num-proc", "1", "--work", str(tmp_path / "work"),
-                              "--out", str(tmp_path / "out")], timeout=300, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    result = run_entry_point(
+        [
+            "benchmarks/prepare_scale.py",
+            "--clips",
+            "40",
+            "--num-proc",
+            "1",
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "prepare_scale.json").read_text())
     forms = {row["form"]: row for row in report["results"]}

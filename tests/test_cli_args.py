@@ -1,4 +1,5 @@
 """Every numeric command-line option is range- and finiteness-checked, and bad command lines are one line."""
+
 import pytest
 
 from ser_dist.cli import main

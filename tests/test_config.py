@@ -1,4 +1,5 @@
 """Typed config: precedence, coercion, and errors that fail before any data or model is touched."""
+
 import re
 import subprocess
 import sys
@@ -16,7 +17,17 @@ def base() -> Experiment:
 
 
 def test_overrides_are_typed():
-    exp = cli(base(), ["train.epochs=3", "optim.lr=1e-4", "data.labels=Anger,Sad", "data.max_seconds=null", "loss.alpha=[1, 2]", "train.tensorboard=false"])
+    exp = cli(
+        base(),
+        [
+            "train.epochs=3",
+            "optim.lr=1e-4",
+            "data.labels=Anger,Sad",
+            "data.max_seconds=null",
+            "loss.alpha=[1, 2]",
+            "train.tensorboard=false",
+        ],
+    )
     assert exp.train.epochs == 3 and isinstance(exp.train.epochs, int)
     assert exp.optim.lr == pytest.approx(1e-4)
     assert exp.data.labels == ["Anger", "Sad"]
@@ -86,7 +97,9 @@ def test_recipe_entry_point_reports_config_errors_in_one_line(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, str(ROOT / "recipes" / "bilstm_mfcc_ce.py"), f"data.root={tmp_path}", "train.epocs=2", f"train.output_dir={out}"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -102,7 +115,8 @@ def numeric_fields() -> list[tuple[str, type]]:
     import dataclasses
     import typing
 
-    from ser_dist.overrides import resolve_annotation as _resolve, sections as _sections
+    from ser_dist.overrides import resolve_annotation as _resolve
+    from ser_dist.overrides import sections as _sections
 
     found = []
     for section_name, section in _sections(Experiment()).items():
@@ -177,11 +191,14 @@ def test_a_wrong_backbone_fails_before_the_corpus_is_read(tmp_path):
     """Through the recipe's entry point: the error comes before any data line (the corpus is never scanned)."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "recipes" / "bilstm_mfcc_ce.py"), f"data.root={tmp_path}", "model.backbone=wav2vec_base"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 2 and "data:" not in result.stdout
     assert result.stderr.strip() == (
-        "ser-dist: error: unknown model.backbone='wav2vec_base'; did you mean 'wav2vec2_base'? Known: " + result.stderr.split("Known: ")[1].strip()
+        "ser-dist: error: unknown model.backbone='wav2vec_base'; did you mean 'wav2vec2_base'? Known: "
+        + result.stderr.split("Known: ")[1].strip()
     )
 
 
@@ -208,7 +225,10 @@ def test_config_files_with_a_key_twice_not_utf8_or_a_folder_are_one_line(tmp_pat
 @pytest.mark.parametrize(
     "tree, message",
     [
-        ({"model": {"freeze_feature_encoder_epochs": -2}}, "model.freeze_feature_encoder_epochs=-2 is out of range: it must be in [-1, inf)"),
+        (
+            {"model": {"freeze_feature_encoder_epochs": -2}},
+            "model.freeze_feature_encoder_epochs=-2 is out of range: it must be in [-1, inf)",
+        ),
         ({"model": {"freeze_backbone_epochs": -2}}, "model.freeze_backbone_epochs=-2 is out of range: it must be in [-1, inf)"),
         ({"data": {"split": "random"}}, "data.split='random' is not one of"),
         ({"data": {"val_fraction": 0.5, "test_fraction": 0.5}}, "data.val_fraction + data.test_fraction must leave clips for training"),

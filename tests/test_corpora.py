@@ -1,18 +1,18 @@
 """Corpus adapters on small fake trees that follow each corpus's real naming convention."""
+
 import collections
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import EMODB
 
 import ser_dist.data.corpora  # noqa: F401  registers the adapters
 from ser_dist.config import Data
 from ser_dist.data.records import DataError
 from ser_dist.errors import ConfigError
 from ser_dist.registry import CORPORA
-
-from conftest import EMODB
 
 
 def write_wav(path: Path, seconds: float = 0.1, sample_rate: int = 16000) -> Path:
@@ -227,7 +227,13 @@ def test_emodb_real_copy():
     assert sorted({r.speaker for r in result.records}) == ["03", "08", "09", "10", "11", "12", "13", "14", "15", "16"]
     # Class counts as the copy's README states them.
     assert collections.Counter(r.label for r in result.records) == {
-        "anger": 127, "boredom": 81, "disgust": 46, "fear": 69, "happiness": 71, "neutral": 79, "sadness": 62,
+        "anger": 127,
+        "boredom": 81,
+        "disgust": 46,
+        "fear": 69,
+        "happiness": 71,
+        "neutral": 79,
+        "sadness": 62,
     }
 
 

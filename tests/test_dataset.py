@@ -1,5 +1,6 @@
 """The decode-once cache: contents, skips, crop, order, cache hits that decode nothing, invalidation,
 atomic publishing, concurrent builders, and the torch view + padding collate on top of it."""
+
 from __future__ import annotations
 
 import json

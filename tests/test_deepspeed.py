@@ -2,6 +2,7 @@
 (weight-norm positional conv, group norm) and the launch/deepspeed JSON files and their "auto" values:
 the frozen-then-unfrozen encoder trains under ZeRO, and the ZeRO-3 export holds the full gathered
 weights and loads in a fresh process."""
+
 import csv
 import json
 import socket
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, SPEAKER_PATTERN, assert_predict_reproduces_test_predictions, run_entry_point
 
 pytest.importorskip("deepspeed")
@@ -25,16 +25,42 @@ def free_port() -> int:
 
 def deepspeed_run(config: str, corpus: Path, out: Path, *extra: str, fault: tuple = ()):
     launch = [
-        "-m", "accelerate.commands.launch", "--use_deepspeed", "--deepspeed_config_file", str(ROOT / "launch" / "deepspeed" / config),
-        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()),
+        "-m",
+        "accelerate.commands.launch",
+        "--use_deepspeed",
+        "--deepspeed_config_file",
+        str(ROOT / "launch" / "deepspeed" / config),
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
     ]
     script = ["tests/dist/inject_fault.py", *fault, "--", RECIPE] if fault else [RECIPE]
     args = [
-        *script, "model.backbone=wav2vec2_tiny_random", "model.pretrained=false", "data.corpus=folder", "data.split=speaker",
-        f"data.root={corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", f"train.output_dir={out}", "train.epochs=2",
-        "train.batch_size=4", "train.grad_accum_steps=1", "data.batch_seconds=null", "data.max_seconds=2.0", "train.tensorboard=false",
-        "model.freeze_feature_encoder_epochs=-1", "model.freeze_backbone_epochs=1", "train.max_grad_norm=0.5", *extra,
+        *script,
+        "model.backbone=wav2vec2_tiny_random",
+        "model.pretrained=false",
+        "data.corpus=folder",
+        "data.split=speaker",
+        f"data.root={corpus}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        f"train.output_dir={out}",
+        "train.epochs=2",
+        "train.batch_size=4",
+        "train.grad_accum_steps=1",
+        "data.batch_seconds=null",
+        "data.max_seconds=2.0",
+        "train.tensorboard=false",
+        "model.freeze_feature_encoder_epochs=-1",
+        "model.freeze_backbone_epochs=1",
+        "train.max_grad_norm=0.5",
+        *extra,
     ]
     # No ACCELERATE_USE_CPU: it makes Accelerate drop DeepSpeed; without CUDA the trainer picks gloo itself.
     result = run_entry_point([*launch, *args], timeout=420, env={"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "false"})
@@ -46,7 +72,9 @@ def deepspeed_run(config: str, corpus: Path, out: Path, *extra: str, fault: tupl
 def zero2_run(demo_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("zero2") / "run"
     # Rank 1's loss is NaN at its batches 2 and 3: both ranks must skip those steps (ZeRO steps inside backward).
-    return out, deepspeed_run("zero2.json", demo_corpus, out, "train.save_every_steps=2", "train.keep_last=100", fault=("nan", "2", "1", "2"))
+    return out, deepspeed_run(
+        "zero2.json", demo_corpus, out, "train.save_every_steps=2", "train.keep_last=100", fault=("nan", "2", "1", "2")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +125,9 @@ def test_zero2_skips_nonfinite_steps_on_every_rank(zero2_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["nonfinite_steps"] == 2 and "step skipped (2 so far)" in result.stdout
     assert all(torch.isfinite(v).all() for v in load_file(str(out / "model" / "model.safetensors")).values())
-    assert all(torch.isfinite(v).all() for v in module_weights(sorted((out / "checkpoints").iterdir())[-1]).values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in module_weights(sorted((out / "checkpoints").iterdir())[-1]).values() if v.is_floating_point()
+    )
     assert metrics["test"]["loss"] == metrics["test"]["loss"]  # not NaN
 
 

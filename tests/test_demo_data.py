@@ -1,4 +1,5 @@
 """The synthetic demo corpus: layout, audio format, determinism, and that it is learnable but not trivial."""
+
 from __future__ import annotations
 
 import re

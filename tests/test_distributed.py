@@ -1,6 +1,7 @@
 """Two real ranks over gloo on CPU: exact evaluation counts, 1 rank == 2 ranks for one global batch,
 decisions taken on the same step everywhere, rank-0-only outputs, collective checkpoints, and faults
 (non-finite losses, a dying rank, out of memory) that end in a clear message instead of a hang."""
+
 import csv
 import json
 import re
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import DIST_ENV, SPEAKER_PATTERN, TINY_BILSTM, run_entry_point, run_torchrun
 
 RECIPE = "recipes/bilstm_mfcc_ce.py"
@@ -22,7 +22,6 @@ def run_in_process(script: str, *args: str, monkeypatch) -> None:
     import sys
 
     from accelerate.state import AcceleratorState
-
     from conftest import ROOT
 
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "ACCELERATE_USE_DEEPSPEED"):
@@ -52,8 +51,14 @@ def odd_corpus(demo_corpus, tmp_path_factory) -> Path:
 
 def recipe_args(corpus: Path, out: Path, *extra: str) -> list[str]:
     return [
-        f"data.root={corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", f"train.output_dir={out}",
-        "train.tensorboard=true", "train.batch_size=4", *TINY_BILSTM[:2], "data.max_seconds=2.0", *extra,
+        f"data.root={corpus}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        f"train.output_dir={out}",
+        "train.tensorboard=true",
+        "train.batch_size=4",
+        *TINY_BILSTM[:2],
+        "data.max_seconds=2.0",
+        *extra,
     ]
 
 
@@ -64,9 +69,24 @@ def two_rank_run(odd_corpus, tmp_path_factory):
     the run after epoch 2 of 4."""
     out = tmp_path_factory.mktemp("ddp") / "run"
     result = run_torchrun(
-        INJECT, "nan", "2", "1", "2", "--", RECIPE,
-        *recipe_args(odd_corpus, out, "train.epochs=4", "optim.lr=1e-7", "train.metric=ua", "train.early_stopping_patience=1",
-                     "optim.scheduler=plateau", "optim.plateau_patience=0", "optim.plateau_factor=0.5"),
+        INJECT,
+        "nan",
+        "2",
+        "1",
+        "2",
+        "--",
+        RECIPE,
+        *recipe_args(
+            odd_corpus,
+            out,
+            "train.epochs=4",
+            "optim.lr=1e-7",
+            "train.metric=ua",
+            "train.early_stopping_patience=1",
+            "optim.scheduler=plateau",
+            "optim.plateau_patience=0",
+            "optim.plateau_factor=0.5",
+        ),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, result
@@ -142,7 +162,10 @@ def test_a_dying_rank_ends_the_job_with_its_error_and_oom_names_the_batch(odd_co
     assert not (out / "metrics.json").exists()
     lines = [line for line in result.stderr.splitlines() if line.startswith("ser-dist: error: ")]
     assert len(lines) == 1, result.stderr[-3000:]
-    assert re.match(r"ser-dist: error: out of memory on cpu(:0)? in a training batch of 4 clips \(train.batch_size=4\), the longest 2\.0 s; lower", lines[0]), lines[0]
+    assert re.match(
+        r"ser-dist: error: out of memory on cpu(:0)? in a training batch of 4 clips \(train.batch_size=4\), the longest 2\.0 s; lower",
+        lines[0],
+    ), lines[0]
     assert "[rank1]: Traceback" not in result.stderr
 
 
@@ -161,7 +184,6 @@ def test_launch_files_parse():
     import subprocess
 
     from accelerate.commands.config.config_args import load_config_from_file
-
     from conftest import ROOT
 
     config = load_config_from_file(str(ROOT / "accelerate_config.yaml"))
@@ -169,5 +191,5 @@ def test_launch_files_parse():
     for script in ("multi_gpu.sh", "slurm_multinode.sbatch", "cpu_multiprocess.sh"):
         assert subprocess.run(["bash", "-n", str(ROOT / "launch" / script)]).returncode == 0, script
     slurm = (ROOT / "launch" / "slurm_multinode.sbatch").read_text()
-    for flag in ("--num_machines", "--machine_rank", "--main_process_ip", "--rdzv_backend c10d", "--config_file \"$CONFIG_FILE\""):
+    for flag in ("--num_machines", "--machine_rank", "--main_process_ip", "--rdzv_backend c10d", '--config_file "$CONFIG_FILE"'):
         assert flag in slurm

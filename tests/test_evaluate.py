@@ -1,9 +1,9 @@
 """``ser-dist evaluate``: reproduces the training run's test metrics exactly; any corpus; label sets and --label-map."""
+
 import json
 import shutil
 
 import pytest
-
 from conftest import SPEAKER_PATTERN, ser_dist_cli
 
 EXACT_KEYS = ("unweighted_accuracy", "weighted_accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "num_examples")
@@ -39,8 +39,17 @@ def test_evaluate_a_corpus_through_the_data_keys(deploy_run, demo_corpus, tmp_pa
     run, _ = deploy_run
     out_dir = tmp_path / "eval"
     out, _ = in_process(
-        capsys, "evaluate", str(run), "--data", f"root={demo_corpus}", f"speaker_pattern={SPEAKER_PATTERN}", "split=speaker",
-        "--split", "test", "--out", str(out_dir),
+        capsys,
+        "evaluate",
+        str(run),
+        "--data",
+        f"root={demo_corpus}",
+        f"speaker_pattern={SPEAKER_PATTERN}",
+        "split=speaker",
+        "--split",
+        "test",
+        "--out",
+        str(out_dir),
     )
     assert "test split of data.split=speaker" in out
     trained = json.loads((run / "metrics.json").read_text())["test"]
@@ -70,7 +79,17 @@ def test_label_sets_that_differ_fail_clearly_and_label_map_reconciles(deploy_run
     assert not (tmp_path / "x" / "metrics.json").exists()
 
     out_dir = tmp_path / "mapped"
-    _, err = in_process(capsys, "evaluate", str(run), "--data", f"root={renamed_corpus}", "--label-map", "angry=Anger,happy=Happy,sad=Sad", "--out", str(out_dir))
+    _, err = in_process(
+        capsys,
+        "evaluate",
+        str(run),
+        "--data",
+        f"root={renamed_corpus}",
+        "--label-map",
+        "angry=Anger,happy=Happy,sad=Sad",
+        "--out",
+        str(out_dir),
+    )
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["test"]["num_examples"] == 36
     assert metrics["data"]["per_class"] == {"Anger": 12, "Disgust": 0, "Fear": 0, "Happy": 12, "Neutral": 0, "Sad": 12}

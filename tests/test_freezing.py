@@ -1,12 +1,12 @@
 """Freezing is one mechanism on any number of processes: a freeze-then-unfreeze schedule on one global batch
 gives the same weights on 1 process, 2 DDP processes (gloo) and 2 ZeRO-2 processes, and on each of them a
 frozen part is bit-identical while frozen and trains after its unfreeze (tests/dist/freeze_schedule.py)."""
+
 import importlib.util
 import socket
 
 import pytest
 import torch
-
 from conftest import DIST_ENV, ROOT, run_entry_point, run_torchrun
 
 SCRIPT = "tests/dist/freeze_schedule.py"
@@ -28,9 +28,25 @@ def runs(tmp_path_factory) -> dict:
     }
     if importlib.util.find_spec("deepspeed") is not None:
         results["2 ZeRO-2"] = run_entry_point(
-            ["-m", "accelerate.commands.launch", "--use_deepspeed", "--deepspeed_config_file", str(ROOT / "launch" / "deepspeed" / "zero2.json"),
-             "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-             "--main_process_port", str(free_port()), SCRIPT, str(out / "zero2.pt")],
+            [
+                "-m",
+                "accelerate.commands.launch",
+                "--use_deepspeed",
+                "--deepspeed_config_file",
+                str(ROOT / "launch" / "deepspeed" / "zero2.json"),
+                "--num_processes",
+                "2",
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                "--main_process_port",
+                str(free_port()),
+                SCRIPT,
+                str(out / "zero2.pt"),
+            ],
             env={"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "false"},
         )
     for name, result in results.items():
@@ -84,9 +100,20 @@ def ssl_args(corpus, out, *extra: str) -> list[str]:
     from conftest import SPEAKER_PATTERN, TINY_SSL
 
     return [
-        "recipes/hubert_large_ce.py", f"data.root={corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", f"train.output_dir={out}",
-        *TINY_SSL, "model.pretrained=false", "train.batch_size=4", "train.epochs=2", "model.freeze_feature_encoder_epochs=1",
-        "train.save_every_steps=4", "train.keep_last=10", "train.early_stopping_patience=null", "train.tensorboard=false", *extra,
+        "recipes/hubert_large_ce.py",
+        f"data.root={corpus}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        f"train.output_dir={out}",
+        *TINY_SSL,
+        "model.pretrained=false",
+        "train.batch_size=4",
+        "train.epochs=2",
+        "model.freeze_feature_encoder_epochs=1",
+        "train.save_every_steps=4",
+        "train.keep_last=10",
+        "train.early_stopping_patience=null",
+        "train.tensorboard=false",
+        *extra,
     ]
 
 
@@ -102,7 +129,9 @@ def ssl_straight(demo_corpus, tmp_path_factory):
 @pytest.mark.parametrize("checkpoint, name", [(3, "step-00000009-epoch-001-batch-00000"), (4, "step-00000012-epoch-001-batch-00003")])
 def test_resume_at_and_after_the_unfreeze_equals_the_uninterrupted_run(checkpoint, name, ssl_straight, demo_corpus, tmp_path):
     out = tmp_path / "run"
-    killed = run_entry_point(["tests/dist/inject_fault.py", "kill_after_checkpoint", str(checkpoint), "all", "--", *ssl_args(demo_corpus, out)], env=DIST_ENV)
+    killed = run_entry_point(
+        ["tests/dist/inject_fault.py", "kill_after_checkpoint", str(checkpoint), "all", "--", *ssl_args(demo_corpus, out)], env=DIST_ENV
+    )
     assert killed.returncode != 0 and f"killed after checkpoint {name}" in killed.stdout, killed.stdout[-2000:] + killed.stderr[-2000:]
     result = run_entry_point(ssl_args(demo_corpus, out, "train.resume=auto"), env=DIST_ENV)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -4,6 +4,7 @@ The 20-cell grid runs every study recipe through its real entry point (its ``__m
 generated corpus with ``--smoke`` (tiny models, 1 epoch), in one command, and produces the table and
 heatmap. One thread per process: the smoke models are tiny and the CI machine is shared.
 """
+
 import csv
 import dataclasses
 import json
@@ -13,8 +14,8 @@ import statistics
 import sys
 
 import pytest
-
 from conftest import SPEAKER_PATTERN, STUDY_BACKBONES, STUDY_LOSSES, STUDY_RECIPES, run_entry_point
+
 from ser_dist.cli import main
 from ser_dist.crossval import CVPlan, check_comparable, plan_cv, plan_grid, run_cv
 from ser_dist.errors import ConfigError, UserError
@@ -51,7 +52,7 @@ def test_grid_of_20_cells_writes_table_csv_and_heatmap(grid_run):
     assert "—" not in cells_text and cells_text.count("UA ") == 20 and cells_text.count("WA ") == 20
     with open(out / "results.csv") as handle:
         cells = list(csv.DictReader(handle))
-    assert [(c["backbone"], c["loss"]) for c in cells] == [(b, l) for b in STUDY_BACKBONES for l in STUDY_LOSSES]
+    assert [(c["backbone"], c["loss"]) for c in cells] == [(b, loss) for b in STUDY_BACKBONES for loss in STUDY_LOSSES]
     for cell in cells:
         fold = json.loads((out / f"{cell['backbone']}_{cell['loss']}" / "fold_1" / "metrics.json").read_text())
         assert float(cell["unweighted_accuracy_mean"]) == pytest.approx(fold["test"]["unweighted_accuracy"])
@@ -79,8 +80,19 @@ def test_report_rebuilds_the_grid_table_from_the_cell_folders(grid_run, tmp_path
 
 def test_print_jobs_gives_one_cv_command_per_cell(demo_corpus, tmp_path, capsys):
     out = tmp_path / "jobs"
-    main(["grid", *STUDY_RECIPES, "--smoke", *demo_data(demo_corpus, "split=speaker"), "--out", str(out),
-          "--print-jobs", "--launcher", "accelerate launch --num_processes 4"])
+    main(
+        [
+            "grid",
+            *STUDY_RECIPES,
+            "--smoke",
+            *demo_data(demo_corpus, "split=speaker"),
+            "--out",
+            str(out),
+            "--print-jobs",
+            "--launcher",
+            "accelerate launch --num_processes 4",
+        ]
+    )
     jobs = capsys.readouterr().out.splitlines()
     assert len(jobs) == 20
     assert jobs[0].startswith("ser-dist cv recipes/lstm_ce.py train.epochs=1 ")
@@ -150,27 +162,56 @@ def test_launcher_command_of_a_fold(demo_corpus, tmp_path):
 
 def test_bad_config_fails_before_any_fold(demo_corpus, tmp_path):
     with pytest.raises(ConfigError, match=r"^unknown config key 'train.epoch'; did you mean train.epochs\?$"):
-        main(["grid", "recipes/lstm_ce.py", "recipes/vggish_ce.py", *demo_data(demo_corpus), "train.epoch=3", "--out", str(tmp_path / "grid")])
+        main(
+            [
+                "grid",
+                "recipes/lstm_ce.py",
+                "recipes/vggish_ce.py",
+                *demo_data(demo_corpus),
+                "train.epoch=3",
+                "--out",
+                str(tmp_path / "grid"),
+            ]
+        )
     with pytest.raises(UserError, match=r"--data 'corpus': give key=value pairs"):
         main(["cv", "recipes/lstm_ce.py", "--data", "corpus", "--out", str(tmp_path / "grid")])
     assert not (tmp_path / "grid").exists()
 
 
 def test_argument_errors_are_user_errors(demo_corpus, tmp_path, monkeypatch):
-    data = [f"data.root={demo_corpus}", "data.corpus=folder", f"data.speaker_pattern={SPEAKER_PATTERN}", "data.split=speaker_kfold", "data.num_folds=2"]
+    data = [
+        f"data.root={demo_corpus}",
+        "data.corpus=folder",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        "data.split=speaker_kfold",
+        "data.num_folds=2",
+    ]
     with pytest.raises(UserError, match="recipe not found"):
         plan_cv("recipes/no_such_recipe.py", data)
     with pytest.raises(UserError, match="given twice"):
         plan_grid(["recipes/lstm_ce.py", "recipes/lstm_ce.py"], data, str(tmp_path))
-    plans = [CVPlan(recipe, recipe.config, tmp_path, [], [1]) for recipe in map(load_recipe, ("recipes/hubert_large_focal.py", "recipes/hubert_large_ce.py"))]
-    with pytest.raises(UserError, match=r"recipes/hubert_large_ce.py has data.corpus='folder' but recipes/hubert_large_focal.py has 'iemocap'; "
-                                        r"the cells of a grid share one data protocol: pass data.corpus=VALUE"):
+    plans = [
+        CVPlan(recipe, recipe.config, tmp_path, [], [1])
+        for recipe in map(load_recipe, ("recipes/hubert_large_focal.py", "recipes/hubert_large_ce.py"))
+    ]
+    with pytest.raises(
+        UserError,
+        match=r"recipes/hubert_large_ce.py has data.corpus='folder' but recipes/hubert_large_focal.py has 'iemocap'; "
+        r"the cells of a grid share one data protocol: pass data.corpus=VALUE",
+    ):
         check_comparable(plans)
     bandpass = load_recipe("recipes/wav2vec2_base_bandpass_ce.py")
     with pytest.raises(UserError, match=r"are both the wav2vec2_base x ce cell; a grid has one recipe per cell"):
-        check_comparable([CVPlan(load_recipe("recipes/wav2vec2_base_ce.py"), bandpass.config, tmp_path, [], [1]), CVPlan(bandpass, bandpass.config, tmp_path, [], [1])])
+        check_comparable(
+            [
+                CVPlan(load_recipe("recipes/wav2vec2_base_ce.py"), bandpass.config, tmp_path, [], [1]),
+                CVPlan(bandpass, bandpass.config, tmp_path, [], [1]),
+            ]
+        )
     faster = dataclasses.replace(plans[0].experiment, optim=dataclasses.replace(plans[0].experiment.optim, lr=0.5))
-    with pytest.raises(UserError, match=r"has optim.lr=0.5 but recipes/hubert_large_focal.py has 2e-05; the cells of the hubert_large row share"):
+    with pytest.raises(
+        UserError, match=r"has optim.lr=0.5 but recipes/hubert_large_focal.py has 2e-05; the cells of the hubert_large row share"
+    ):
         check_comparable([plans[0], CVPlan(load_recipe("recipes/hubert_large_aam.py"), faster, tmp_path, [], [1])])
     plan = plan_cv("recipes/lstm_ce.py", data, out_dir=str(tmp_path / "cv"))
     assert plan.folds == [1, 2]
@@ -185,7 +226,10 @@ def test_report_pools_folds_and_single_runs(tmp_path):
     """``report`` on hand-made run folders: ± is the sample std across folds, rows in the seed's order."""
     cv_dir = tmp_path / "hubert_focal"
     cv_dir.mkdir()
-    folds = [{"fold": k, "unweighted_accuracy": ua, "weighted_accuracy": wa, "macro_f1": 0.5, "num_examples": 10} for k, ua, wa in ((1, 0.8, 0.9), (2, 0.6, 0.7))]
+    folds = [
+        {"fold": k, "unweighted_accuracy": ua, "weighted_accuracy": wa, "macro_f1": 0.5, "num_examples": 10}
+        for k, ua, wa in ((1, 0.8, 0.9), (2, 0.6, 0.7))
+    ]
     (cv_dir / "cv_summary.json").write_text(json.dumps({"backbone": "hubert_large", "loss": "focal", "folds": folds}))
     single = tmp_path / "single"
     single.mkdir()
@@ -217,10 +261,15 @@ def test_a_fold_of_other_settings_stops_the_command_and_rerun_retrains_only_it(g
         assert all(fragment in lines[0] for fragment in fragments), lines[0]
 
     changed = cli("grid", *recipes, "--smoke", *data, "--out", str(out), "optim.lr=0.5")
-    one_line_error(changed, "ser-dist: error: lstm_ce fold 1: ", "holds a run of other settings (optim.lr=0.001 then, 0.5 now)", "pass --rerun")
+    one_line_error(
+        changed, "ser-dist: error: lstm_ce fold 1: ", "holds a run of other settings (optim.lr=0.001 then, 0.5 now)", "pass --rerun"
+    )
     assert all(path.read_bytes() == data_ for path, data_ in untouched.items())  # nothing trained, nothing cleared
 
-    one_line_error(cli("cv", "recipes/lstm_focal.py", "--smoke", *data, "--out", str(out / "lstm_focal"), "loss.gamma=0"), "loss.gamma=2.0 then, 0.0 now")
+    one_line_error(
+        cli("cv", "recipes/lstm_focal.py", "--smoke", *data, "--out", str(out / "lstm_focal"), "loss.gamma=0"),
+        "loss.gamma=2.0 then, 0.0 now",
+    )
     retrained = cli("cv", "recipes/lstm_focal.py", "--smoke", *data, "--out", str(out / "lstm_focal"), "loss.gamma=0", "--rerun")
     assert retrained.returncode == 0 and "lstm_focal fold 1/1: retraining (settings changed)" in retrained.stdout, retrained.stderr[-2000:]
     metrics = json.loads((cell / "metrics.json").read_text())
@@ -233,7 +282,9 @@ def test_a_fold_of_other_settings_stops_the_command_and_rerun_retrains_only_it(g
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "lstm_ce fold 1/1: finished earlier with the same settings" in rerun.stdout
     assert "lstm_focal fold 1/1: retraining (settings changed)" in rerun.stdout and rerun.stdout.count("training") == 1
-    assert json.loads((cell / "metrics.json").read_text())["test"] == json.loads(untouched[cell / "metrics.json"])["test"]  # the same run again
+    assert (
+        json.loads((cell / "metrics.json").read_text())["test"] == json.loads(untouched[cell / "metrics.json"])["test"]
+    )  # the same run again
 
 
 def test_report_refuses_one_cell_of_runs_with_other_settings(grid_run, tmp_path):

@@ -1,13 +1,14 @@
 """Hugging Face datasets as corpora (ser_dist/data/hf.py): every form a user may hand over gives the same records,
 labels, speakers and splits, and audio that decodes as the files it came from; bad input is one line."""
+
 import io
 import json
 
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import one_line, write_clip
+
 from ser_dist.data.audio import AudioError, decode_audio, decode_audio_bytes
 from ser_dist.data.hf import audio_location, check_split_columns, decode_hf_audio, iter_audio, open_hf_dataset, scan_data, scan_hf_dataset
 from ser_dist.data.records import DataError
@@ -44,11 +45,13 @@ def clips(tmp_path_factory):
 
 
 def _dataset(rows, class_label=True):
-    features = datasets.Features({
-        "audio": datasets.Audio(),
-        "label": datasets.ClassLabel(names=EMOTIONS) if class_label else datasets.Value("string"),
-        "speaker": datasets.Value("string"),
-    })
+    features = datasets.Features(
+        {
+            "audio": datasets.Audio(),
+            "label": datasets.ClassLabel(names=EMOTIONS) if class_label else datasets.Value("string"),
+            "speaker": datasets.Value("string"),
+        }
+    )
     return datasets.Dataset.from_dict(
         {"audio": [str(p) for p, _, _ in rows], "label": [e for _, e, _ in rows], "speaker": [s for _, _, s in rows]}, features=features
     )
@@ -146,13 +149,22 @@ def test_scan_data_reads_the_config_keys_and_the_fingerprint_follows_the_data(cl
     copies = [(write_clip(tmp_path / p.name, samples=sf.read(str(p))[0], rate=sf.info(str(p)).samplerate), e) for p, e, _ in clips[:4]]
     table = tmp_path / "clips.jsonl"
     table.write_text("".join(json.dumps({"path": str(p), "label": e}) + "\n" for p, e in copies))
-    data = SimpleNamespace(hf_dataset=str(table), hf_config=None, hf_revision=None, audio_column="path", label_column=None,
-                           speaker_column=None, session_column=None)
+    data = SimpleNamespace(
+        hf_dataset=str(table),
+        hf_config=None,
+        hf_revision=None,
+        audio_column="path",
+        label_column=None,
+        speaker_column=None,
+        session_column=None,
+    )
     first = scan_data(data)
     assert len(first.records) == 4 and first.dataset.columns.speaker is None
     with pytest.raises(DataError) as err:
         check_split_columns(first.dataset, "speaker")
-    one_line(err, "data.split=speaker needs each clip's speaker", "set data.speaker_column=COLUMN", "columns: path (string), label (string)")
+    one_line(
+        err, "data.split=speaker needs each clip's speaker", "set data.speaker_column=COLUMN", "columns: path (string), label (string)"
+    )
     assert scan_data(data).dataset.fingerprint == first.dataset.fingerprint  # stable
     write_clip(copies[0][0], seconds=0.4, seed=99)  # a clip the file names is rewritten: a new cache key
     assert scan_data(data).dataset.fingerprint != first.dataset.fingerprint
@@ -175,7 +187,12 @@ def test_bad_columns_are_one_line_naming_the_key_and_the_columns(clips, tmp_path
     _dataset(clips[:3]).rename_column("label", "emotion").save_to_disk(str(tmp_path / "emo"))
     with pytest.raises(DataError) as err:
         open_hf_dataset(str(tmp_path / "emo"))
-    one_line(err, "no column 'label' for data.label_column", "set data.label_column=COLUMN", "audio (Audio), emotion (ClassLabel), speaker (string)")
+    one_line(
+        err,
+        "no column 'label' for data.label_column",
+        "set data.label_column=COLUMN",
+        "audio (Audio), emotion (ClassLabel), speaker (string)",
+    )
     with pytest.raises(DataError) as err:
         open_hf_dataset(str(tmp_path / "emo"), label_column="emotion", speaker_column="speakr")
     one_line(err, "no column 'speakr' for data.speaker_column", "did you mean 'speaker'?")
@@ -202,8 +219,10 @@ def test_bad_columns_are_one_line_naming_the_key_and_the_columns(clips, tmp_path
 
 def test_a_row_with_undecodable_bytes_raises_audio_error_for_that_row_only(clips, tmp_path):
     ds = datasets.Dataset.from_dict(
-        {"audio": [{"bytes": clips[0][0].read_bytes(), "path": None}, {"bytes": b"not audio at all" * 8, "path": None}, None],
-         "label": ["a", "b", "a"]},
+        {
+            "audio": [{"bytes": clips[0][0].read_bytes(), "path": None}, {"bytes": b"not audio at all" * 8, "path": None}, None],
+            "label": ["a", "b", "a"],
+        },
         features=datasets.Features({"audio": datasets.Audio(), "label": datasets.Value("string")}),
     )
     ds.save_to_disk(str(tmp_path / "bad"))
@@ -244,8 +263,14 @@ def test_decode_audio_bytes_gives_decode_audios_reasons(tmp_path):
     whole = buffer.getvalue()
     (tmp_path / "cut.wav").write_bytes(whole[: len(whole) // 2])
     cut = decode_audio_bytes(whole[: len(whole) // 2], "hf://x/train/1")
-    assert cut.truncated == decode_audio(tmp_path / "cut.wav").truncated and cut.truncated.startswith("truncated: the header declares 0.1 s")
-    for data, reason in ((b"", "empty (0 bytes)"), (b"RIFF" + b"\0" * 40, None), (b"\x00\x01" * 100, "not an audio file (format not recognised)")):
+    assert cut.truncated == decode_audio(tmp_path / "cut.wav").truncated and cut.truncated.startswith(
+        "truncated: the header declares 0.1 s"
+    )
+    for data, reason in (
+        (b"", "empty (0 bytes)"),
+        (b"RIFF" + b"\0" * 40, None),
+        (b"\x00\x01" * 100, "not an audio file (format not recognised)"),
+    ):
         with pytest.raises(AudioError) as err:
             decode_audio_bytes(data, "hf://x/train/2")
         assert err.value.path == "hf://x/train/2" and (reason is None or err.value.reason == reason)

@@ -1,10 +1,10 @@
 """Model card validation and pushing to the Hub (HfApi mocked: no network), clean failures, the token never written."""
+
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, run_entry_point
 
 TOKEN = "hf_ThisIsATestTokenThatMustNeverBeWritten"
@@ -38,7 +38,19 @@ def test_export_model_card_passes_hub_validation(deploy_run):
     assert all(r.task_type == "audio-classification" and r.dataset_split == "test" and r.dataset_config == "speaker" for r in results)
     assert results[0].dataset_args["speaker_independent"] is True
     body = card.text
-    for fragment in ("Anger", "Neutral", "Intended use and limitations", "acted", "natural", "languages", "bias", "confusion_matrix.png", "## Data", "## Training", "speaker-independent"):
+    for fragment in (
+        "Anger",
+        "Neutral",
+        "Intended use and limitations",
+        "acted",
+        "natural",
+        "languages",
+        "bias",
+        "confusion_matrix.png",
+        "## Data",
+        "## Training",
+        "speaker-independent",
+    ):
         assert fragment in body, fragment
     assert (export / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((export / "config.json").read_text())["labels"] == json.loads((export / "ser_dist.json").read_text())["labels"]
@@ -58,6 +70,7 @@ def recorded_hub(monkeypatch):
         def method(self, *args, **kwargs):
             calls.append((name, args, kwargs, self.token))
             return result
+
         return method
 
     monkeypatch.setattr(HfApi, "create_repo", record("create_repo"))
@@ -101,7 +114,9 @@ def test_push_uploads_the_export_and_a_card_for_the_repo(deploy_run, recorded_hu
 def test_push_offline_or_unauthenticated_fails_in_one_line_and_keeps_the_export(deploy_run, tmp_path):
     run, _ = deploy_run
     before = digests(run)
-    offline = run_entry_point(["-m", "ser_dist.cli", "push", str(run), "alice/ser-demo"], env={"HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
+    offline = run_entry_point(
+        ["-m", "ser_dist.cli", "push", str(run), "alice/ser-demo"], env={"HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    )
     assert_one_line_error(offline, "alice/ser-demo", "HF_HUB_OFFLINE", "intact")
     assert TOKEN not in offline.stderr + offline.stdout
     assert digests(run) == before
@@ -122,7 +137,9 @@ def test_push_to_hub_without_repo_id_is_a_config_error():
 
     with pytest.raises(ConfigError, match="train.push_to_hub=true needs hub.repo_id"):
         cli(Experiment(), ["data.root=anywhere", "train.push_to_hub=true"])
-    assert cli(Experiment(), ["data.root=anywhere", "train.push_to_hub=true", "hub.repo_id=alice/x", "hub.private=true"]).hub.private is True
+    assert (
+        cli(Experiment(), ["data.root=anywhere", "train.push_to_hub=true", "hub.repo_id=alice/x", "hub.private=true"]).hub.private is True
+    )
 
 
 def test_bad_repo_id_and_missing_export(deploy_run, tmp_path, monkeypatch):

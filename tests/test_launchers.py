@@ -1,6 +1,7 @@
 """Launchers do what they say: the process count asked for (or one clear line), the caller's working
 directory, the GPUs CUDA_VISIBLE_DEVICES names, a SLURM script that runs from anywhere, and two
 "machines" on one host (CPU, gloo) that train, die after a checkpoint, resume and end like a 2-process run."""
+
 import os
 import socket
 import stat
@@ -9,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import DIST_ENV, ROOT, SPEAKER_PATTERN, run_entry_point, run_torchrun
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -24,13 +24,24 @@ def free_port() -> int:
 
 def bash(script: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     full = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(["bash", str(ROOT / "launch" / script), *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(ROOT / "launch" / script), *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_cpu_multiprocess_keeps_the_callers_directory_for_relative_paths(demo_corpus, tmp_path):
     (tmp_path / "corpus").symlink_to(demo_corpus)
-    result = bash("cpu_multiprocess.sh", str(ROOT / "recipes" / "bilstm_mfcc_ce.py"), "data.root=corpus", f"data.speaker_pattern={SPEAKER_PATTERN}",
-                  "train.output_dir=runs/x", "train.epochs=1", *TINY, cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    result = bash(
+        "cpu_multiprocess.sh",
+        str(ROOT / "recipes" / "bilstm_mfcc_ce.py"),
+        "data.root=corpus",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        "train.output_dir=runs/x",
+        "train.epochs=1",
+        *TINY,
+        cwd=tmp_path,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "2 process(es) on cpu" in result.stdout and (tmp_path / "runs" / "x" / "metrics.json").exists()
 
@@ -38,8 +49,24 @@ def test_cpu_multiprocess_keeps_the_callers_directory_for_relative_paths(demo_co
 def test_accelerate_launch_cpu_with_several_processes_fails_instead_of_training_one(demo_corpus, tmp_path):
     out = tmp_path / "run"
     result = run_entry_point(
-        ["-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-         "recipes/bilstm_mfcc_ce.py", f"data.root={demo_corpus}", f"train.output_dir={out}", "train.epochs=1", *TINY],
+        [
+            "-m",
+            "accelerate.commands.launch",
+            "--cpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "recipes/bilstm_mfcc_ce.py",
+            f"data.root={demo_corpus}",
+            f"train.output_dir={out}",
+            "train.epochs=1",
+            *TINY,
+        ],
         env={"OMP_NUM_THREADS": "1"},
     )
     assert result.returncode != 0 and not (out / "metrics.json").exists()
@@ -95,7 +122,9 @@ def test_multi_gpu_counts_the_visible_gpus_and_keeps_the_callers_directory(fake_
 def test_multi_gpu_with_no_visible_gpu_is_one_line(fake_tools, tmp_path):
     result, argv = launched(fake_tools, "multi_gpu.sh", tmp_path, {"CUDA_VISIBLE_DEVICES": ""}, "recipes/x.py")
     assert result.returncode == 2 and argv == []
-    assert result.stderr.strip().splitlines() == ["ser-dist: error: no GPU visible (CUDA_VISIBLE_DEVICES=''); on CPUs use bash launch/cpu_multiprocess.sh"]
+    assert result.stderr.strip().splitlines() == [
+        "ser-dist: error: no GPU visible (CUDA_VISIBLE_DEVICES=''); on CPUs use bash launch/cpu_multiprocess.sh"
+    ]
 
 
 @pytest.mark.parametrize("port, expected", [(None, str(20000 + 123456 % 20000)), ("31337", "31337")])
@@ -141,10 +170,34 @@ def two_machines(corpus: Path, out: Path, *extra: str, inject: tuple = ()) -> li
     env = {**os.environ, **DIST_ENV, "PYTHONUNBUFFERED": "1"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--machine_rank", str(rank),
-             "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), "--num_processes", "2", "--mixed_precision", "no",
-             "--dynamo_backend", "no", *script, *resume_args(corpus, out), *extra],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--multi_gpu",
+                "--num_machines",
+                "2",
+                "--machine_rank",
+                str(rank),
+                "--main_process_ip",
+                "127.0.0.1",
+                "--main_process_port",
+                str(port),
+                "--num_processes",
+                "2",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                *script,
+                *resume_args(corpus, out),
+                *extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for rank in (0, 1)
     ]
@@ -153,8 +206,15 @@ def two_machines(corpus: Path, out: Path, *extra: str, inject: tuple = ()) -> li
 
 
 def resume_args(corpus: Path, out: Path) -> list[str]:
-    return [f"data.root={corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", f"train.output_dir={out}", "train.epochs=2",
-            "train.save_every_steps=2", "train.early_stopping_patience=null", *TINY]
+    return [
+        f"data.root={corpus}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        f"train.output_dir={out}",
+        "train.epochs=2",
+        "train.save_every_steps=2",
+        "train.early_stopping_patience=null",
+        *TINY,
+    ]
 
 
 def test_two_machines_on_one_host_resume_after_a_kill_and_end_like_a_two_process_run(demo_corpus, tmp_path):

@@ -1,5 +1,6 @@
 """Losses against hand-computed values (plain-Python math, not the code under test), their errors,
 and a short training run per loss on a separable toy problem."""
+
 from __future__ import annotations
 
 import math
@@ -76,7 +77,7 @@ def test_label_smoothing_with_class_weights_matches_hand_value():
     for row, y in zip(LOGITS, LABELS):
         uniform = sum(_nll(row, c) for c in range(3)) / 3
         per_sample.append((1 - eps) * _nll(row, y) + eps * uniform)
-    expected = sum(weights[y] * l for y, l in zip(LABELS, per_sample)) / sum(weights[y] for y in LABELS)
+    expected = sum(weights[y] * nll for y, nll in zip(LABELS, per_sample)) / sum(weights[y] for y in LABELS)
     loss = build_loss(Loss(name="label_smoothing", label_smoothing=eps, class_weights=True), 3, class_counts=[10, 5, 5])
     assert loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
 
@@ -307,7 +308,9 @@ def _tone_clips(num_per_class: int = 4, seconds: float = 0.5, sample_rate: int =
         label = index % 2
         valid = length - 400 * (index // 2)
         t = torch.arange(valid) / sample_rate
-        waves[index, :valid] = 0.5 * torch.sin(2 * math.pi * (220.0 if label == 0 else 1760.0) * t) + 0.05 * torch.randn(valid, generator=generator)
+        waves[index, :valid] = 0.5 * torch.sin(2 * math.pi * (220.0 if label == 0 else 1760.0) * t) + 0.05 * torch.randn(
+            valid, generator=generator
+        )
         labels.append(label)
         lengths.append(valid)
     return waves, torch.tensor(lengths), torch.tensor(labels)

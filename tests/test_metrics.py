@@ -1,4 +1,5 @@
 """ser_dist.metrics against scikit-learn, directly and through evaluate.load."""
+
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def test_evaluate_load_gives_the_same_numbers(tmp_path):
     # Batched accumulation, num_classes given instead of names.
     metric = load_metric(keep_in_memory=True)
     for start in range(0, len(references), 64):
-        metric.add_batch(predictions=predictions[start:start + 64], references=references[start:start + 64])
+        metric.add_batch(predictions=predictions[start : start + 64], references=references[start : start + 64])
     by_batches = metric.compute(num_classes=5)
     assert by_batches["unweighted_accuracy"] == expected["unweighted_accuracy"]
     assert by_batches["confusion_matrix"] == expected["confusion_matrix"]

@@ -1,4 +1,5 @@
 """``ser-dist predict`` and ``EmotionClassifier``: mixed formats, manifests, CSV/top-k, long recordings, Hub ids, safe loading."""
+
 import csv
 import io
 import json
@@ -10,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import assert_one_line_error, run_entry_point
 
 
@@ -161,7 +161,15 @@ def test_window_spans():
     assert window_spans(30, 40, 40) == [(0, 30)]
     assert window_spans(100, 40, 40) == [(0, 40), (40, 80), (60, 100)]
     assert window_spans(200, 40, 40) == [(0, 40), (40, 80), (80, 120), (120, 160), (160, 200)]
-    assert window_spans(210, 40, 30) == [(0, 40), (30, 70), (60, 100), (90, 130), (120, 160), (150, 190), (170, 210)]  # last one end-aligned
+    assert window_spans(210, 40, 30) == [
+        (0, 40),
+        (30, 70),
+        (60, 100),
+        (90, 130),
+        (120, 160),
+        (150, 190),
+        (170, 210),
+    ]  # last one end-aligned
 
 
 def test_python_api_and_mixin_from_pretrained_in_a_fresh_process(deploy_run, demo_corpus, tmp_path):
@@ -215,7 +223,9 @@ def test_predict_with_a_hub_id_from_the_cache_and_offline_errors(deploy_run, dem
     from_hub, _ = in_process(capsys, "predict", "alice/ser-demo", str(clip), "--json")
     local, _ = in_process(capsys, "predict", str(run), str(clip), "--json")
     assert json.loads(from_hub) == json.loads(local) and len(json.loads(local)) == 1
-    assert_one_line_error(cli("predict", "alice/not-there", str(clip), env=env), "alice/not-there", "not in the Hub cache", "HF_HUB_OFFLINE")
+    assert_one_line_error(
+        cli("predict", "alice/not-there", str(clip), env=env), "alice/not-there", "not in the Hub cache", "HF_HUB_OFFLINE"
+    )
     with pytest.raises(UserError, match="no/such/dir: no such model directory"):
         in_process(capsys, "predict", "no/such/dir", str(clip))
 

@@ -4,13 +4,14 @@ That the 20 share one set of settings per row and column is tests/test_study_rec
 of each study recipe through its real entry point (its ``__main__`` block) is the 20-cell grid in
 tests/test_grid.py.
 """
+
 from importlib import resources
 from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import STUDY_BACKBONES, STUDY_LOSSES
+
 from ser_dist.config import apply_overrides
 from ser_dist.recipe import load_recipe
 
@@ -37,11 +38,11 @@ def test_a_recipe_is_a_page_of_settings(path):
 
 def test_the_study_has_its_20_recipes():
     assert len(STUDY_CELLS) == 20
-    missing = [f"{b}_{l}.py" for b, l in STUDY_CELLS if not (ROOT / "recipes" / f"{b}_{l}.py").exists()]
+    missing = [f"{b}_{loss}.py" for b, loss in STUDY_CELLS if not (ROOT / "recipes" / f"{b}_{loss}.py").exists()]
     assert not missing
 
 
-@pytest.mark.parametrize("backbone,loss", STUDY_CELLS, ids=[f"{b}_{l}" for b, l in STUDY_CELLS])
+@pytest.mark.parametrize("backbone,loss", STUDY_CELLS, ids=[f"{b}_{loss}" for b, loss in STUDY_CELLS])
 def test_study_recipe_is_its_cell(backbone, loss):
     recipe = load_recipe(ROOT / "recipes" / f"{backbone}_{loss}.py")
     assert (recipe.backbone, recipe.loss) == (backbone, loss)

@@ -1,4 +1,5 @@
 """The recurrent backbones: padding never reaches the prediction, and the fast masked LSTM equals packed sequences."""
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -53,8 +54,9 @@ def test_average_frames_pools_valid_frames_only():
 def test_prediction_does_not_depend_on_padding_or_batch_mates(head, frame_stride):
     torch.manual_seed(0)
     for bidirectional, layers in ((True, 3), (False, 2)):
-        model = RecurrentSER(4, hidden_size=8, embedding_size=8, num_layers=layers, bidirectional=bidirectional, head=head,
-                             frame_stride=frame_stride).eval()
+        model = RecurrentSER(
+            4, hidden_size=8, embedding_size=8, num_layers=layers, bidirectional=bidirectional, head=head, frame_stride=frame_stride
+        ).eval()
         short = torch.randn(8000) * 0.1
         alone = model(short[None], torch.tensor([8000])).logits
         batch = torch.randn(2, 16000) * 0.1
@@ -72,7 +74,7 @@ def test_global_normalisation_learns_training_statistics_and_ignores_padding():
     frames = [torch.randn(n, 3) * torch.tensor([1.0, 2.0, 5.0]) + torch.tensor([0.0, -3.0, 10.0]) for n in (7, 4, 9, 5)]
     for first in (0, 2):  # two batches, padded with garbage
         batch = torch.full((2, 9, 3), 99.0)
-        for row, clip in enumerate(frames[first:first + 2]):
+        for row, clip in enumerate(frames[first : first + 2]):
             batch[row, : len(clip)] = clip
         norm.train()(batch, torch.tensor([len(frames[first]), len(frames[first + 1])]))
     every_frame = torch.cat(frames).double()
@@ -111,7 +113,9 @@ def test_head_auto_keeps_the_seeds_final_states_and_pooling_heads_use_every_vali
     assert _built("bilstm", "model.head=attentive_stats", "model.hidden_size=8").dense[0].in_features == 2 * 16  # mean and std of 2 x 8
 
 
-@pytest.mark.parametrize(("backbone", "head"), [("bilstm", "weighted_layers"), ("hubert_tiny_random", "last"), ("vggish", "attentive_stats")])
+@pytest.mark.parametrize(
+    ("backbone", "head"), [("bilstm", "weighted_layers"), ("hubert_tiny_random", "last"), ("vggish", "attentive_stats")]
+)
 def test_a_head_the_backbone_cannot_take_fails_before_training(backbone, head):
     from ser_dist.errors import ConfigError
 

@@ -1,4 +1,5 @@
 """ser_dist.reports and ser_dist.plots: files that open, numbers that are right, study tables to the character."""
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -57,7 +58,10 @@ def test_history_csv_round_trips(tmp_path):
     rows[1]["note"] = "resumed"  # a key only some rows have
     rows[2]["is_best"] = True
     path = write_history_csv(rows, tmp_path / "run" / "history.csv")
-    assert path.read_text().splitlines()[0] == "epoch,train_loss,val_loss,val_unweighted_accuracy,val_weighted_accuracy,val_macro_f1,lr,note,is_best"
+    assert (
+        path.read_text().splitlines()[0]
+        == "epoch,train_loss,val_loss,val_unweighted_accuracy,val_weighted_accuracy,val_macro_f1,lr,note,is_best"
+    )
     back = read_history_csv(path)
     expected = [{**{"note": None, "is_best": None}, **row} for row in rows]
     assert back == expected
@@ -156,7 +160,10 @@ def test_results_table_exact_strings():
         "| hubert_large | — | UA 60.0 ± 2.0 / WA 61.3 ± 1.5 |\n"
     )
     assert [(row["backbone"], row["loss"], row["num_folds"]) for row in csv_rows] == [
-        ("lstm", "ce", 1), ("lstm", "focal", 2), ("wav2vec2_base", "ce", 2), ("hubert_large", "focal", 3),
+        ("lstm", "ce", 1),
+        ("lstm", "focal", 2),
+        ("wav2vec2_base", "ce", 2),
+        ("hubert_large", "focal", 3),
     ]
     assert csv_rows[0]["unweighted_accuracy_std"] is None
     assert csv_rows[3]["weighted_accuracy_mean"] == pytest.approx(0.61333333)
@@ -166,7 +173,15 @@ def test_results_table_exact_strings():
 def test_study_order():
     backbones = ["cnn_custom", "hubert_large", "wav2vec2_large", "hubert_base", "vggish", "bilstm", "lstm", "wav2vec2_base", "acme"]
     assert study_order(backbones, ("lstm", "bilstm", "vggish", "wav2vec2*", "hubert*")) == [
-        "lstm", "bilstm", "vggish", "wav2vec2_base", "wav2vec2_large", "hubert_base", "hubert_large", "acme", "cnn_custom",
+        "lstm",
+        "bilstm",
+        "vggish",
+        "wav2vec2_base",
+        "wav2vec2_large",
+        "hubert_base",
+        "hubert_large",
+        "acme",
+        "cnn_custom",
     ]
     rows = [
         {"backbone": "lstm", "loss": loss, "unweighted_accuracy": 0.5, "weighted_accuracy": 0.5}

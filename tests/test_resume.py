@@ -1,14 +1,15 @@
 """Checkpoint and resume: atomic writes, keep-last-K plus best, and a run killed with SIGKILL in the
 middle of an epoch that, resumed with ``train.resume=auto``, ends exactly where an uninterrupted run
 ends (same final weights, same ``training_history.csv``), on 1 rank and on 2 ranks."""
+
 import json
 import re
 from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import DIST_ENV, SPEAKER_PATTERN, TINY_BILSTM, run_entry_point, run_torchrun
+
 from ser_dist.checkpoint import STATE_FILE, TrainerState, complete_checkpoints, resolve_resume, save_checkpoint
 from ser_dist.errors import ConfigError
 
@@ -92,9 +93,20 @@ def test_resume_with_another_number_of_processes_fails_clearly(accelerator, tmp_
 
 def run_args(corpus: Path, out: Path, save_every: int, *extra: str) -> list[str]:
     return [
-        RECIPE, f"data.root={corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", f"train.output_dir={out}",
-        "train.epochs=2", "train.batch_size=4", f"train.save_every_steps={save_every}", "train.keep_last=2",
-        "train.early_stopping_patience=null", "train.tensorboard=false", "model.dropout=0.3", *TINY_BILSTM[:2], "data.max_seconds=2.0", *extra,
+        RECIPE,
+        f"data.root={corpus}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        f"train.output_dir={out}",
+        "train.epochs=2",
+        "train.batch_size=4",
+        f"train.save_every_steps={save_every}",
+        "train.keep_last=2",
+        "train.early_stopping_patience=null",
+        "train.tensorboard=false",
+        "model.dropout=0.3",
+        *TINY_BILSTM[:2],
+        "data.max_seconds=2.0",
+        *extra,
     ]
 
 
@@ -113,7 +125,9 @@ def load_weights(path: Path) -> dict:
 # 36 training clips in batches of 4. The kill comes in the loss of batch ``kill_at``, before its update.
 # 1 rank: 9 batches/epoch, checkpoints at steps 4, 8, 9 (epoch end), 12; killed at batch 15 -> resumes at epoch 2, batch 3.
 # 2 ranks: 5 batches/epoch each, checkpoints at steps 2, 4, 5 (epoch end), 6, 8; killed at batch 8 -> resumes at epoch 2, batch 1.
-@pytest.mark.parametrize("nproc, save_every, kill_at, resumed_at", [(1, 4, 15, "epoch 2, batch 3, step 12"), (2, 2, 8, "epoch 2, batch 1, step 6")])
+@pytest.mark.parametrize(
+    "nproc, save_every, kill_at, resumed_at", [(1, 4, 15, "epoch 2, batch 3, step 12"), (2, 2, 8, "epoch 2, batch 1, step 6")]
+)
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(nproc, save_every, kill_at, resumed_at, demo_corpus, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     result = launch(nproc, run_args(demo_corpus, straight, save_every))

@@ -6,6 +6,7 @@ steps and at each epoch end, early stopping on the validation loss. Its six chec
 step 8 (mid-epoch), 9 (epoch 1 end, improving), 16 (mid-epoch), 18 (epoch 2 end, improving), 24
 (mid-epoch), 27 (epoch 3 end, not improving), so the best model is epoch 2's.
 """
+
 import json
 import pickle
 import re
@@ -13,23 +14,43 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import DIST_ENV, SPEAKER_PATTERN, assert_one_line_error, run_entry_point
+
 from ser_dist.checkpoint import FILES_FILE, STATE_FILE, TrainerState, complete_checkpoints
 
 RECIPE = "recipes/bilstm_mfcc_ce.py"
 INJECT = "tests/dist/inject_fault.py"
 CHECKPOINTS = ["step-00000008", "step-00000009", "step-00000016", "step-00000018", "step-00000024", "step-00000027"]
 # What a run leaves that must not depend on whether it was interrupted.
-SAME_FILES = ["metrics.json", "training_history.csv", "test_predictions.csv", "model/model.safetensors", "model/ser_dist.json", "model/config.json", "model/README.md"]
+SAME_FILES = [
+    "metrics.json",
+    "training_history.csv",
+    "test_predictions.csv",
+    "model/model.safetensors",
+    "model/ser_dist.json",
+    "model/config.json",
+    "model/README.md",
+]
 
 
 def args(corpus: Path, out: Path, *extra: str) -> list[str]:
     return [
-        RECIPE, f"data.root={corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", f"train.output_dir={out}",
-        "train.epochs=3", "train.batch_size=4", "train.save_every_steps=8", "train.keep_last=2", "train.metric=loss",
-        "train.early_stopping_patience=null", "train.tensorboard=false", "optim.lr=0.01",
-        "model.hidden_size=16", "model.embedding_size=16", "data.max_seconds=1.0", *extra,
+        RECIPE,
+        f"data.root={corpus}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        f"train.output_dir={out}",
+        "train.epochs=3",
+        "train.batch_size=4",
+        "train.save_every_steps=8",
+        "train.keep_last=2",
+        "train.metric=loss",
+        "train.early_stopping_patience=null",
+        "train.tensorboard=false",
+        "optim.lr=0.01",
+        "model.hidden_size=16",
+        "model.embedding_size=16",
+        "data.max_seconds=1.0",
+        *extra,
     ]
 
 
@@ -115,8 +136,10 @@ def test_damaged_checkpoints_fall_back_to_the_newest_whole_one_and_hostile_pickl
     assert result.returncode == 0, result.stderr[-3000:]
     passed_over = re.findall(r"resume: passing over (\S+): (\S+) is (truncated|not one of the files)", result.stdout)
     assert passed_over == [
-        (found[4].name, "model.safetensors", "truncated"), (found[3].name, "optimizer.bin", "truncated"),
-        (found[2].name, "random_states_0.pkl", "truncated"), (found[1].name, "custom_checkpoint_0.pkl", "not one of the files"),
+        (found[4].name, "model.safetensors", "truncated"),
+        (found[3].name, "optimizer.bin", "truncated"),
+        (found[2].name, "random_states_0.pkl", "truncated"),
+        (found[1].name, "custom_checkpoint_0.pkl", "not one of the files"),
     ], result.stdout
     assert f"resumed from {found[0]}" in result.stdout
     assert not marker.exists()
@@ -127,7 +150,9 @@ def test_damaged_checkpoints_fall_back_to_the_newest_whole_one_and_hostile_pickl
 def test_resume_with_other_settings_or_other_data_stops_in_one_line(demo_corpus, tmp_path):
     out = tmp_path / "run"
     killed_after(2, demo_corpus, out)
-    assert_one_line_error(run(*args(demo_corpus, out, "train.resume=auto", "optim.lr=0.02")), "optim.lr=0.01 then, 0.02 now", "safe to change: ")
+    assert_one_line_error(
+        run(*args(demo_corpus, out, "train.resume=auto", "optim.lr=0.02")), "optim.lr=0.01 then, 0.02 now", "safe to change: "
+    )
     assert_one_line_error(run(*args(demo_corpus, out, "train.resume=auto", "model.dropout=0.1")), "model.dropout=0.3 then, 0.1 now")
     fewer = tmp_path / "fewer"
     shutil.copytree(demo_corpus, fewer)
@@ -145,7 +170,12 @@ def test_one_folder_holds_one_run(demo_corpus, tmp_path):
     out = tmp_path / "run"
     assert run(*args(demo_corpus, out, "train.epochs=1")).returncode == 0
     (out / "notes.txt").write_text("mine")
-    assert_one_line_error(run(*args(demo_corpus, out, "train.epochs=1")), f"train.output_dir={out} holds another run", "train.resume=auto", "train.overwrite=true")
+    assert_one_line_error(
+        run(*args(demo_corpus, out, "train.epochs=1")),
+        f"train.output_dir={out} holds another run",
+        "train.resume=auto",
+        "train.overwrite=true",
+    )
     result = run(*args(demo_corpus, out, "train.epochs=1", "train.overwrite=true", "train.tensorboard=true"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "train.log").read_text().count("process(es) on") == 1  # the old run's log is gone, not appended to
@@ -211,21 +241,28 @@ def test_non_finite_model_outputs_fail_evaluation_instead_of_counting_as_the_fir
             logits[0] = float("nan")
             return SEROutput(logits=logits, embedding=logits)
 
-    batch = {"input_values": torch.zeros(4, 10), "lengths": torch.full((4,), 10), "labels": torch.tensor([0, 1, 2, 0]), "index": torch.arange(4)}
+    batch = {
+        "input_values": torch.zeros(4, 10),
+        "lengths": torch.full((4,), 10),
+        "labels": torch.tensor([0, 1, 2, 0]),
+        "index": torch.arange(4),
+    }
     with pytest.raises(TrainingError, match=r"non-finite \(NaN/inf\) for 1 of 4 clips"):
         evaluate(Broken(), [batch], torch.nn.CrossEntropyLoss(), Accelerator(cpu=True), ["a", "b", "c"])
 
 
 def test_resume_auto_sets_aside_a_checkpoint_whose_state_file_is_truncated(tmp_path):
-    from ser_dist.checkpoint import resolve_resume
-
     from test_resume import fake_checkpoint
+
+    from ser_dist.checkpoint import resolve_resume
 
     whole = fake_checkpoint(tmp_path, 10, TrainerState(global_step=10).to_json())
     damaged = fake_checkpoint(tmp_path, 20, TrainerState(global_step=20).to_json()[:40])
     said = []
     assert resolve_resume("auto", tmp_path, said.append) == whole
-    assert said == [f"resume: passing over {damaged.name}: {STATE_FILE} is missing or unreadable; set aside as .damaged-{damaged.name}, trying the previous checkpoint"]
+    assert said == [
+        f"resume: passing over {damaged.name}: {STATE_FILE} is missing or unreadable; set aside as .damaged-{damaged.name}, trying the previous checkpoint"
+    ]
     assert (tmp_path / f".damaged-{damaged.name}").is_dir() and not damaged.exists()
 
 
@@ -256,7 +293,9 @@ def test_resume_auto_never_clears_a_finished_run_whose_checkpoints_are_gone(stra
     out = tmp_path / "run"
     shutil.copytree(straight, out)
     shutil.rmtree(out / "checkpoints")
-    assert_one_line_error(run(*args(demo_corpus, out, "train.resume=auto")), "holds a finished run (metrics.json, model) but no checkpoint to resume from")
+    assert_one_line_error(
+        run(*args(demo_corpus, out, "train.resume=auto")), "holds a finished run (metrics.json, model) but no checkpoint to resume from"
+    )
     (out / "checkpoints").write_text("junk")
     assert_one_line_error(run(*args(demo_corpus, out, "train.resume=auto")), f"{out / 'checkpoints'} is a file")
     assert (out / "metrics.json").read_bytes() == (straight / "metrics.json").read_bytes()
@@ -294,13 +333,19 @@ def test_a_resume_whose_best_checkpoint_is_gone_stops_before_training(demo_corpu
 
 
 def test_bad_run_settings_stop_before_training(demo_corpus, tmp_path):
-    assert_one_line_error(run(*args(demo_corpus, tmp_path / "a", "train.grad_accum_steps=1000")),
-                          "train.grad_accum_steps=1000 x 1 process(es) takes 1000 batches per optimizer step, but an epoch has 9")
+    assert_one_line_error(
+        run(*args(demo_corpus, tmp_path / "a", "train.grad_accum_steps=1000")),
+        "train.grad_accum_steps=1000 x 1 process(es) takes 1000 batches per optimizer step, but an epoch has 9",
+    )
     assert_one_line_error(run(*args(demo_corpus, tmp_path / "b", "train.output_dir=")), "train.output_dir needs a value")
     (tmp_path / "file").write_text("x")
-    assert_one_line_error(run(*args(demo_corpus, tmp_path / "file")), f"train.output_dir={tmp_path / 'file'}: {tmp_path / 'file'} is a file")
+    assert_one_line_error(
+        run(*args(demo_corpus, tmp_path / "file")), f"train.output_dir={tmp_path / 'file'}: {tmp_path / 'file'} is a file"
+    )
     assert_one_line_error(run(*args(demo_corpus, tmp_path / "file" / "sub")), f"{tmp_path / 'file'} is a file")
-    assert_one_line_error(run(*args(demo_corpus, tmp_path / "c", f"data.cache_dir={tmp_path / 'file'}")), f"data.cache_dir={tmp_path / 'file'}")
+    assert_one_line_error(
+        run(*args(demo_corpus, tmp_path / "c", f"data.cache_dir={tmp_path / 'file'}")), f"data.cache_dir={tmp_path / 'file'}"
+    )
     assert_one_line_error(run(*args(demo_corpus, Path("/proc/ser-dist-test"))), "cannot create or write this folder")
     assert not (ROOT_DIR / "None").exists()
 

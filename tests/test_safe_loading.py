@@ -5,6 +5,7 @@ before anything is imported. The user's own import paths (recipe, command line) 
 
 Each hostile folder is a real export with one edit; its payload is a module whose import writes a marker.
 """
+
 import json
 import os
 import shutil
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, assert_one_line_error, ser_dist_cli
 
 from ser_dist.data.demo import EMOTIONS
@@ -25,8 +25,8 @@ TINY = {"model.hidden_size": 16, "model.embedding_size": 16, "data.max_seconds":
 
 def _export(directory: Path, backbone: str, **overrides) -> Path:
     from ser_dist.config import Experiment, apply_overrides
-    from ser_dist.serving.export import export_model
     from ser_dist.models import build_model
+    from ser_dist.serving.export import export_model
 
     exp = apply_overrides(Experiment(), {"data.root": "unused", "model.backbone": backbone, **overrides}).validate()
     torch.manual_seed(0)
@@ -89,7 +89,12 @@ def cli_answering_yes(*args: str) -> subprocess.CompletedProcess:
     """``ser-dist ARGS`` in a fresh process with ``y`` on stdin (what ``yes |`` or a pipeline's stdin gives):
     transformers asks on stdin before it runs a model's own code, so this shows nobody is asked."""
     return subprocess.run(
-        [sys.executable, "-m", "ser_dist.cli", *args], input="y\n" * 8, capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [sys.executable, "-m", "ser_dist.cli", *args],
+        input="y\n" * 8,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"},
     )
 
@@ -115,7 +120,10 @@ def test_registry_lookup_from_a_model_file_never_imports(payload):
     from ser_dist.registry import CORPORA, LOSSES, UntrustedComponentError, untrusted
 
     with untrusted("/models/m/ser_dist.json"):
-        with pytest.raises(UntrustedComponentError, match=r"^/models/m/ser_dist.json: loss.name='evil_model.payload:loss' is an import path; a model folder may name only built-in components \(known: .*ce"):
+        with pytest.raises(
+            UntrustedComponentError,
+            match=r"^/models/m/ser_dist.json: loss.name='evil_model.payload:loss' is an import path; a model folder may name only built-in components \(known: .*ce",
+        ):
             LOSSES.get("evil_model.payload:loss")
         with pytest.raises(UntrustedComponentError, match="data.corpus='shutil:rmtree'"):
             CORPORA.get("shutil:rmtree")
@@ -131,8 +139,13 @@ def test_registry_lookup_from_a_model_file_never_imports(payload):
 def test_predict_refuses_an_import_path_backbone_before_importing_it(bilstm_export, payload, demo_corpus, tmp_path):
     hostile = hostile_copy(bilstm_export, tmp_path / "hostile", **{"model.backbone": "evil_model.payload:build"})
     result = ser_dist_cli("predict", str(hostile), _clip(demo_corpus))
-    assert_one_line_error(result, f"{hostile / 'ser_dist.json'}: model.backbone='evil_model.payload:build' is an import path",
-                          "a model folder may name only built-in components", "bilstm", "rebuild the model from your own recipe")
+    assert_one_line_error(
+        result,
+        f"{hostile / 'ser_dist.json'}: model.backbone='evil_model.payload:build' is an import path",
+        "a model folder may name only built-in components",
+        "bilstm",
+        "rebuild the model from your own recipe",
+    )
     assert not payload.exists()
 
 
@@ -141,7 +154,11 @@ def test_python_api_refuses_an_import_path_backbone(bilstm_export, payload, tmp_
     from ser_dist import EmotionClassifier, SERHubModel
     from ser_dist.serving.export import load_exported
 
-    load = {"EmotionClassifier.from_pretrained": EmotionClassifier.from_pretrained, "SERHubModel.from_pretrained": SERHubModel.from_pretrained, "load_exported": load_exported}[loader]
+    load = {
+        "EmotionClassifier.from_pretrained": EmotionClassifier.from_pretrained,
+        "SERHubModel.from_pretrained": SERHubModel.from_pretrained,
+        "load_exported": load_exported,
+    }[loader]
     hostile = hostile_copy(bilstm_export, tmp_path / "hostile", **{"model.backbone": "evil_model.payload:build"})
     assert_refused(lambda: load(str(hostile)), f"{hostile / 'ser_dist.json'}: model.backbone='evil_model.payload:build' is an import path")
     assert not payload.exists()
@@ -153,7 +170,7 @@ def test_unregistered_backbone_is_refused_unless_the_export_carries_it(bilstm_ex
 
     for backbone in ("someone/remote-encoder", str(tmp_path)):
         hostile = hostile_copy(bilstm_export, tmp_path / f"hostile{len(backbone)}", **{"model.backbone": backbone})
-        assert_refused(lambda: load_exported(hostile), f"model.backbone={backbone!r} is not a registered name")
+        assert_refused(lambda hostile=hostile: load_exported(hostile), f"model.backbone={backbone!r} is not a registered name")
 
 
 def test_evaluate_cannot_be_steered_by_the_model_corpus(bilstm_export, tmp_path):
@@ -164,7 +181,12 @@ def test_evaluate_cannot_be_steered_by_the_model_corpus(bilstm_export, tmp_path)
     (victim / "Sad" / "keep.txt").write_text("precious")
     hostile = hostile_copy(bilstm_export, tmp_path / "hostile", **{"data.corpus": "shutil:rmtree", "data.root": str(victim)})
     result = ser_dist_cli("evaluate", str(hostile), "--out", str(tmp_path / "eval"))
-    assert_one_line_error(result, f"{hostile / 'ser_dist.json'}: data.corpus='shutil:rmtree' is an import path", "emodb", "a model folder may name only built-in components")
+    assert_one_line_error(
+        result,
+        f"{hostile / 'ser_dist.json'}: data.corpus='shutil:rmtree' is an import path",
+        "emodb",
+        "a model folder may name only built-in components",
+    )
     assert (victim / "Sad" / "keep.txt").read_text() == "precious"
 
 
@@ -179,7 +201,9 @@ def test_an_import_path_augmentation_is_refused(bilstm_export, payload, tmp_path
     from ser_dist.serving.export import load_exported
 
     hostile = hostile_copy(bilstm_export, tmp_path / "hostile", **{"data.augment": ["bandpass", "evil_model.payload:op"]})
-    assert_refused(lambda: load_exported(hostile), "ser_dist.json: data.augment='evil_model.payload:op' is an import path", "bandpass, gain")
+    assert_refused(
+        lambda: load_exported(hostile), "ser_dist.json: data.augment='evil_model.payload:op' is an import path", "bandpass, gain"
+    )
     assert not payload.exists()
 
 
@@ -188,7 +212,9 @@ def test_a_hub_kernel_as_attention_is_refused(ssl_export, tmp_path):
     from ser_dist.serving.export import load_exported
 
     hostile = hostile_copy(ssl_export, tmp_path / "hostile", **{"model.attention": "kernels-community/evil-attention"})
-    assert_refused(lambda: load_exported(hostile), "ser_dist.json: model.attention='kernels-community/evil-attention' names code to download")
+    assert_refused(
+        lambda: load_exported(hostile), "ser_dist.json: model.attention='kernels-community/evil-attention' names code to download"
+    )
 
 
 # -- an SSL export's transformers files ---------------------------------------------------------------
@@ -223,7 +249,9 @@ def test_ssl_export_with_custom_code_runs_none_of_it(ssl_export, demo_corpus, tm
         tree["auto_map"] = {"AutoFeatureExtractor": "evil_modeling.EvilExtractor"}
     (hostile / file).write_text(json.dumps(tree))
     result = cli_answering_yes("predict", str(hostile), _clip(demo_corpus))
-    assert_one_line_error(result, f"{hostile / file}: auto_map asks transformers to run the model's own Python code", "rebuild the model from your own recipe")
+    assert_one_line_error(
+        result, f"{hostile / file}: auto_map asks transformers to run the model's own Python code", "rebuild the model from your own recipe"
+    )
     assert not marker.exists()
 
 
@@ -256,24 +284,34 @@ def my_corpus(root, data):
 
 def test_refusing_a_model_folder_leaves_the_users_import_paths_working(bilstm_export, payload, demo_corpus, tmp_path, monkeypatch):
     from ser_dist.config import Experiment, cli
-    from ser_dist.serving.evaluation import evaluate_model
-    from ser_dist.serving.export import load_exported
     from ser_dist.losses import build_loss
     from ser_dist.models import build_model
+    from ser_dist.serving.evaluation import evaluate_model
+    from ser_dist.serving.export import load_exported
 
     hostile = hostile_copy(bilstm_export, tmp_path / "hostile", **{"loss.name": "evil_model.payload:loss"})
     assert_refused(lambda: load_exported(hostile), "loss.name='evil_model.payload:loss'")
     marker = tmp_path / "user-code-ran"
     _package(tmp_path / "user_site", "user_pkg", {"components": USER_COMPONENTS.format(marker=str(marker))}, monkeypatch)
     try:
-        exp = cli(Experiment(), ["data.root=unused", "loss.name=user_pkg.components:my_loss", "model.backbone=user_pkg.components:my_backbone",
-                                 "data.augment=user_pkg.components:my_op", *(f"{k}={v}" for k, v in TINY.items())])
+        exp = cli(
+            Experiment(),
+            [
+                "data.root=unused",
+                "loss.name=user_pkg.components:my_loss",
+                "model.backbone=user_pkg.components:my_backbone",
+                "data.augment=user_pkg.components:my_op",
+                *(f"{k}={v}" for k, v in TINY.items()),
+            ],
+        )
         assert marker.exists()  # validate() resolved the augmentation op: the user's module was imported
         assert isinstance(build_loss(exp.loss, 6), torch.nn.CrossEntropyLoss)
         model = build_model(exp, 6).eval()  # the user's backbone builder
         assert model(torch.zeros(1, 16000), torch.tensor([16000])).logits.shape == (1, 6)
         # evaluate: the corpus the user names with --data may be an import path (the model's own may not)
-        results, _ = evaluate_model(str(bilstm_export), ["corpus=user_pkg.components:my_corpus", f"root={demo_corpus}"], out=tmp_path / "eval")
+        results, _ = evaluate_model(
+            str(bilstm_export), ["corpus=user_pkg.components:my_corpus", f"root={demo_corpus}"], out=tmp_path / "eval"
+        )
         assert results["data"]["corpus"] == "user_pkg.components:my_corpus" and results["test"]["num_examples"] == 72
     finally:
         _forget_modules("user_pkg")

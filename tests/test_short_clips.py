@@ -1,5 +1,6 @@
 """Clips shorter than a model's receptive field: skipped with the reason at the data stage (training,
 evaluation, prediction), tolerated by every model's forward, and never costing other files their results."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import SPEAKER_PATTERN, TINY_BILSTM, run_recipe, ser_dist_cli
 
 from ser_dist.config import Experiment, apply_overrides
-from ser_dist.data.records import Record
 from ser_dist.models import build_model
-
-from conftest import SPEAKER_PATTERN, TINY_BILSTM, run_recipe, ser_dist_cli
 
 RATE = 16000
 
@@ -74,7 +73,10 @@ def test_the_data_stage_skips_clips_under_min_seconds_and_counts_them(tmp_path):
     data = Data(manifest=str(tmp_path / "m.csv"), split="fixed", val_fraction=0.0, cache_dir=str(tmp_path / "cache"))
     prepared = prepare_data(data, seed=0)
     assert prepared.report["skipped_files"] == [
-        {"path": str(tmp_path / "tiny.wav"), "reason": "too short (0.00625 s < 0.1 s minimum; 100 samples at 16000 Hz; lower data.min_seconds to keep it)"}
+        {
+            "path": str(tmp_path / "tiny.wav"),
+            "reason": "too short (0.00625 s < 0.1 s minimum; 100 samples at 16000 Hz; lower data.min_seconds to keep it)",
+        }
     ]
     assert prepared.report["num_used"] == 4
     assert "(0 unreadable skipped, 1 too short skipped," in summary_line(prepared.report)
@@ -107,10 +109,18 @@ def test_a_batch_that_raises_is_retried_clip_by_clip_and_only_the_bad_clip_fails
 
     model.forward = flaky
     classifier = classifier_for(model)
-    files = [write(tmp_path / "good1.wav", 8000), write(tmp_path / "poison.wav", poison), write(tmp_path / "nan.wav", nan), write(tmp_path / "good2.wav", 9000)]
+    files = [
+        write(tmp_path / "good1.wav", 8000),
+        write(tmp_path / "poison.wav", poison),
+        write(tmp_path / "nan.wav", nan),
+        write(tmp_path / "good2.wav", 9000),
+    ]
     predictions, failed = classifier.predict(files, batch_size=8)
     assert [Path(p.file).name for p in predictions] == ["good1.wav", "good2.wav"]
-    assert failed == [(files[1], "model error: RuntimeError: boom on this clip"), (files[2], "model output is not finite (NaN/Inf probabilities)")]
+    assert failed == [
+        (files[1], "model error: RuntimeError: boom on this clip"),
+        (files[2], "model output is not finite (NaN/Inf probabilities)"),
+    ]
     json.dumps([p.to_dict() for p in predictions], allow_nan=False)  # strict JSON
 
 
@@ -149,8 +159,13 @@ def corpus_with_short_and_nan_clips(demo_corpus, tmp_path_factory) -> Path:
 def test_recipe_trains_through_a_100_sample_clip_and_a_nan_clip(corpus_with_short_and_nan_clips, tmp_path):
     out = tmp_path / "run"
     result = run_recipe(
-        "bilstm_mfcc_ce.py", f"data.root={corpus_with_short_and_nan_clips}", f"data.speaker_pattern={SPEAKER_PATTERN}",
-        f"train.output_dir={out}", "train.epochs=1", "train.seed=3", *TINY_BILSTM,
+        "bilstm_mfcc_ce.py",
+        f"data.root={corpus_with_short_and_nan_clips}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        f"train.output_dir={out}",
+        "train.epochs=1",
+        "train.seed=3",
+        *TINY_BILSTM,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "data_report.json").read_text())
@@ -172,7 +187,8 @@ def test_evaluate_skips_the_short_clip_with_its_reason(deploy_run, corpus_with_s
     assert results["data"]["skipped_files"] == 2 and results["test"]["num_examples"] == 72
     report = json.loads((out / "data_report.json").read_text())
     assert {Path(r["path"]).name: r["reason"].split(" (")[0] for r in report["skipped_files"]} == {
-        "spk01_s99_anger_t1.wav": "too short", "spk02_s98_sad_t1.wav": "160 of 16000 samples are NaN/Inf",
+        "spk01_s99_anger_t1.wav": "too short",
+        "spk02_s98_sad_t1.wav": "160 of 16000 samples are NaN/Inf",
     }
 
 

@@ -1,4 +1,5 @@
 """Split protocols: speakers kept apart, folds covering every speaker once, determinism, clear errors."""
+
 import collections
 
 import pytest
@@ -117,7 +118,11 @@ def test_speaker_split_aims_at_the_fractions_by_clip_count():
 
 def test_speaker_split_prefers_assignments_with_every_class():
     # spk0..spk3 have only anger and happy; every split can still hold all four classes.
-    records = [r for r in make_records(num_speakers=10, per_class=2) if not (r.speaker in {"spk0", "spk1", "spk2", "spk3"} and r.label in ("neutral", "sad"))]
+    records = [
+        r
+        for r in make_records(num_speakers=10, per_class=2)
+        if not (r.speaker in {"spk0", "spk1", "spk2", "spk3"} and r.label in ("neutral", "sad"))
+    ]
     for seed in range(5):
         split = split_records(records, Data(split="speaker", val_fraction=0.2, test_fraction=0.2), seed=seed)
         for indices in split.values():
@@ -309,5 +314,7 @@ def test_split_seed_on_a_protocol_without_a_seed_is_a_config_error():
     from ser_dist.config import Experiment, cli
 
     assert cli(Experiment(data=Data(root=".")), ["data.split=speaker_kfold", "data.fold=1", "data.split_seed=3"]).data.split_seed == 3
-    with pytest.raises(ConfigError, match=r"data.split_seed has no effect with data.split=leave_one_speaker_out .*stratified\|speaker\|speaker_kfold"):
+    with pytest.raises(
+        ConfigError, match=r"data.split_seed has no effect with data.split=leave_one_speaker_out .*stratified\|speaker\|speaker_kfold"
+    ):
         cli(Experiment(data=Data(root=".")), ["data.split=leave_one_speaker_out", "data.fold=1", "data.split_seed=3"])

@@ -1,5 +1,6 @@
 """Self-supervised backbones: input handling per family, heads, freezing through the real trainer,
 HF-format export, the missing-model error, and the three SSL recipes through their entry points."""
+
 import json
 from pathlib import Path
 
@@ -36,7 +37,11 @@ def test_registry_names_hub_ids_and_tiny_families():
     assert HUB_IDS["hubert_large"] == "facebook/hubert-large-ll60k"
     assert HUB_IDS["wav2vec2_base"] == "facebook/wav2vec2-base"
     assert HUB_IDS["wavlm_base_plus"] == "microsoft/wavlm-base-plus"
-    expected = {"hubert_tiny_random": ("hubert", "layer", True), "wav2vec2_tiny_random": ("wav2vec2", "group", False), "wavlm_tiny_random": ("wavlm", "group", True)}
+    expected = {
+        "hubert_tiny_random": ("hubert", "layer", True),
+        "wav2vec2_tiny_random": ("wav2vec2", "group", False),
+        "wavlm_tiny_random": ("wavlm", "group", True),
+    }
     for name, (model_type, norm, mask) in expected.items():
         model, _ = build(name)
         config = model.encoder.config
@@ -59,7 +64,9 @@ def test_normalisation_matches_the_feature_extractor_over_valid_samples_only():
     assert torch.all(ours[1, 2500:] == 0) and torch.all(ours[2, 1000:] == 0)
 
 
-@pytest.mark.parametrize("backbone,head", [("hubert_tiny_random", "mean"), ("hubert_tiny_random", "attentive_stats"), ("hubert_tiny_random", "weighted_layers")])
+@pytest.mark.parametrize(
+    "backbone,head", [("hubert_tiny_random", "mean"), ("hubert_tiny_random", "attentive_stats"), ("hubert_tiny_random", "weighted_layers")]
+)
 def test_masked_models_ignore_padding(backbone, head):
     """Layer-norm models with the mask: a clip's prediction is the same alone or padded in a batch (pooling
     skips padded frames). Group-norm CNNs normalise over time, padding included, so only these can be exact."""
@@ -89,7 +96,9 @@ def test_group_norm_models_get_zero_padding_and_no_mask():
     assert seen["mask"] is None
     assert torch.all(seen["input"][1, 2000:] == 0)
     masked, _ = build("hubert_tiny_random")
-    masked.encoder.forward = lambda input_values, attention_mask=None, **kw: seen.update(mask=attention_mask) or original(input_values, **kw)
+    masked.encoder.forward = lambda input_values, attention_mask=None, **kw: (
+        seen.update(mask=attention_mask) or original(input_values, **kw)
+    )
     masked(x, lengths)
     assert seen["mask"].tolist() == (torch.arange(6000)[None] < lengths[:, None]).long().tolist()
 
@@ -115,7 +124,11 @@ def test_parameter_groups_cover_every_parameter_and_all_get_gradients(head):
     assert set(groups) == {"head", "encoder", "feature_encoder"}
     ids = [id(p) for params in groups.values() for p in params]
     assert len(ids) == len(set(ids)) == len(list(model.parameters()))
-    assert all(n.startswith("hubert.feature_extractor.") for n, p in model.named_parameters() if id(p) in {id(q) for q in groups["feature_encoder"]})
+    assert all(
+        n.startswith("hubert.feature_extractor.")
+        for n, p in model.named_parameters()
+        if id(p) in {id(q) for q in groups["feature_encoder"]}
+    )
     x, lengths = batch_of(6000, 4000)
     model.train()
     model(x, lengths).logits.sum().backward()
@@ -191,9 +204,20 @@ def frozen_run(demo_corpus, tmp_path_factory):
     work = tmp_path_factory.mktemp("ssl_frozen")
     pretrained = save_tiny_hubert(work / "pretrained")
     result = run_recipe(
-        "hubert_large_ce.py", f"data.root={demo_corpus}", *SMALL, *TINY_SSL, f"model.backbone={pretrained}", "model.pretrained=true",
-        "model.freeze_backbone_epochs=1", "model.freeze_feature_encoder_epochs=2", "optim.lr=1e-3", "train.epochs=3",
-        "train.keep_last=5", "train.early_stopping_patience=null", f"train.output_dir={work / 'run'}", env=ONE_THREAD,
+        "hubert_large_ce.py",
+        f"data.root={demo_corpus}",
+        *SMALL,
+        *TINY_SSL,
+        f"model.backbone={pretrained}",
+        "model.pretrained=true",
+        "model.freeze_backbone_epochs=1",
+        "model.freeze_feature_encoder_epochs=2",
+        "optim.lr=1e-3",
+        "train.epochs=3",
+        "train.keep_last=5",
+        "train.early_stopping_patience=null",
+        f"train.output_dir={work / 'run'}",
+        env=ONE_THREAD,
     )
     return {"dir": work / "run", "pretrained": pretrained, "result": result}
 
@@ -224,7 +248,9 @@ def test_freeze_then_unfreeze_through_the_trainer(frozen_run):
     assert same(by_epoch[1], initial, cnn + encoder)  # epoch 1: everything pretrained bit-identical
     assert not same(by_epoch[1], by_epoch[2], head)
     assert same(by_epoch[2], initial, cnn)  # epoch 2: the CNN still bit-identical...
-    assert not any(torch.equal(by_epoch[2][k], initial[k]) for k in encoder if k.endswith("attention.q_proj.weight"))  # ...the transformer trains
+    assert not any(
+        torch.equal(by_epoch[2][k], initial[k]) for k in encoder if k.endswith("attention.q_proj.weight")
+    )  # ...the transformer trains
     assert not same(by_epoch[3], initial, cnn)  # epoch 3: the CNN trains too
     history = (frozen_run["dir"] / "training_history.csv").read_text()
     assert "encoder+feature_encoder" in history and "none" in history
@@ -273,7 +299,10 @@ def test_weighted_layers_head_of_a_group_norm_model_exports_a_stock_model_too(tm
     config = json.loads((directory / "config.json").read_text())
     assert config["architectures"] == ["Wav2Vec2ForSequenceClassification"] and config["use_weighted_layer_sum"] is True
     audio = (0.2 * torch.randn(12000, generator=torch.Generator().manual_seed(1))).numpy()
-    stock = {row["label"]: row["score"] for row in pipeline("audio-classification", model=str(directory), top_k=None)({"raw": audio, "sampling_rate": 16000})}
+    stock = {
+        row["label"]: row["score"]
+        for row in pipeline("audio-classification", model=str(directory), top_k=None)({"raw": audio, "sampling_rate": 16000})
+    }
     ours = EmotionClassifier.from_pretrained(directory)
     assert np.allclose([stock[label] for label in ours.labels], ours.predict_waveforms([audio])[0], atol=1e-5)
 
@@ -307,8 +336,17 @@ def _check_run(result, out: Path):
 
 def test_wavlm_base_plus_ce_recipe_runs_with_the_tiny_backbone(demo_corpus, tmp_path):
     out = tmp_path / "run"
-    result = run_recipe("wavlm_base_plus_ce.py", f"data.root={demo_corpus}", *SMALL, *TINY_SSL,
-                        "model.backbone=wavlm_tiny_random", "model.head=weighted_layers", "train.epochs=1", f"train.output_dir={out}", env=ONE_THREAD)
+    result = run_recipe(
+        "wavlm_base_plus_ce.py",
+        f"data.root={demo_corpus}",
+        *SMALL,
+        *TINY_SSL,
+        "model.backbone=wavlm_tiny_random",
+        "model.head=weighted_layers",
+        "train.epochs=1",
+        f"train.output_dir={out}",
+        env=ONE_THREAD,
+    )
     _check_run(result, out)
 
 
@@ -325,22 +363,42 @@ def test_wav2vec2_base_bandpass_recipe_on_an_augmented_copy(demo_corpus, tmp_pat
     augmented = tmp_path / "aug_bandpass_audio"
     augment_corpus(src, augmented, ["bandpass"])
     out = tmp_path / "run"
-    result = run_recipe("wav2vec2_base_bandpass_ce.py", f"data.root={augmented}", f"data.speaker_pattern={SPEAKER_PATTERN}", *TINY_SSL,
-                        "model.backbone=wav2vec2_tiny_random", "train.epochs=1", f"train.output_dir={out}", env=ONE_THREAD)
+    result = run_recipe(
+        "wav2vec2_base_bandpass_ce.py",
+        f"data.root={augmented}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        *TINY_SSL,
+        "model.backbone=wav2vec2_tiny_random",
+        "train.epochs=1",
+        f"train.output_dir={out}",
+        env=ONE_THREAD,
+    )
     metrics = _check_run(result, out)
     assert metrics["data"]["num_used"] == 2 * 24  # each clip and its band-passed copy
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone,head", [("hubert_tiny_random", "weighted_layers"), ("wav2vec2_tiny_random", "attentive_stats"), ("wavlm_tiny_random", "mean")])
+@pytest.mark.parametrize(
+    "backbone,head", [("hubert_tiny_random", "weighted_layers"), ("wav2vec2_tiny_random", "attentive_stats"), ("wavlm_tiny_random", "mean")]
+)
 def test_two_ranks_train_every_head_through_freeze_and_unfreeze(demo_corpus, tmp_path, backbone, head):
     """DDP over gloo: no unused parameter in any head or family (layerdrop 0, the final norm kept in the
     graph), with the encoder frozen (by lr 0) in epoch 1 and trained in epoch 2."""
     out = tmp_path / "run"
     result = run_torchrun(
-        "recipes/hubert_large_ce.py", f"data.root={demo_corpus}", *SMALL, *TINY_SSL, f"model.backbone={backbone}", f"model.head={head}",
-        "model.freeze_backbone_epochs=1", "model.freeze_feature_encoder_epochs=1", "train.batch_size=4", "train.epochs=2",
-        "optim.lr=1e-3", f"train.output_dir={out}", timeout=600,
+        "recipes/hubert_large_ce.py",
+        f"data.root={demo_corpus}",
+        *SMALL,
+        *TINY_SSL,
+        f"model.backbone={backbone}",
+        f"model.head={head}",
+        "model.freeze_backbone_epochs=1",
+        "model.freeze_feature_encoder_epochs=1",
+        "train.batch_size=4",
+        "train.epochs=2",
+        "optim.lr=1e-3",
+        f"train.output_dir={out}",
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())

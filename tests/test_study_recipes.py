@@ -6,10 +6,12 @@ writes and its name), one loss setting per loss column. A drift fails naming the
 its value and the value of the recipe it is compared with, so a setting changed in one cell is changed
 in its whole row or column on purpose.
 """
+
 import dataclasses
 from pathlib import Path
 
 from conftest import ROOT, STUDY_BACKBONES, STUDY_LOSSES
+
 from ser_dist.config import Experiment
 from ser_dist.recipe import load_recipe
 
@@ -47,7 +49,9 @@ def study_drifts(folder: Path) -> list[str]:
     for backbone in STUDY_BACKBONES:
         for loss in STUDY_LOSSES:
             name = f"{backbone}_{loss}"
-            found += drifts(name, SEED_DATA.get(name, f"{STUDY_BACKBONES[0]}_{STUDY_LOSSES[0]}"), ["data"], "one data protocol for the study")
+            found += drifts(
+                name, SEED_DATA.get(name, f"{STUDY_BACKBONES[0]}_{STUDY_LOSSES[0]}"), ["data"], "one data protocol for the study"
+            )
             found += drifts(name, f"{backbone}_{STUDY_LOSSES[0]}", ROW_SECTIONS, f"the {backbone} row")
             found += drifts(name, f"{STUDY_BACKBONES[0]}_{loss}", ["loss"], f"the {loss} column")
     return found

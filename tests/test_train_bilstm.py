@@ -1,4 +1,5 @@
 """The foundation end to end: the seed's BiLSTM recipe through its real entry point on generated data."""
+
 import csv
 import json
 import shutil
@@ -6,13 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SPEAKER_PATTERN, TINY_BILSTM, assert_predict_reproduces_test_predictions, run_recipe, ser_dist_cli
 
 RUN_FILES = [
-    "config.yaml", "split.csv", "data_report.json", "training_history.csv", "training_curves.png",
-    "confusion_matrix.png", "classification_report.txt", "metrics.json", "train.log", "test_predictions.csv",
-    "model/ser_dist.json", "model/model.safetensors", "model/config.json",
+    "config.yaml",
+    "split.csv",
+    "data_report.json",
+    "training_history.csv",
+    "training_curves.png",
+    "confusion_matrix.png",
+    "classification_report.txt",
+    "metrics.json",
+    "train.log",
+    "test_predictions.csv",
+    "model/ser_dist.json",
+    "model/model.safetensors",
+    "model/config.json",
 ]
 
 
@@ -30,8 +40,13 @@ def corpus_with_bad_files(demo_corpus, tmp_path_factory) -> Path:
 def trained_run(corpus_with_bad_files, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "bilstm"
     result = run_recipe(
-        "bilstm_mfcc_ce.py", f"data.root={corpus_with_bad_files}", f"data.speaker_pattern={SPEAKER_PATTERN}",
-        f"train.output_dir={out}", "train.epochs=3", "train.seed=3", *TINY_BILSTM,
+        "bilstm_mfcc_ce.py",
+        f"data.root={corpus_with_bad_files}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        f"train.output_dir={out}",
+        "train.epochs=3",
+        "train.seed=3",
+        *TINY_BILSTM,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, result
@@ -68,7 +83,11 @@ def test_split_is_speaker_independent_and_saved(trained_run):
         rows = list(csv.DictReader(f))
     speakers = {name: {r["speaker"] for r in rows if r["split"] == name} for name in ("train", "val", "test")}
     assert speakers["train"] and speakers["val"] and speakers["test"]
-    assert not (speakers["train"] & speakers["test"]) and not (speakers["train"] & speakers["val"]) and not (speakers["val"] & speakers["test"])
+    assert (
+        not (speakers["train"] & speakers["test"])
+        and not (speakers["train"] & speakers["val"])
+        and not (speakers["val"] & speakers["test"])
+    )
 
 
 def test_bad_clips_are_skipped_and_reported(trained_run):

@@ -1,4 +1,5 @@
 """VGGish backbone: published architecture, patching and masking, checkpoint loading, freezing."""
+
 import math
 
 import pytest
@@ -20,7 +21,10 @@ def tiny_model(**kwargs) -> VGGishSER:
 def test_published_architecture_matches_torchvggish_layout():
     network = VGGish()
     shapes = {key: tuple(value.shape) for key, value in network.state_dict().items()}
-    convs = {f"features.{i}.weight": (out, inp, 3, 3) for i, (out, inp) in zip((0, 3, 6, 8, 11, 13), ((64, 1), (128, 64), (256, 128), (256, 256), (512, 256), (512, 512)))}
+    convs = {
+        f"features.{i}.weight": (out, inp, 3, 3)
+        for i, (out, inp) in zip((0, 3, 6, 8, 11, 13), ((64, 1), (128, 64), (256, 128), (256, 256), (512, 256), (512, 512)))
+    }
     fcs = {"embeddings.0.weight": (4096, 512 * 6 * 4), "embeddings.2.weight": (4096, 4096), "embeddings.4.weight": (128, 4096)}
     assert {k: v for k, v in shapes.items() if k.endswith("weight")} == {**convs, **fcs}
     assert sum(v.numel() for v in network.parameters()) == 72_141_184  # VGGish as released
@@ -90,7 +94,9 @@ def test_checkpoint_errors_name_the_key_and_the_fix(tmp_path):
     with pytest.raises(ConfigError, match=r"missing 'embeddings.4.bias'"):
         tiny_model(checkpoint=str(tmp_path / "missing.pt"))
     _, matching = _tiny_state(tmp_path, name="ok.pt")
-    with pytest.raises(ConfigError, match=r"features.0.weight has shape \(4, 1, 3, 3\), the model expects \(8, 1, 3, 3\).*model.cnn_width=1"):
+    with pytest.raises(
+        ConfigError, match=r"features.0.weight has shape \(4, 1, 3, 3\), the model expects \(8, 1, 3, 3\).*model.cnn_width=1"
+    ):
         tiny_model(width=0.125, checkpoint=str(matching))
     with pytest.raises(ConfigError, match="file not found"):
         tiny_model(checkpoint=str(tmp_path / "nope.pt"))

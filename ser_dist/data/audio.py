@@ -13,6 +13,7 @@ rate outside 1000-384000 Hz is a corrupt header (a WAV claiming 1 Hz would be up
 is refused before anything is read; frames are read in blocks, at most the crop's worth at the native
 rate (plus the resampling filter's reach), and only those are resampled.
 """
+
 from __future__ import annotations
 
 import errno
@@ -24,7 +25,7 @@ import shutil
 import struct
 import subprocess
 from pathlib import Path
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -33,9 +34,9 @@ import torch
 from .records import not_utf8_name
 from .resample import native_frames, resample, resampling_rate
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 # What the decoders read: a file, or a whole encoded clip held in memory (a Hugging Face ``Audio`` row's bytes).
-Source = Union[Path, bytes]
+Source = Path | bytes
 
 # A native rate outside this range is a corrupt header, not audio (data.sample_rate takes the same range).
 MIN_NATIVE_RATE = 1000
@@ -69,17 +70,17 @@ class AudioError(Exception):
 class Decoded(NamedTuple):
     samples: np.ndarray  # float32 mono at the requested rate in [-1, 1], at most ``max_samples`` long
     num_samples: int  # the whole clip's length at that rate, before the crop
-    truncated: Optional[str]  # set when the file holds less audio than its header declares; the rest is used
+    truncated: str | None  # set when the file holds less audio than its header declares; the rest is used
 
 
-def load_audio(path: PathLike, sample_rate: int = 16000, max_seconds: Optional[float] = None) -> np.ndarray:
+def load_audio(path: PathLike, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
     """Decode ``path`` to a float32 mono waveform at ``sample_rate``, values clipped to [-1, 1]; with
     ``max_seconds``, its first ``max_seconds`` only (read and resampled alone, see ``decode_audio``)."""
     max_samples = None if max_seconds is None else max(1, int(round(max_seconds * sample_rate)))
     return decode_audio(path, sample_rate, max_samples).samples
 
 
-def decode_audio(path: PathLike, sample_rate: int = 16000, max_samples: Optional[int] = None) -> Decoded:
+def decode_audio(path: PathLike, sample_rate: int = 16000, max_samples: int | None = None) -> Decoded:
     """Decode ``path`` to at most ``max_samples`` float32 mono samples at ``sample_rate`` (all of it when
     None), with the whole clip's length and a note when the file is truncated.
 
@@ -110,7 +111,7 @@ def decode_audio(path: PathLike, sample_rate: int = 16000, max_samples: Optional
     return _mono_at_rate(path, _decode(path, path, sample_rate, max_samples), sample_rate, max_samples)
 
 
-def decode_audio_bytes(data: bytes, name: str, sample_rate: int = 16000, max_samples: Optional[int] = None) -> Decoded:
+def decode_audio_bytes(data: bytes, name: str, sample_rate: int = 16000, max_samples: int | None = None) -> Decoded:
     """``decode_audio`` for an encoded clip held in memory (WAV, FLAC, MP3, ... bytes, such as a Hugging Face
     ``Audio`` row's ``bytes``): the same decoders, checks, crop, resampling and ``AudioError`` reasons, with
     ``name`` (e.g. ``hf://corpus/train/12``) standing for the path in errors. No temporary file is written."""
@@ -119,7 +120,7 @@ def decode_audio_bytes(data: bytes, name: str, sample_rate: int = 16000, max_sam
     return _mono_at_rate(name, _decode(bytes(data), name, sample_rate, max_samples), sample_rate, max_samples)
 
 
-def _mono_at_rate(name: PathLike, decoded: tuple, sample_rate: int, max_samples: Optional[int]) -> Decoded:
+def _mono_at_rate(name: PathLike, decoded: tuple, sample_rate: int, max_samples: int | None) -> Decoded:
     """``_decode``'s frames as a ``Decoded``: checked for samples and NaN/Inf, averaged to mono, resampled, cropped, clipped."""
     waveform, native_rate, total, truncated = decoded
     if waveform.shape[0] == 0:
@@ -145,8 +146,9 @@ def _check_rate(path: PathLike, rate) -> int:
     """The native rate, or ``AudioError`` when the header's rate can't be a recording's (before any frame is read)."""
     if not rate or not MIN_NATIVE_RATE <= rate <= MAX_NATIVE_RATE:
         raise AudioError(
-            path, f"implausible sample rate in the file's header ({rate} Hz; audio is {MIN_NATIVE_RATE}-{MAX_NATIVE_RATE} Hz): "
-            "the header is corrupt; re-export the file"
+            path,
+            f"implausible sample rate in the file's header ({rate} Hz; audio is {MIN_NATIVE_RATE}-{MAX_NATIVE_RATE} Hz): "
+            "the header is corrupt; re-export the file",
         )
     return int(rate)
 
@@ -166,7 +168,7 @@ def _not_a_file(path: Path) -> str:
     return "file not found"
 
 
-def _decode(source: Source, path: PathLike, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
+def _decode(source: Source, path: PathLike, sample_rate: int, max_samples: int | None) -> tuple[np.ndarray, int, int, str | None]:
     """(frames [T, C] float32 at the native rate, cut to what ``max_samples`` needs; native rate; frames in the
     whole clip; truncation note) from soundfile, else torchcodec. ``path`` names ``source`` in errors."""
     try:
@@ -191,7 +193,7 @@ def _decode(source: Source, path: PathLike, sample_rate: int, max_samples: Optio
         raise AudioError(path, f"truncated/corrupt: {_torchcodec_message(err)}") from None
 
 
-def _decode_soundfile(source: Source, path: PathLike, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
+def _decode_soundfile(source: Source, path: PathLike, sample_rate: int, max_samples: int | None) -> tuple[np.ndarray, int, int, str | None]:
     with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as f:
         rate = _check_rate(path, f.samplerate)
         declared = max(0, int(f.frames))
@@ -219,10 +221,12 @@ def _decode_soundfile(source: Source, path: PathLike, sample_rate: int, max_samp
 
 
 def _truncated_note(claimed_seconds: float, held_seconds: float) -> str:
-    return f"truncated: the header declares {claimed_seconds:.3g} s of audio, the file holds {held_seconds:.3g} s; the audio present is used"
+    return (
+        f"truncated: the header declares {claimed_seconds:.3g} s of audio, the file holds {held_seconds:.3g} s; the audio present is used"
+    )
 
 
-def _wav_shortfall(source: Source) -> Optional[tuple[int, int]]:
+def _wav_shortfall(source: Source) -> tuple[int, int] | None:
     """(bytes the data chunk declares, block align) for a RIFF/WAVE file whose data chunk claims more bytes
     than follow it; None for a whole file. A size of 0 or 0xFFFFFFFF is a streaming writer's "to the end"."""
     with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as f:
@@ -251,7 +255,9 @@ class _TorchcodecOpenError(Exception):
     pass
 
 
-def _decode_torchcodec(source: Source, path: PathLike, sample_rate: int, max_samples: Optional[int]) -> tuple[np.ndarray, int, int, Optional[str]]:
+def _decode_torchcodec(
+    source: Source, path: PathLike, sample_rate: int, max_samples: int | None
+) -> tuple[np.ndarray, int, int, str | None]:
     from torchcodec.decoders import AudioDecoder
 
     try:
@@ -333,7 +339,22 @@ def write_audio(path: PathLike, waveform, sample_rate: int) -> None:
         raise RuntimeError(f"{path}: can't write {suffix} audio (torchcodec: {encoder_error}; no ffmpeg on PATH)")
     channels = 1 if data.ndim == 1 else data.shape[1]
     subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0", str(path)],
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "f32le",
+            "-ar",
+            str(sample_rate),
+            "-ac",
+            str(channels),
+            "-i",
+            "pipe:0",
+            str(path),
+        ],
         input=data.tobytes(),
         check=True,
     )

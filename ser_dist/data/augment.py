@@ -16,12 +16,13 @@ Offline (``ser-dist augment SRC DST --ops bandpass``): :func:`augment_corpus` wr
 original clips plus one augmented copy per op, and ``DST/sources.csv`` naming each file's original
 clip; the folder adapter reads it, so the splits keep a clip and its copies in the same split.
 """
+
 from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -33,8 +34,13 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(rng.uniform(bounds[0], bounds[1]))
 
 
-def bandpass(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator,
-             low_hz: tuple[float, float] = (100.0, 400.0), high_hz: tuple[float, float] = (3000.0, 6000.0)) -> torch.Tensor:
+def bandpass(
+    waveform: torch.Tensor,
+    sample_rate: int,
+    rng: np.random.Generator,
+    low_hz: tuple[float, float] = (100.0, 400.0),
+    high_hz: tuple[float, float] = (3000.0, 6000.0),
+) -> torch.Tensor:
     """Band-limit to [low, high] Hz (telephone-like): a 4th-order Butterworth band-pass, zero-phase."""
     from scipy.signal import butter, sosfiltfilt
 
@@ -46,7 +52,9 @@ def bandpass(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator,
     return torch.from_numpy(np.ascontiguousarray(sosfiltfilt(sos, waveform.numpy().astype(np.float64)), dtype=np.float32))
 
 
-def pitch_shift(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, semitones: tuple[float, float] = (-2.0, 2.0)) -> torch.Tensor:
+def pitch_shift(
+    waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, semitones: tuple[float, float] = (-2.0, 2.0)
+) -> torch.Tensor:
     """Shift the pitch by a random amount in ``semitones``, keeping the duration: a phase-vocoder time
     stretch, then resampling back. The resampling ratio is rounded to 100 Hz steps (~0.1 semitone at 16 kHz), since
     a ratio of coprime rates (what ``torchaudio.functional.pitch_shift`` uses) costs seconds per clip."""
@@ -67,7 +75,9 @@ def pitch_shift(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generat
     return out.clamp(-1.0, 1.0).contiguous()
 
 
-def time_mask(waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, max_masks: int = 2, max_fraction: float = 0.1) -> torch.Tensor:
+def time_mask(
+    waveform: torch.Tensor, sample_rate: int, rng: np.random.Generator, max_masks: int = 2, max_fraction: float = 0.1
+) -> torch.Tensor:
     """Silence 1..max_masks random spans, each up to ``max_fraction`` of the clip."""
     out = waveform.clone()
     length = out.numel()
@@ -164,7 +174,7 @@ class EpochTaggedBatches:
         return len(self.sampler)
 
 
-def build_augmenter(data, seed: int) -> Optional[Augmenter]:
+def build_augmenter(data, seed: int) -> Augmenter | None:
     """The online augmenter for ``data.augment`` (None when empty)."""
     if not data.augment:
         return None
@@ -179,8 +189,9 @@ def augmented_training_data(clips, batch_sampler, data, seed: int):
     return AugmentedClips(clips, augmenter), EpochTaggedBatches(batch_sampler)
 
 
-def augment_corpus(src: Path, dst: Path, ops: list[str], *, copies: int = 1, sample_rate: int = 16000, seed: int = 0,
-                   keep_originals: bool = True) -> dict:
+def augment_corpus(
+    src: Path, dst: Path, ops: list[str], *, copies: int = 1, sample_rate: int = 16000, seed: int = 0, keep_originals: bool = True
+) -> dict:
     """Write DST: SRC's folder-per-class clips (copied as they are) plus ``copies`` augmented copies per op,
     ``<stem>_<op>[<k>].wav``, and ``DST/sources.csv`` (path relative to DST, source = the original's path
     relative to SRC). File names keep their stems, so ``data.speaker_pattern`` still finds the speaker.

@@ -3,14 +3,15 @@
 Its Arrow columns, the record batches the decoded clips are written in, reading a complete entry back
 (memory-mapped), and the lock that makes concurrent builders of one entry decode it once.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

@@ -11,22 +11,25 @@ the run's data report shows every file that was found and not used.
 clips of other emotions go to the problems. Speakers come from the naming convention, so
 ``data.speaker_pattern`` is an error with these adapters.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from ..errors import ConfigError
 from .folder import scan_folder
 from .records import DataError, Record, Scan, resolved
 
 
-def _check_root(corpus: str, root: Optional[Path], data) -> Path:
+def _check_root(corpus: str, root: Path | None, data) -> Path:
     if root is None or not Path(root).is_dir():
         raise DataError(f"{root}: data folder not found; pass data.root=DIR, the folder holding the {corpus} files")
     if getattr(data, "speaker_pattern", None):
-        raise ConfigError(f"data.speaker_pattern is for the folder and manifest corpora; data.corpus={corpus} reads speakers from its file names, so leave data.speaker_pattern unset")
+        raise ConfigError(
+            f"data.speaker_pattern is for the folder and manifest corpora; data.corpus={corpus} reads speakers from its file names, so leave data.speaker_pattern unset"
+        )
     return Path(root)
 
 
@@ -57,7 +60,9 @@ def _require_some(corpus: str, root: Path, records: list, problems: list, exampl
         return
     if problems:
         path, reason = problems[0]
-        raise DataError(f"{root}: none of the {len(problems)} audio files follows the {corpus} naming (e.g. {example}); first: {Path(path).name}: {reason}; check data.corpus and data.root")
+        raise DataError(
+            f"{root}: none of the {len(problems)} audio files follows the {corpus} naming (e.g. {example}); first: {Path(path).name}: {reason}; check data.corpus and data.root"
+        )
     raise DataError(f"{root}: no audio files found for {corpus} (expected names like {example}); check data.root")
 
 
@@ -66,7 +71,7 @@ def _scan_names(
     root: Path,
     data,
     usual: list[str],
-    parse: Callable[[Path], tuple[Optional[Record], Optional[str]]],
+    parse: Callable[[Path], tuple[Record | None, str | None]],
     example: str,
 ) -> Scan:
     """Shared walk for corpora whose labels live in the file names: ``parse`` gives a record or a reason."""
@@ -112,7 +117,9 @@ def _iemocap_evaluations(session_dir: Path) -> dict[str, str]:
     """Utterance id -> emotion code from ``SessionN/dialog/EmoEvaluation/*.txt`` (not its subfolders)."""
     folder = session_dir / "dialog" / "EmoEvaluation"
     if not folder.is_dir():
-        raise DataError(f"{folder}: IEMOCAP label folder not found; data.root must be the IEMOCAP_full_release folder with SessionN/dialog/EmoEvaluation/")
+        raise DataError(
+            f"{folder}: IEMOCAP label folder not found; data.root must be the IEMOCAP_full_release folder with SessionN/dialog/EmoEvaluation/"
+        )
     codes: dict[str, str] = {}
     for txt in sorted(folder.glob("*.txt")):
         if txt.name.startswith("."):  # macOS AppleDouble files (._Ses01...) carry no labels
@@ -146,7 +153,9 @@ def iemocap(root: Path, data) -> Scan:
         codes = _iemocap_evaluations(session_dir)
         wav_dir = session_dir / "sentences" / "wav"
         if not wav_dir.is_dir():
-            raise DataError(f"{wav_dir}: IEMOCAP utterance folder not found; data.root must be the IEMOCAP_full_release folder with SessionN/sentences/wav/")
+            raise DataError(
+                f"{wav_dir}: IEMOCAP utterance folder not found; data.root must be the IEMOCAP_full_release folder with SessionN/sentences/wav/"
+            )
         number = int(session_dir.name[7:])
         found = scan_folder(wav_dir)
         problems += found.other  # macOS ._* files, other hidden entries, broken links
@@ -180,7 +189,7 @@ CREMA_D_LABELS = list(CREMA_D_EMOTIONS.values())
 CREMA_D_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_(LO|MD|HI|XX)$")
 
 
-def _crema_d_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
+def _crema_d_clip(path: Path) -> tuple[Record | None, str | None]:
     match = CREMA_D_NAME.match(path.stem)
     if match is None:
         return None, "name does not follow CREMA-D's ActorID_Sentence_Emotion_Level convention (1001_DFA_ANG_XX)"
@@ -213,10 +222,13 @@ RAVDESS_LABELS = list(RAVDESS_EMOTIONS.values())
 RAVDESS_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 
 
-def _ravdess_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
+def _ravdess_clip(path: Path) -> tuple[Record | None, str | None]:
     match = RAVDESS_NAME.match(path.stem)
     if match is None:
-        return None, "name does not follow RAVDESS's modality-channel-emotion-intensity-statement-repetition-actor convention (03-01-05-01-02-01-12)"
+        return (
+            None,
+            "name does not follow RAVDESS's modality-channel-emotion-intensity-statement-repetition-actor convention (03-01-05-01-02-01-12)",
+        )
     modality, channel, emotion, intensity, statement, repetition, actor = match.groups()
     if modality != "03":
         return None, f"modality {modality} is not audio-only (03)"
@@ -242,13 +254,21 @@ def ravdess(root: Path, data) -> Scan:
 
 # --- TESS ------------------------------------------------------------------------------------------
 
-TESS_EMOTIONS = {"angry": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "neutral": "neutral", "ps": "surprised", "sad": "sad"}
+TESS_EMOTIONS = {
+    "angry": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happy",
+    "neutral": "neutral",
+    "ps": "surprised",
+    "sad": "sad",
+}
 TESS_LABELS = list(TESS_EMOTIONS.values())
 # OAF_back_angry: speaker (older / younger adult female), target word, emotion ("ps": pleasant surprise).
 TESS_NAME = re.compile(r"^(OAF|YAF)_([A-Za-z]+)_([A-Za-z]+)$", re.IGNORECASE)
 
 
-def _tess_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
+def _tess_clip(path: Path) -> tuple[Record | None, str | None]:
     match = TESS_NAME.match(path.stem)
     if match is None:
         return None, "name does not follow TESS's <OAF|YAF>_<word>_<emotion> convention (OAF_back_angry)"
@@ -272,7 +292,7 @@ EMODB_LABELS = list(EMODB_EMOTIONS.values())
 EMODB_NAME = re.compile(r"^(\d{2})([a-z]\d{2})([A-Z])([a-z])$")
 
 
-def _emodb_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
+def _emodb_clip(path: Path) -> tuple[Record | None, str | None]:
     match = EMODB_NAME.match(path.stem)
     if match is None:
         return None, "name does not follow EmoDB's <speaker 2 digits><text 3 chars><emotion letter><version> convention (03a01Fa)"
@@ -297,7 +317,7 @@ SAVEE_LABELS = list(SAVEE_EMOTIONS.values())
 SAVEE_NAME = re.compile(r"^(?:([A-Z]{2})_)?(sa|su|a|d|f|h|n)(\d{2})$")
 
 
-def _savee_clip(path: Path) -> tuple[Optional[Record], Optional[str]]:
+def _savee_clip(path: Path) -> tuple[Record | None, str | None]:
     match = SAVEE_NAME.match(path.stem)
     if match is None:
         return None, "name does not follow SAVEE's <emotion prefix><NN> convention (AudioData/DC/a01.wav or DC_a01.wav)"

@@ -28,6 +28,7 @@ what is there, and the ``truncated`` column says so, for the data report.
 Only the crop is decoded and resampled (``decode_audio`` reads at most ``max_seconds`` at the clip's own
 rate), so a long or mislabelled clip costs no more memory than a clip of ``max_seconds``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,18 +40,19 @@ import os
 import shutil
 import time
 import uuid
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .audio import AudioError, decode_audio
-from .resample import RESAMPLING
 from .cache_entry import build_lock, features, is_complete, load_entry, progress_bars_off, record_batch, remove_stale_builds
 from .records import DataError, Record
+from .resample import RESAMPLING
 
 if TYPE_CHECKING:
     import datasets
@@ -76,11 +78,11 @@ def build_audio_dataset(
     records: Sequence[Record],
     *,
     sample_rate: int,
-    max_seconds: Optional[float],
-    cache_dir: Union[str, os.PathLike, None],
+    max_seconds: float | None,
+    cache_dir: str | os.PathLike | None,
     num_proc: int = 1,
     min_seconds: float = DEFAULT_MIN_SECONDS,
-) -> tuple["datasets.Dataset", list[tuple[str, str]]]:
+) -> tuple[datasets.Dataset, list[tuple[str, str]]]:
     """Decode every record once into a memory-mapped Arrow dataset; reuse it while nothing changed.
 
     Clips longer than ``max_seconds`` keep their first ``max_seconds`` (a fixed, reproducible view that
@@ -126,9 +128,15 @@ def build_audio_dataset(
     return load_entry(entry)
 
 
-def cache_key(records: Sequence[Record], *, sample_rate: int, max_samples: Optional[int], min_samples: int = 1) -> str:
+def cache_key(records: Sequence[Record], *, sample_rate: int, max_samples: int | None, min_samples: int = 1) -> str:
     digest = hashlib.sha256()
-    header = {"format": FORMAT_VERSION, "sample_rate": sample_rate, "max_samples": max_samples, "min_samples": min_samples, "resampling": RESAMPLING}
+    header = {
+        "format": FORMAT_VERSION,
+        "sample_rate": sample_rate,
+        "max_samples": max_samples,
+        "min_samples": min_samples,
+        "resampling": RESAMPLING,
+    }
     digest.update(json.dumps(header, sort_keys=True).encode())
     for rec in records:
         resolved = os.path.realpath(rec.path)
@@ -144,8 +152,8 @@ def cache_key(records: Sequence[Record], *, sample_rate: int, max_samples: Optio
 
 
 def decode_clip(
-    path: str, sample_rate: int, max_samples: Optional[int], min_samples: int = 1
-) -> tuple[Optional[np.ndarray], int, Optional[str], Optional[str]]:
+    path: str, sample_rate: int, max_samples: int | None, min_samples: int = 1
+) -> tuple[np.ndarray | None, int, str | None, str | None]:
     """(int16 samples or None, samples before the crop, reason when it is skipped, truncation note when it
     is kept from a truncated file). Runs in pool workers."""
     try:
@@ -172,7 +180,7 @@ def too_short_reason(num_samples: int, sample_rate: int, min_samples: int, fix: 
     return f"too short ({num_samples / sample_rate:.3g} s < {min_samples / sample_rate:g} s minimum; {num_samples} samples at {sample_rate} Hz; {fix})"
 
 
-def silent_reason(samples: np.ndarray) -> Optional[str]:
+def silent_reason(samples: np.ndarray) -> str | None:
     """Why int16 ``samples`` are silent (every sample the same value), or None when they are not."""
     if samples.min() != samples.max():
         return None
@@ -180,7 +188,7 @@ def silent_reason(samples: np.ndarray) -> Optional[str]:
     return f"silent: every sample is {value} at 16-bit precision"
 
 
-def _decoded(records: Sequence[Record], sample_rate: int, max_samples: Optional[int], min_samples: int, num_proc: int) -> Iterator:
+def _decoded(records: Sequence[Record], sample_rate: int, max_samples: int | None, min_samples: int, num_proc: int) -> Iterator:
     """decode_clip results in record order, in a pool of spawned processes when ``num_proc > 1``."""
     jobs = [(rec.path, sample_rate, max_samples, min_samples) for rec in records]
     workers = max(1, min(int(num_proc), len(jobs)))
@@ -224,7 +232,7 @@ def _decode_job(job):
     return decode_clip(*job)
 
 
-def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: Optional[int], min_samples: int, num_proc: int) -> None:
+def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: int | None, min_samples: int, num_proc: int) -> None:
     import datasets
     import pyarrow as pa
 
@@ -236,7 +244,7 @@ def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: 
         staging = building / "decoded.arrow"
         skipped: list[tuple[str, str]] = []
         kept = 0
-        rows: list[tuple[Record, np.ndarray, int, Optional[str]]] = []
+        rows: list[tuple[Record, np.ndarray, int, str | None]] = []
         pending_samples = 0
         with pa.OSFile(str(staging), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
             decoded = _decoded(records, sample_rate, max_samples, min_samples, num_proc)
@@ -271,9 +279,7 @@ def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: 
         _publish(building, entry)
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    logger.info(
-        "decoded %d clips into %s in %.1fs (%d skipped)", kept, entry, time.monotonic() - started, len(skipped)
-    )
+    logger.info("decoded %d clips into %s in %.1fs (%d skipped)", kept, entry, time.monotonic() - started, len(skipped))
 
 
 def _publish(building: Path, entry: Path) -> None:
@@ -299,7 +305,9 @@ class AudioClips(torch.utils.data.Dataset):
         names = columns.column("label").to_pylist()
         unknown = sorted(set(names) - set(label2id))
         if unknown:
-            raise DataError(f"label {unknown[0]!r} of the decoded clips is not among the model's labels {sorted(label2id)}; check data.labels")
+            raise DataError(
+                f"label {unknown[0]!r} of the decoded clips is not among the model's labels {sorted(label2id)}; check data.labels"
+            )
         self.dataset = dataset
         self.label2id = dict(label2id)
         self.labels = np.array([label2id[name] for name in names], dtype=np.int64)

@@ -11,6 +11,7 @@ This module writes the corpus to disk. Who speaks, what and in which emotion is
 Every clip's randomness comes from ``(seed, speaker, sentence, emotion, take)``, so the bytes depend
 on the seed only, never on the number of worker processes.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,6 @@ import re
 import time
 from multiprocessing import Pool
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from scipy.io import wavfile
@@ -68,7 +68,9 @@ def _prepare_out_dir(out_dir: Path) -> None:
             continue
         ours = path == readme or (path.parent.parent == out_dir and path.parent.name in EMOTIONS and CLIP_NAME.match(path.name))
         if not (earlier and ours):
-            raise DataError(f"{out_dir}: folder is not empty (found {path.relative_to(out_dir)}); write the demo corpus to an empty or new folder")
+            raise DataError(
+                f"{out_dir}: folder is not empty (found {path.relative_to(out_dir)}); write the demo corpus to an empty or new folder"
+            )
         stale.append(path)
     for path in stale:  # an earlier demo corpus with other settings: never mix its clips with ours
         path.unlink()
@@ -128,7 +130,7 @@ def make_demo_corpus(
     takes: int = 1,
     seed: int = 0,
     sample_rate: int = 16000,
-    workers: Optional[int] = None,
+    workers: int | None = None,
 ) -> dict:
     """Write the synthetic corpus to ``out_dir``; returns a summary.
 

@@ -8,6 +8,7 @@ state, so formant transitions between syllables are smooth). Fricatives and stop
 noise. Leading/trailing silence, background noise at a random SNR and a random output level finish
 the clip. All randomness comes from the ``rng`` the caller passes in.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def _resonator_cascade(x: np.ndarray, formants: np.ndarray, bandwidths: np.ndarr
         out = np.empty_like(y)
         zi = np.zeros(2)
         for i, start in enumerate(centers):
-            out[start:start + hop], zi = lfilter([a[i, k]], [1.0, -b[i, k], -c[i, k]], y[start:start + hop], zi=zi)
+            out[start : start + hop], zi = lfilter([a[i, k]], [1.0, -b[i, k], -c[i, k]], y[start : start + hop], zi=zi)
         y = out
     return y
 
@@ -109,7 +110,9 @@ class _Articulation:
     seconds: float
 
 
-def _articulate(sentence: Sentence, cues: Cues, speaker: Speaker, rate: float, formant_scale: np.ndarray, rng: np.random.Generator) -> _Articulation:
+def _articulate(
+    sentence: Sentence, cues: Cues, speaker: Speaker, rate: float, formant_scale: np.ndarray, rng: np.random.Generator
+) -> _Articulation:
     """Lay the syllables out in time: voicing, noise, formant targets, pitch accents and creak."""
     first = VOWEL_FORMANTS[sentence.syllables[0].vowel]
     art = _Articulation(_Keys(0.0), _Keys(0.0), _Keys(0.0), _Keys(np.array(first) * formant_scale), [], [], 0.0)
@@ -127,7 +130,7 @@ def _articulate(sentence: Sentence, cues: Cues, speaker: Speaker, rate: float, f
         vowel_seconds *= float(np.exp(0.1 * rng.standard_normal()))
         if syl.onset:
             cons = CONSONANTS[syl.onset]
-            seconds = cons.seconds * rate ** 0.6  # consonants stretch less than vowels
+            seconds = cons.seconds * rate**0.6  # consonants stretch less than vowels
             locus = np.array(cons.locus) * formant_scale if cons.kind != "aspirate" else target
             formant_keys.add(t, locus)
             if cons.kind == "stop":
@@ -180,7 +183,16 @@ def _articulate(sentence: Sentence, cues: Cues, speaker: Speaker, rate: float, f
     return art
 
 
-def _f0_contour(art: _Articulation, creak: np.ndarray, sentence: Sentence, cues: Cues, speaker: Speaker, rate: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def _f0_contour(
+    art: _Articulation,
+    creak: np.ndarray,
+    sentence: Sentence,
+    cues: Cues,
+    speaker: Speaker,
+    rate: float,
+    sample_rate: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """F0 in Hz per sample: declination, accents, final fall or rise, tremor, slow wander, fry."""
     times = np.arange(len(creak)) / sample_rate
     seconds = art.seconds
@@ -199,13 +211,15 @@ def _f0_contour(art: _Articulation, creak: np.ndarray, sentence: Sentence, cues:
     return np.clip(speaker.f0_hz * 2 ** (contour / 12) * (1.0 - 0.4 * creak), 45.0, 600.0)
 
 
-def _record(speech: np.ndarray, speech_seconds: float, cues: Cues, speaker: Speaker, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def _record(
+    speech: np.ndarray, speech_seconds: float, cues: Cues, speaker: Speaker, sample_rate: int, rng: np.random.Generator
+) -> np.ndarray:
     """Silence around the speech, background noise at a random SNR, a random level; int16 samples."""
     sr = sample_rate
     # Microphone/room colouring per speaker: another reason a model must generalise across speakers.
     speech = lfilter([1.0, -speaker.microphone], [1.0], speech)
     # Vocal effort shows as level against a fixed noise floor, since the output level is random.
-    active = np.sqrt(np.mean(speech ** 2)) + 1e-9
+    active = np.sqrt(np.mean(speech**2)) + 1e-9
     snr_db = float(np.clip(rng.uniform(10, 30) + cues.loudness_db + speaker.loudness_db, 3, 40))
     lead, trail = rng.uniform(0.1, 0.5), rng.uniform(0.1, 0.6)
     room = MAX_CLIP_SECONDS - speech_seconds
@@ -216,13 +230,13 @@ def _record(speech: np.ndarray, speech_seconds: float, cues: Cues, speaker: Spea
     clip = np.zeros(int(round(total * sr)))
     start = int(lead * sr)
     piece = speech[: len(clip) - start]
-    clip[start:start + len(piece)] = piece
+    clip[start : start + len(piece)] = piece
     floor = lfilter([1.0], [1.0, -rng.uniform(0.0, 0.97)], rng.standard_normal(len(clip)))
-    floor *= active / (np.sqrt(np.mean(floor ** 2)) + 1e-9) / 10 ** (snr_db / 20)
+    floor *= active / (np.sqrt(np.mean(floor**2)) + 1e-9) / 10 ** (snr_db / 20)
     clip += floor
 
     level_db = rng.uniform(-32.0, -18.0)  # random recording level
-    clip *= 10 ** (level_db / 20) / (np.sqrt(np.mean(clip ** 2)) + 1e-12)
+    clip *= 10 ** (level_db / 20) / (np.sqrt(np.mean(clip**2)) + 1e-12)
     peak = np.max(np.abs(clip))
     if peak > 0.99:
         clip *= 0.99 / peak
@@ -248,7 +262,7 @@ def synthesize_clip(speaker: Speaker, sentence: Sentence, emotion: str, rng: np.
     derivative, flow = _glottal_source(f0, creak, cues, speaker, sr, rng)
     tilt = float(np.clip(cues.tilt + speaker.tilt, 0.0, 0.95))
     derivative = lfilter([1 - tilt], [1, -tilt], derivative)
-    derivative = derivative / (np.sqrt(np.mean(derivative ** 2)) + 1e-9)
+    derivative = derivative / (np.sqrt(np.mean(derivative**2)) + 1e-9)
     voice_env = art.voice.render(n, sr)
     noise = rng.standard_normal(n)
     excitation = voice_env * (derivative + 3.0 * breath * (0.4 + 0.6 * flow) * noise)
@@ -267,10 +281,10 @@ def synthesize_clip(speaker: Speaker, sentence: Sentence, emotion: str, rng: np.
             continue
         length = min(length, n - i0)
         burst = sosfilt(_band_filter(*cons.noise_band, sr), rng.standard_normal(length))
-        burst *= vowel_level / (np.sqrt(np.mean(burst ** 2)) + 1e-9)
+        burst *= vowel_level / (np.sqrt(np.mean(burst**2)) + 1e-9)
         if cons.kind == "stop":
             envelope = np.exp(-np.arange(length) / (0.004 * sr))
         else:
             envelope = np.sin(np.pi * np.arange(length) / length) ** 0.5
-        speech[i0:i0 + length] += gain * envelope * burst
+        speech[i0 : i0 + length] += gain * envelope * burst
     return _record(speech, art.seconds, cues, speaker, sr, rng)

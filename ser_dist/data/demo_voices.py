@@ -12,11 +12,11 @@
 Speakers and sentences are drawn from ``(seed, index)`` alone and cached: every clip of a worker
 process reuses them. :mod:`ser_dist.data.demo_synthesis` turns them into audio.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Optional
+from functools import cache
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class Consonant:
     voiced: bool
     # Formant locus (male Hz): where F1-F3 start before moving to the vowel.
     locus: tuple[float, float, float]
-    noise_band: Optional[tuple[float, float]] = None  # frication / burst band in Hz
+    noise_band: tuple[float, float] | None = None  # frication / burst band in Hz
     amplitude: float = 1.0
 
 
@@ -92,7 +92,7 @@ class Syllable:
 class Sentence:
     syllables: tuple[Syllable, ...]
     question: bool  # final rise instead of the statement's final fall
-    phrase_break: Optional[int]  # a pause before this syllable index
+    phrase_break: int | None  # a pause before this syllable index
 
     def nominal_seconds(self) -> float:
         """Length at speaking rate 1 (an upper bound on the rate-scaled part, as consonants stretch less)."""
@@ -112,7 +112,7 @@ class Sentence:
         return "-".join(words).replace("-,-", ", ") + ("?" if self.question else ".")
 
 
-@lru_cache(maxsize=None)
+@cache
 def make_sentence(seed: int, index: int) -> Sentence:
     rng = np.random.default_rng([seed, STREAM_SENTENCE, index])
     count = int(rng.integers(6, 11))
@@ -147,7 +147,7 @@ class Speaker:
     microphone: float  # first-order channel colouring, -: duller, +: brighter
 
 
-@lru_cache(maxsize=None)
+@cache
 def make_speaker(seed: int, index: int) -> Speaker:
     rng = np.random.default_rng([seed, STREAM_SPEAKER, index])
     female = index % 2 == 1  # alternate so any split has both
@@ -197,34 +197,112 @@ class Cues:
 # disgust low, slow and creaky with flat energy.
 EMOTION_CUES: dict[str, Cues] = {
     "Neutral": Cues(
-        f0_shift_st=0.0, f0_range=1.0, duration=1.0, pause=1.0, loudness_db=0.0, energy_variation_db=2.0,
-        jitter=0.006, shimmer=0.04, breathiness=0.08, open_quotient=0.55, tilt=0.55, creak=0.0,
-        tremor_st=0.0, f1_scale=1.0, f2_scale=1.0, accent_peak=0.5,
+        f0_shift_st=0.0,
+        f0_range=1.0,
+        duration=1.0,
+        pause=1.0,
+        loudness_db=0.0,
+        energy_variation_db=2.0,
+        jitter=0.006,
+        shimmer=0.04,
+        breathiness=0.08,
+        open_quotient=0.55,
+        tilt=0.55,
+        creak=0.0,
+        tremor_st=0.0,
+        f1_scale=1.0,
+        f2_scale=1.0,
+        accent_peak=0.5,
     ),
     "Anger": Cues(
-        f0_shift_st=4.0, f0_range=1.5, duration=0.85, pause=0.7, loudness_db=6.0, energy_variation_db=4.0,
-        jitter=0.01, shimmer=0.05, breathiness=0.03, open_quotient=0.4, tilt=0.25, creak=0.0, tremor_st=0.0,
-        f1_scale=1.08, f2_scale=1.0, accent_peak=0.3,
+        f0_shift_st=4.0,
+        f0_range=1.5,
+        duration=0.85,
+        pause=0.7,
+        loudness_db=6.0,
+        energy_variation_db=4.0,
+        jitter=0.01,
+        shimmer=0.05,
+        breathiness=0.03,
+        open_quotient=0.4,
+        tilt=0.25,
+        creak=0.0,
+        tremor_st=0.0,
+        f1_scale=1.08,
+        f2_scale=1.0,
+        accent_peak=0.3,
     ),
     "Happy": Cues(
-        f0_shift_st=4.0, f0_range=1.8, duration=0.9, pause=0.8, loudness_db=3.0, energy_variation_db=3.0,
-        jitter=0.008, shimmer=0.04, breathiness=0.06, open_quotient=0.5, tilt=0.45, creak=0.0, tremor_st=0.0,
-        f1_scale=1.03, f2_scale=1.05, accent_peak=0.5,
+        f0_shift_st=4.0,
+        f0_range=1.8,
+        duration=0.9,
+        pause=0.8,
+        loudness_db=3.0,
+        energy_variation_db=3.0,
+        jitter=0.008,
+        shimmer=0.04,
+        breathiness=0.06,
+        open_quotient=0.5,
+        tilt=0.45,
+        creak=0.0,
+        tremor_st=0.0,
+        f1_scale=1.03,
+        f2_scale=1.05,
+        accent_peak=0.5,
     ),
     "Fear": Cues(
-        f0_shift_st=5.0, f0_range=0.6, duration=0.82, pause=0.8, loudness_db=0.0, energy_variation_db=2.5,
-        jitter=0.025, shimmer=0.08, breathiness=0.2, open_quotient=0.6, tilt=0.6, creak=0.0, tremor_st=0.6,
-        f1_scale=1.0, f2_scale=1.02, accent_peak=0.5,
+        f0_shift_st=5.0,
+        f0_range=0.6,
+        duration=0.82,
+        pause=0.8,
+        loudness_db=0.0,
+        energy_variation_db=2.5,
+        jitter=0.025,
+        shimmer=0.08,
+        breathiness=0.2,
+        open_quotient=0.6,
+        tilt=0.6,
+        creak=0.0,
+        tremor_st=0.6,
+        f1_scale=1.0,
+        f2_scale=1.02,
+        accent_peak=0.5,
     ),
     "Sad": Cues(
-        f0_shift_st=-2.0, f0_range=0.5, duration=1.25, pause=1.6, loudness_db=-5.0, energy_variation_db=1.5,
-        jitter=0.01, shimmer=0.06, breathiness=0.2, open_quotient=0.7, tilt=0.85, creak=0.1, tremor_st=0.1,
-        f1_scale=0.95, f2_scale=0.97, accent_peak=0.5,
+        f0_shift_st=-2.0,
+        f0_range=0.5,
+        duration=1.25,
+        pause=1.6,
+        loudness_db=-5.0,
+        energy_variation_db=1.5,
+        jitter=0.01,
+        shimmer=0.06,
+        breathiness=0.2,
+        open_quotient=0.7,
+        tilt=0.85,
+        creak=0.1,
+        tremor_st=0.1,
+        f1_scale=0.95,
+        f2_scale=0.97,
+        accent_peak=0.5,
     ),
     "Disgust": Cues(
-        f0_shift_st=-2.0, f0_range=1.1, duration=1.2, pause=1.3, loudness_db=-2.0, energy_variation_db=1.0,
-        jitter=0.015, shimmer=0.08, breathiness=0.08, open_quotient=0.55, tilt=0.65, creak=0.5,
-        tremor_st=0.0, f1_scale=0.97, f2_scale=0.98, accent_peak=0.5,
+        f0_shift_st=-2.0,
+        f0_range=1.1,
+        duration=1.2,
+        pause=1.3,
+        loudness_db=-2.0,
+        energy_variation_db=1.0,
+        jitter=0.015,
+        shimmer=0.08,
+        breathiness=0.08,
+        open_quotient=0.55,
+        tilt=0.65,
+        creak=0.5,
+        tremor_st=0.0,
+        f1_scale=0.97,
+        f2_scale=0.98,
+        accent_peak=0.5,
     ),
 }
 

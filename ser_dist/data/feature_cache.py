@@ -12,6 +12,7 @@ Every rank computes the features of the clips it reads; the model keeps all its 
 is the full model), and the encoder's are switched off for autograd before the model is prepared, so
 neither DDP nor ZeRO ever expects a gradient for them.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,7 +39,9 @@ class FeatureClips(Dataset):
 def check_cacheable(model, model_cfg) -> None:
     """The backbone must have an encoder to cache (the config side is checked by ``Experiment.validate``)."""
     if not hasattr(model, "encode"):
-        raise ConfigError(f"model.cache_features=true needs an encoder backbone (HuBERT, wav2vec2, WavLM, ...); {model_cfg.backbone} has no separate encoder")
+        raise ConfigError(
+            f"model.cache_features=true needs an encoder backbone (HuBERT, wav2vec2, WavLM, ...); {model_cfg.backbone} has no separate encoder"
+        )
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@
 ``scan_folder`` lists every entry under a folder: the audio files, and why each other entry is not used (hidden
 files, broken or looping links, empty folders, names that are not UTF-8), so nothing is skipped silently.
 """
+
 from __future__ import annotations
 
 import csv
@@ -11,9 +12,9 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from .records import AUDIO_EXTENSIONS, DataError, Record, Scan, apply_speaker_pattern, not_utf8_name, resolved
+
 
 @dataclass
 class FolderScan:
@@ -49,7 +50,9 @@ def scan_folder(root: Path) -> FolderScan:
             return
         if not entries and folder != Path(root):  # e.g. a folder named clip.wav: an entry, so it is reported
             named_like_audio = folder.suffix.lower() in AUDIO_EXTENSIONS
-            found.other.append((str(folder), "a folder, not a file (named like an audio file, and empty)" if named_like_audio else "empty folder"))
+            found.other.append(
+                (str(folder), "a folder, not a file (named like an audio file, and empty)" if named_like_audio else "empty folder")
+            )
             return
         for entry in entries:
             path = Path(entry.path)
@@ -71,14 +74,16 @@ def scan_folder(root: Path) -> FolderScan:
                     found.audio.append(path)
             else:
                 kind = f"extension {path.suffix!r}" if path.suffix else "no file extension"
-                found.non_audio.append((str(path), f"not an audio file ({kind}; audio files end in {', '.join(AUDIO_EXTENSIONS[:4])}, ...)"))
+                found.non_audio.append(
+                    (str(path), f"not an audio file ({kind}; audio files end in {', '.join(AUDIO_EXTENSIONS[:4])}, ...)")
+                )
 
     walk(Path(root))
     found.audio.sort()
     return found
 
 
-def _entry_problem(entry: os.DirEntry) -> Optional[str]:
+def _entry_problem(entry: os.DirEntry) -> str | None:
     """Why a folder entry can't be used, or None for a folder or a regular file (directly or by a link)."""
     if entry.name.startswith("._"):
         return "macOS metadata file (._*), not audio"
@@ -129,7 +134,9 @@ def folder(root: Path, data) -> Scan:
         elif path.suffix.lower() in AUDIO_EXTENSIONS:
             scan.problems.append((str(path), "audio file outside any class folder"))
     if not class_dirs:
-        raise DataError(f"{root}: no class folders found; expected one folder per emotion (e.g. {root}/Anger/*.wav) or pass a manifest with data.manifest=FILE")
+        raise DataError(
+            f"{root}: no class folders found; expected one folder per emotion (e.g. {root}/Anger/*.wav) or pass a manifest with data.manifest=FILE"
+        )
     first_use: dict[str, tuple[Path, str]] = {}  # resolved clip -> (the entry that used it, its class)
     for class_dir in class_dirs:
         found = scan_folder(class_dir)

@@ -10,6 +10,7 @@ with the split each row came from (``train``, ``validation``/``valid``/``dev`` -
 order, a few rows at a time, so a corpus of 100,000 clips never sits in memory, and ``decode_hf_audio``
 decodes one with ``decode_audio``'s semantics. ``HFDataset.fingerprint`` changes when the data does.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -17,9 +18,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple
 
 from .audio import AudioError, Decoded, decode_audio, decode_audio_bytes
 from .records import AUDIO_EXTENSIONS, DataError, Record, Scan
@@ -55,8 +57,8 @@ class AudioLocation(NamedTuple):
 class HFColumns:
     audio: str  # the Audio feature, or audio file paths (a CSV/JSONL file)
     label: str  # ClassLabel or text
-    speaker: Optional[str]  # None: the dataset has no speaker column
-    session: Optional[str]
+    speaker: str | None  # None: the dataset has no speaker column
+    session: str | None
 
 
 @dataclass
@@ -64,20 +66,20 @@ class HFDataset:
     """A loaded dataset whose columns have been checked; its splits in the dataset's own order."""
 
     name: str  # in record ids: the Hub id, or the local folder's or file's name
-    hub_id: Optional[str]  # set when it came from the Hub (what a model card's ``datasets:`` may name)
-    config: Optional[str]
-    revision: Optional[str]
-    splits: dict[str, "datasets.Dataset"]  # own split name -> its rows, as loaded
+    hub_id: str | None  # set when it came from the Hub (what a model card's ``datasets:`` may name)
+    config: str | None
+    revision: str | None
+    splits: dict[str, datasets.Dataset]  # own split name -> its rows, as loaded
     split_roles: dict[str, str]  # own split name -> train / val / test (or the own name, when unknown)
     columns: HFColumns
-    base_dir: Optional[str]  # relative audio file paths are resolved here (a local file's or folder's place)
+    base_dir: str | None  # relative audio file paths are resolved here (a local file's or folder's place)
     fingerprint: str  # for the decode cache's key: the splits' fingerprints, revision, config, columns, referenced files
-    audio_rows: dict[str, "datasets.Dataset"] = field(default_factory=dict, repr=False)  # the audio column, undecoded
+    audio_rows: dict[str, datasets.Dataset] = field(default_factory=dict, repr=False)  # the audio column, undecoded
 
 
 @dataclass
 class HFScan(Scan):
-    dataset: Optional[HFDataset] = None
+    dataset: HFDataset | None = None
     fixed_split: dict[str, str] = field(default_factory=dict)  # record path -> train / val / test from the dataset's splits
 
 
@@ -91,16 +93,20 @@ def is_hf_record(path: str) -> bool:
 
 def audio_location(path: str) -> AudioLocation:
     """The split and row of a record id ``hf://<name>/<split>/<row>`` (a Hub name may hold a '/', splits never do)."""
-    _, split, row = str(path)[len(RECORD_PREFIX):].rsplit("/", 2)
+    _, split, row = str(path)[len(RECORD_PREFIX) :].rsplit("/", 2)
     return AudioLocation(split, int(row))
 
 
 def scan_data(data) -> HFScan:
     """``scan_hf_dataset`` of ``open_hf_dataset`` with the config's keys (data.hf_dataset, hf_config, ...)."""
     hf = open_hf_dataset(
-        data.hf_dataset, config=getattr(data, "hf_config", None), revision=getattr(data, "hf_revision", None),
-        audio_column=getattr(data, "audio_column", None), label_column=getattr(data, "label_column", None) or "label",
-        speaker_column=getattr(data, "speaker_column", None), session_column=getattr(data, "session_column", None),
+        data.hf_dataset,
+        config=getattr(data, "hf_config", None),
+        revision=getattr(data, "hf_revision", None),
+        audio_column=getattr(data, "audio_column", None),
+        label_column=getattr(data, "label_column", None) or "label",
+        speaker_column=getattr(data, "speaker_column", None),
+        session_column=getattr(data, "session_column", None),
     )
     return scan_hf_dataset(hf)
 
@@ -108,13 +114,13 @@ def scan_data(data) -> HFScan:
 def open_hf_dataset(
     source: str,
     *,
-    config: Optional[str] = None,
-    revision: Optional[str] = None,
-    audio_column: Optional[str] = None,
+    config: str | None = None,
+    revision: str | None = None,
+    audio_column: str | None = None,
     label_column: str = "label",
-    speaker_column: Optional[str] = None,
-    session_column: Optional[str] = None,
-    splits: Optional[Mapping[str, str]] = None,
+    speaker_column: str | None = None,
+    session_column: str | None = None,
+    splits: Mapping[str, str] | None = None,
 ) -> HFDataset:
     """Load ``source`` and check its columns; ``splits`` ({own split name: train/val/test}) keeps only those splits."""
     loaded, name, hub_id, base_dir = _load(str(source), config, revision)
@@ -125,8 +131,12 @@ def open_hf_dataset(
         missing = [split for split in splits if split not in loaded]
         wrong = [role for role in splits.values() if role not in ("train", "val", "test")]
         if missing or wrong:
-            problem = f"split {missing[0]!r}, which the dataset does not have" if missing else f"{wrong[0]!r}, which is not train, val or test"
-            raise DataError(f"{source}: the split mapping names {problem} (its splits: {', '.join(loaded)}); map each split you want to train, val or test")
+            problem = (
+                f"split {missing[0]!r}, which the dataset does not have" if missing else f"{wrong[0]!r}, which is not train, val or test"
+            )
+            raise DataError(
+                f"{source}: the split mapping names {problem} (its splits: {', '.join(loaded)}); map each split you want to train, val or test"
+            )
         loaded, roles = {split: loaded[split] for split in splits}, dict(splits)
     columns = _columns(source, loaded, audio_column, label_column, speaker_column, session_column)
     audio_rows = {split: _undecoded_audio(ds, columns.audio) for split, ds in loaded.items()}
@@ -144,32 +154,41 @@ def _undecoded_audio(ds, column: str):
     return audio.cast_column(column, datasets.Audio(decode=False))
 
 
-def _load(source: str, config: Optional[str], revision: Optional[str]):
+def _load(source: str, config: str | None, revision: str | None):
     """(Dataset or DatasetDict, name for record ids, Hub id or None, folder relative audio paths are under)."""
     import datasets
 
     path = Path(source).expanduser()
     if path.exists():
         if revision is not None:
-            raise DataError(f"{source}: data.hf_revision={revision!r} is for a Hub dataset, and this is a local path; leave data.hf_revision unset")
+            raise DataError(
+                f"{source}: data.hf_revision={revision!r} is for a Hub dataset, and this is a local path; leave data.hf_revision unset"
+            )
         path = path.resolve()
         base_dir = str(path.parent if path.is_file() else path)
         return _local(source, lambda: _load_local(path, config)), _printable(path.name), None, base_dir
     if not _HUB_ID.match(source) or path.suffix.lower() in FILE_BUILDERS:
-        raise DataError(f"{source}: data.hf_dataset not found (neither a local file or folder nor a Hub id such as 'user/dataset'); check the path")
+        raise DataError(
+            f"{source}: data.hf_dataset not found (neither a local file or folder nor a Hub id such as 'user/dataset'); check the path"
+        )
     try:
         return datasets.load_dataset(source, name=config, revision=revision), source, source, None
     except ConnectionError:  # datasets 5.x: "Couldn't reach '<id>' on the Hub (OfflineModeIsEnabled | LocalEntryNotFoundError)"
-        raise DataError(f"data.hf_dataset={source!r}: can't reach the Hugging Face Hub and the dataset is not in the local cache; " + _LOCAL_COPY.format(id=source)) from None
+        raise DataError(
+            f"data.hf_dataset={source!r}: can't reach the Hugging Face Hub and the dataset is not in the local cache; "
+            + _LOCAL_COPY.format(id=source)
+        ) from None
     except datasets.exceptions.DatasetNotFoundError as err:
-        raise DataError(f"data.hf_dataset={source!r}: {_first_line(err)}; check the id and data.hf_revision (a gated or private dataset needs `hf auth login`)") from None
+        raise DataError(
+            f"data.hf_dataset={source!r}: {_first_line(err)}; check the id and data.hf_revision (a gated or private dataset needs `hf auth login`)"
+        ) from None
     except ValueError as err:  # "Config name is missing ...", "BuilderConfig 'x' not found. Available: [...]"
         if "config" not in str(err).lower():
             raise
         raise DataError(f"data.hf_dataset={source!r}: {_first_line(err)}; set data.hf_config=NAME") from None
 
 
-def _load_local(path: Path, config: Optional[str]):
+def _load_local(path: Path, config: str | None):
     import datasets
 
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
@@ -178,7 +197,9 @@ def _load_local(path: Path, config: Optional[str]):
         return datasets.load_dataset(str(path), **({"name": config} if config else {}))
     builder = FILE_BUILDERS.get(path.suffix.lower())
     if builder is None:
-        raise DataError(f"{path}: data.hf_dataset is a {path.suffix or 'extensionless'} file; give a parquet, arrow, jsonl or csv file, a save_to_disk folder, an audiofolder or a Hub id")
+        raise DataError(
+            f"{path}: data.hf_dataset is a {path.suffix or 'extensionless'} file; give a parquet, arrow, jsonl or csv file, a save_to_disk folder, an audiofolder or a Hub id"
+        )
     return datasets.load_dataset(builder, data_files=str(path), **({"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}))
 
 
@@ -196,7 +217,7 @@ def _local(source: str, load):
         ) from None
 
 
-def _columns(source: str, splits: dict, audio: Optional[str], label: str, speaker: Optional[str], session: Optional[str]) -> HFColumns:
+def _columns(source: str, splits: dict, audio: str | None, label: str, speaker: str | None, session: str | None) -> HFColumns:
     """The columns to read, checked in every split; each refusal names the key to set and the columns there are."""
     first = next(iter(splits.values()))
     features = first.features
@@ -212,7 +233,9 @@ def _columns(source: str, splits: dict, audio: Optional[str], label: str, speake
     if audio is None:
         audio = _find_audio_column(source, first)
     elif _kind(features[audio]) not in ("Audio", "text"):
-        raise DataError(f"{source}: data.audio_column={audio!r} holds {_kind(features[audio])} values, not audio or audio file paths (columns: {_describe(features)})")
+        raise DataError(
+            f"{source}: data.audio_column={audio!r} holds {_kind(features[audio])} values, not audio or audio file paths (columns: {_describe(features)})"
+        )
     if _kind(features[label]) not in ("ClassLabel", "text", "integer"):
         raise DataError(
             f"{source}: data.label_column={label!r} holds {_kind(features[label])} values; a class needs a ClassLabel or text column "
@@ -248,12 +271,14 @@ def scan_hf_dataset(hf: HFDataset) -> HFScan:
     """
     cols = hf.columns
     scan = HFScan(dataset=hf)
-    names: Optional[list[str]] = None
+    names: list[str] | None = None
     for split, ds in hf.splits.items():
         feature = ds.features[cols.label]
         if _kind(feature) == "ClassLabel":
             if names is not None and feature.names != names:
-                raise DataError(f"{hf.name}: split {split!r} names its classes {feature.names}, another split {names}; the splits need one ClassLabel")
+                raise DataError(
+                    f"{hf.name}: split {split!r} names its classes {feature.names}, another split {names}; the splits need one ClassLabel"
+                )
             names = list(feature.names)
         wanted = [c for c in (cols.label, cols.speaker, cols.session) if c is not None]
         table = ds.select_columns(list(dict.fromkeys(wanted))).with_format("arrow")[:]
@@ -314,7 +339,7 @@ def _read(hf: HFDataset, locations: list[AudioLocation]) -> Iterator[dict]:
         yield {"bytes": data, "path": value.get("path") if data else _resolve(value.get("path"), hf.base_dir)}
 
 
-def decode_hf_audio(value: Optional[dict], name: str, sample_rate: int = 16000, max_samples: Optional[int] = None) -> Decoded:
+def decode_hf_audio(value: dict | None, name: str, sample_rate: int = 16000, max_samples: int | None = None) -> Decoded:
     """``decode_audio`` of one ``iter_audio`` value: its bytes, else the file its path names; ``AudioError``
     (named ``name``, the record id) with the reason, for empty, undecodable or missing audio."""
     value = value or {}
@@ -330,8 +355,15 @@ def decode_hf_audio(value: Optional[dict], name: str, sample_rate: int = 16000, 
 
 def _fingerprint(name, hub_id, config, revision, columns, roles, splits, audio_rows, base_dir) -> str:
     digest = hashlib.sha256()
-    header = {"name": name, "hub_id": hub_id, "config": config, "revision": revision, "columns": asdict(columns), "splits": roles,
-              "fingerprints": {split: ds._fingerprint for split, ds in splits.items()}}
+    header = {
+        "name": name,
+        "hub_id": hub_id,
+        "config": config,
+        "revision": revision,
+        "columns": asdict(columns),
+        "splits": roles,
+        "fingerprints": {split: ds._fingerprint for split, ds in splits.items()},
+    }
     digest.update(json.dumps(header, sort_keys=True).encode())
     for split, ds in audio_rows.items():  # audio held as files: their sizes and times count, as for a manifest's clips
         for path in _file_paths(ds, columns.audio):
@@ -343,7 +375,7 @@ def _fingerprint(name, hub_id, config, revision, columns, roles, splits, audio_r
     return digest.hexdigest()[:32]
 
 
-def _file_paths(ds, column: str) -> Iterator[Optional[str]]:
+def _file_paths(ds, column: str) -> Iterator[str | None]:
     """The path of each row whose audio is a file rather than bytes, a thousand rows at a time (slices of the
     memory-mapped table: no audio is copied)."""
     for batch in ds.with_format("arrow").iter(batch_size=1000):
@@ -351,11 +383,11 @@ def _file_paths(ds, column: str) -> Iterator[Optional[str]]:
             yield from audio.field("path").filter(audio.field("bytes").is_null()).to_pylist()
 
 
-def _resolve(path: Optional[str], base_dir: Optional[str]) -> Optional[str]:
+def _resolve(path: str | None, base_dir: str | None) -> str | None:
     return os.path.join(base_dir, path) if path and base_dir and not os.path.isabs(path) else path
 
 
-def _label(value, feature) -> Optional[str]:
+def _label(value, feature) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     if _kind(feature) == "ClassLabel":
@@ -364,7 +396,7 @@ def _label(value, feature) -> Optional[str]:
     return text or None
 
 
-def _text_column(table, column: Optional[str], rows: int) -> list[Optional[str]]:
+def _text_column(table, column: str | None, rows: int) -> list[str | None]:
     if column is None:
         return [None] * rows
     return [None if value is None or str(value).strip() == "" else str(value).strip() for value in table.column(column).to_pylist()]

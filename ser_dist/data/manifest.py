@@ -3,6 +3,7 @@
 Every row is read or refused with one line naming the file and line: a missing column, a value of the wrong
 type, a clip listed twice, a column or key given twice, text that is not UTF-8.
 """
+
 from __future__ import annotations
 
 import csv
@@ -10,7 +11,6 @@ import difflib
 import json
 import math
 from pathlib import Path
-from typing import Optional
 
 from .records import DataError, Record, Scan, apply_speaker_pattern, is_utf8, not_utf8_name, resolved
 
@@ -59,7 +59,9 @@ def manifest_lines(path: Path) -> list[tuple[int, object]]:
                     for row in reader:
                         rows.append((reader.line_num, row))
                 except csv.Error as err:
-                    raise DataError(f"{path}:{reader.line_num + 1}: not valid {suffix[1:].upper()} ({err}); check the quoting on that line") from None
+                    raise DataError(
+                        f"{path}:{reader.line_num + 1}: not valid {suffix[1:].upper()} ({err}); check the quoting on that line"
+                    ) from None
                 return rows
     except UnicodeDecodeError:
         raise DataError(_not_utf8_text(path)) from None
@@ -97,7 +99,9 @@ def _not_utf8_text(path: Path) -> str:
     """The one line for a manifest that does not decode as UTF-8: where, and how to convert it."""
     raw = path.read_bytes()
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return f"{path}: the manifest is UTF-16 text; re-save it as UTF-8 (e.g. 'CSV UTF-8' in Excel, or iconv -f utf-16 -t utf-8 FILE > NEW)"
+        return (
+            f"{path}: the manifest is UTF-16 text; re-save it as UTF-8 (e.g. 'CSV UTF-8' in Excel, or iconv -f utf-16 -t utf-8 FILE > NEW)"
+        )
     if b"\0" in raw[:8192]:
         return f"{path}: a binary file, not a text manifest; a manifest is a UTF-8 CSV/TSV/JSONL file with 'path' and 'label' columns"
     try:
@@ -124,7 +128,9 @@ def _check_columns(path: Path, rows: list[tuple[int, object]], scan: Scan) -> No
     for key in unknown:
         close = difflib.get_close_matches(key.strip().lower(), [c for c in MANIFEST_COLUMNS if c not in columns], n=1, cutoff=0.75)
         if close:
-            raise DataError(f"{path}: column {key!r} is not a manifest column; did you mean {close[0]!r}? (columns: {', '.join(MANIFEST_COLUMNS)})")
+            raise DataError(
+                f"{path}: column {key!r} is not a manifest column; did you mean {close[0]!r}? (columns: {', '.join(MANIFEST_COLUMNS)})"
+            )
     for key in ("path", "label"):
         if key not in columns:
             raise DataError(
@@ -132,10 +138,12 @@ def _check_columns(path: Path, rows: list[tuple[int, object]], scan: Scan) -> No
                 f"columns{' (a TSV file must end in .tsv)' if any(chr(9) in c for c in columns) else ''}"
             )
     if unknown:
-        scan.warnings.append(f"{path}: column(s) {', '.join(map(repr, unknown))} are not read (a manifest's columns: {', '.join(MANIFEST_COLUMNS)})")
+        scan.warnings.append(
+            f"{path}: column(s) {', '.join(map(repr, unknown))} are not read (a manifest's columns: {', '.join(MANIFEST_COLUMNS)})"
+        )
 
 
-def _cell(value, column: str, where: str) -> Optional[str]:
+def _cell(value, column: str, where: str) -> str | None:
     """A manifest value as text (None when missing or blank). Strings and whole numbers only: a list,
     an object, a fraction or true/false is an error naming the row, never a silent str()."""
     if value is None:
@@ -145,10 +153,14 @@ def _cell(value, column: str, where: str) -> Optional[str]:
     if isinstance(value, bool) or not isinstance(value, (str, int)) or (column == "path" and not isinstance(value, str)):
         shown = json.dumps(value) if not isinstance(value, float) else repr(value)
         kind = {list: "a list", dict: "an object", bool: "true/false", float: "a fraction"}.get(type(value), type(value).__name__)
-        raise DataError(f"{where}: {column!r} is {kind} ({shown[:60]}); give {'the file path as a string' if column == 'path' else 'a string'}")
+        raise DataError(
+            f"{where}: {column!r} is {kind} ({shown[:60]}); give {'the file path as a string' if column == 'path' else 'a string'}"
+        )
     text = str(value).strip()
     if column != "path" and not is_utf8(text):  # a JSON "\\udcff" escape: a lone surrogate, which no UTF-8 file can hold
-        raise DataError(f"{where}: {column!r} holds a lone surrogate escape ({text.encode('utf-8', 'backslashreplace').decode()[:60]}); give valid Unicode text")
+        raise DataError(
+            f"{where}: {column!r} holds a lone surrogate escape ({text.encode('utf-8', 'backslashreplace').decode()[:60]}); give valid Unicode text"
+        )
     return text or None
 
 
@@ -170,9 +182,13 @@ def read_manifest(path: Path, data=None) -> Scan:
         raise DataError(f"{path}: the manifest has no rows; write one row per clip with its 'path' and 'label'")
     for line, row in rows:
         if not isinstance(row, dict):
-            raise DataError(f"{path}:{line}: a row must be a JSON object such as {{\"path\": \"a.wav\", \"label\": \"angry\"}}, got {json.dumps(row)[:60]}")
+            raise DataError(
+                f'{path}:{line}: a row must be a JSON object such as {{"path": "a.wav", "label": "angry"}}, got {json.dumps(row)[:60]}'
+            )
         if None in row:  # csv.DictReader puts fields past the header under None
-            raise DataError(f"{path}:{line}: {len(row[None])} more field(s) than the header's {len(row) - 1} columns; quote values that contain the delimiter")
+            raise DataError(
+                f"{path}:{line}: {len(row[None])} more field(s) than the header's {len(row) - 1} columns; quote values that contain the delimiter"
+            )
     scan = Scan()
     _check_columns(path, rows, scan)
     first_row: dict[str, tuple[int, str]] = {}  # resolved clip -> (line, label)
@@ -196,7 +212,9 @@ def read_manifest(path: Path, data=None) -> Scan:
                     f"{where}: {clip_path} is labelled {values['label']!r} here and {first_label!r} on line {first_line}; "
                     "a clip needs one label: keep one of the rows"
                 )
-            raise DataError(f"{where}: {clip_path} is listed again (first on line {first_line}); list each clip once: remove the duplicate row")
+            raise DataError(
+                f"{where}: {clip_path} is listed again (first on line {first_line}); list each clip once: remove the duplicate row"
+            )
         first_row[clip_path] = (line, values["label"])
         bad_name = not_utf8_name(clip_path)
         if bad_name is not None:

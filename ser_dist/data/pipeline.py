@@ -11,13 +11,13 @@ classes, or a class with no clip in the train split (the model could never learn
 from the validation or test split is a warning (that split's UA averages the classes it has): in the
 report's ``warnings``, which the run log shows.
 """
+
 from __future__ import annotations
 
 import collections
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ..errors import ConfigError
 from ..registry import CORPORA
@@ -116,7 +116,11 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
             "add clips of another emotion (another class folder or manifest label), or widen data.labels"
         )
     dataset, skipped = build_audio_dataset(
-        scan.records, sample_rate=data.sample_rate, max_seconds=data.max_seconds, cache_dir=data.cache_dir, num_proc=num_proc,
+        scan.records,
+        sample_rate=data.sample_rate,
+        max_seconds=data.max_seconds,
+        cache_dir=data.cache_dir,
+        num_proc=num_proc,
         min_seconds=data.min_seconds,
     )
     skipped_paths = {path for path, _ in skipped}
@@ -141,7 +145,9 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
         )
     warnings = list(scan.warnings) + [
         f"class {label!r} has no clips in the {name} split; {name} UA averages the other {len(scan.labels) - len(missing)} classes"
-        for name, missing in coverage.items() if name != "train" and split_indices[name] for label in missing
+        for name, missing in coverage.items()
+        if name != "train" and split_indices[name]
+        for label in missing
     ]
     truncated = truncated_files(dataset)
     if truncated:
@@ -157,7 +163,9 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
 
 def class_coverage(records: list[Record], split_indices: dict, labels: list[str]) -> dict[str, list[str]]:
     """For each split, the classes (in ``labels`` order) with no clip in it."""
-    return {name: [label for label in labels if label not in {records[i].label for i in indices}] for name, indices in split_indices.items()}
+    return {
+        name: [label for label in labels if label not in {records[i].label for i in indices}] for name, indices in split_indices.items()
+    }
 
 
 def truncated_files(dataset) -> list[tuple[str, str]]:
@@ -171,7 +179,7 @@ def skip_kind(reason: str) -> str:
     return "too short" if reason.startswith("too short") else "silent" if reason.startswith("silent") else "unreadable"
 
 
-def data_report(data, scan: Scan, records: list[Record], skipped, split_indices: dict, dataset, warnings: Optional[list[str]] = None) -> dict:
+def data_report(data, scan: Scan, records: list[Record], skipped, split_indices: dict, dataset, warnings: list[str] | None = None) -> dict:
     durations = dataset["duration"]
     original = dataset["original_duration"]
     per_split = {}
@@ -203,7 +211,9 @@ def summary_line(report: dict) -> str:
     kinds = collections.Counter(skip_kind(r["reason"]) for r in report["skipped_files"])
     unusable = "".join(f", {kinds[kind]} {kind} skipped" for kind in ("too short", "silent") if kinds[kind])
     warnings = report.get("warnings") or []
-    warned = f"; {len(warnings)} warning(s): {warnings[0]}" + (" (+ more in data_report.json)" if len(warnings) > 1 else "") if warnings else ""
+    warned = (
+        f"; {len(warnings)} warning(s): {warnings[0]}" + (" (+ more in data_report.json)" if len(warnings) > 1 else "") if warnings else ""
+    )
     truncated = len(report.get("truncated_files") or [])
     return (
         f"data: {report['num_used']} clips used of {report['num_found']} found "
@@ -216,7 +226,7 @@ def write_report(report: dict, path: Path) -> None:
     Path(path).write_text(json.dumps(report, indent=2))
 
 
-def first_problems(report: dict, limit: int = 5) -> Optional[str]:
+def first_problems(report: dict, limit: int = 5) -> str | None:
     rows = report["skipped_files"] + report["set_aside_files"]
     if not rows:
         return None

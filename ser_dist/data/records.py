@@ -6,13 +6,13 @@ It reads its corpus's own file layout and naming convention and never guesses: f
 ``Scan.problems`` with the reason, and the run's data report lists them. A clip's path is absolute with its links
 resolved (``resolved``); one that is not valid UTF-8 is set aside (``not_utf8_name``).
 """
+
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ..errors import ConfigError, UserError
 
@@ -27,11 +27,11 @@ class DataError(UserError, ValueError):
 class Record:
     path: str
     label: str
-    speaker: Optional[str] = None
-    session: Optional[str] = None
+    speaker: str | None = None
+    session: str | None = None
     # Clips derived from the same original recording share a source (augmented copies), so splits
     # keep them together. Defaults to the path itself.
-    source: Optional[str] = None
+    source: str | None = None
 
     def __post_init__(self):
         if self.source is None:
@@ -44,7 +44,7 @@ class Scan:
     # (path, reason) for files found but not used: unknown names, unwanted labels, ...
     problems: list[tuple[str, str]] = field(default_factory=list)
     # The corpus's usual label set, in a fixed order (None: the sorted labels found).
-    labels: Optional[list[str]] = None
+    labels: list[str] | None = None
     # One line each, for the data report and the run log: things that do not stop the run.
     warnings: list[str] = field(default_factory=list)
 
@@ -55,7 +55,7 @@ def resolved(path: str | os.PathLike) -> str:
     return os.path.realpath(os.path.abspath(path))
 
 
-def not_utf8_name(path: str) -> Optional[str]:
+def not_utf8_name(path: str) -> str | None:
     """Why a path can't be a clip's path, when a part of it is not valid UTF-8 (Python holds such bytes as
     surrogate escapes), else None. The clip itself may be fine, but a run writes every clip's path into
     UTF-8 text (``split.csv``, ``test_predictions.csv``, the Arrow cache), which can't hold those bytes."""
@@ -73,7 +73,7 @@ def is_utf8(text: str) -> bool:
         return False
 
 
-def speaker_from_name(path: Path, pattern: Optional[str]) -> Optional[str]:
+def speaker_from_name(path: Path, pattern: str | None) -> str | None:
     """The first group of ``pattern`` searched in the file's name (without extension)."""
     if not pattern:
         return None
@@ -83,7 +83,7 @@ def speaker_from_name(path: Path, pattern: Optional[str]) -> Optional[str]:
     return match.group(1) if match.groups() else match.group(0)
 
 
-def apply_speaker_pattern(records: list[Record], pattern: Optional[str], problems: list, where) -> list[Record]:
+def apply_speaker_pattern(records: list[Record], pattern: str | None, problems: list, where) -> list[Record]:
     """Speakers from the file names for the records without one; a pattern that matches none of them is
     an error (the pattern, not the data, is wrong), one that misses some sets those aside."""
     if not pattern:
@@ -91,7 +91,9 @@ def apply_speaker_pattern(records: list[Record], pattern: Optional[str], problem
     try:
         re.compile(pattern)
     except re.error as err:
-        raise ConfigError(f"data.speaker_pattern={pattern!r} is not a valid regular expression ({err}); e.g. data.speaker_pattern='^(spk\\d+)_'") from None
+        raise ConfigError(
+            f"data.speaker_pattern={pattern!r} is not a valid regular expression ({err}); e.g. data.speaker_pattern='^(spk\\d+)_'"
+        ) from None
     out, missed = [], []
     for rec in records:
         if rec.speaker is None:

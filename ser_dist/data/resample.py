@@ -3,11 +3,11 @@
 ``decode_audio`` (audio.py) resamples every clip through ``resample(waveform, resampling_rate(native, new), new)``
 and reads at most ``native_frames(...)`` frames for a crop, so a clip costs what its crop needs.
 """
+
 from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
 
 import numpy as np
 import torch
@@ -29,7 +29,8 @@ RESAMPLING = dict(
 _MAX_KERNEL_ELEMENTS = 1 << 22
 _RATE_TOLERANCE = 0.005
 
-def native_frames(max_samples: Optional[int], native_rate: int, sample_rate: int) -> Optional[int]:
+
+def native_frames(max_samples: int | None, native_rate: int, sample_rate: int) -> int | None:
     """Frames at ``native_rate`` that ``max_samples`` at ``sample_rate`` need, with the resampling filter's
     reach past the crop (torchaudio pads by the kernel's half-width plus one input block)."""
     if max_samples is None:
@@ -53,6 +54,7 @@ def _kernel_shape(orig_rate: int, new_rate: int) -> tuple[int, int, int]:
 def resampling_rate(orig_rate: int, new_rate: int) -> int:
     """The rate to resample from: ``orig_rate``, unless that pair needs a kernel over ``_MAX_KERNEL_ELEMENTS``;
     then the nearest rate within 0.5 % that does not (at worst the one with the smallest kernel)."""
+
     def elements(rate: int) -> int:
         orig, new, width = _kernel_shape(rate, new_rate)
         return new * (2 * width + orig)

@@ -11,9 +11,10 @@ dealt out together so no rank waits long for another. Every clip is used at leas
 the batch count doesn't divide by the number of ranks, the first batches are repeated to fill the last
 round (as ``DistributedSampler`` does), so every rank runs the same number of steps.
 """
+
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -24,7 +25,7 @@ class TrainBatchSampler:
         durations: Sequence[float],
         *,
         batch_size: int,
-        batch_seconds: Optional[float] = None,
+        batch_seconds: float | None = None,
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,

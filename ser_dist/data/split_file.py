@@ -2,6 +2,7 @@
 
 ``ser-dist evaluate`` reads it back to score a run on the clips of one of its own splits.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,7 +40,9 @@ def read_split(path: str | Path) -> tuple[list[Record], Split]:
         reader = csv.DictReader(f)
         missing = [column for column in SPLIT_COLUMNS if column not in (reader.fieldnames or [])]
         if missing:
-            raise DataError(f"{path}: split file has no {', '.join(missing)} column; expected {','.join(SPLIT_COLUMNS)} (as write_split writes)")
+            raise DataError(
+                f"{path}: split file has no {', '.join(missing)} column; expected {','.join(SPLIT_COLUMNS)} (as write_split writes)"
+            )
         rows = list(reader)
     records: list[Record] = []
     split: Split = {name: [] for name in SPLIT_NAMES}

@@ -4,12 +4,13 @@ The counting behind every protocol in :mod:`ser_dist.data.splits`: grouping indi
 taking the leading groups whose clips come closest to a target, apportioning a quota over classes,
 and dealing speakers into folds of even size. Pure functions of their arguments: no config, no errors.
 """
+
 from __future__ import annotations
 
 import math
 import random
 import re
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .records import Record
 
@@ -77,7 +78,7 @@ def speaker_folds(groups: dict[str, list[int]], k: int, seed: int) -> list[list[
     """
     rng = random.Random(seed)
     speakers = sorted(groups, key=natural_key)
-    best: Optional[tuple[int, list[list[str]]]] = None
+    best: tuple[int, list[list[str]]] | None = None
     for trial in range(FOLD_TRIALS):
         order = list(speakers)
         rng.shuffle(order)  # the first trial's shuffle only breaks ties between speakers of equal size

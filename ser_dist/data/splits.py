@@ -29,11 +29,12 @@ This module holds the protocols and the checks that explain a refusal; the count
 (grouping, quotas, dealing speakers into folds) is :mod:`ser_dist.data.split_groups`, and the
 ``split.csv`` written beside a run is :mod:`ser_dist.data.split_file`.
 """
+
 from __future__ import annotations
 
 import collections
 import random
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from ..errors import ConfigError
 from .records import DataError, Record
@@ -127,7 +128,7 @@ def _speaker(records: list[Record], data, seed: int) -> Split:
     all_classes = set().union(*classes.values())
     total = len(records)
     rng = random.Random(seed)
-    best: Optional[tuple[tuple, dict[str, list[str]]]] = None
+    best: tuple[tuple, dict[str, list[str]]] | None = None
     for _ in range(SPEAKER_TRIALS):
         order = list(speakers)
         rng.shuffle(order)
@@ -137,11 +138,7 @@ def _speaker(records: list[Record], data, seed: int) -> Split:
         rest = sizes[n_test:]
         n_val = count_for_target(rest, data.val_fraction * total, n_val_min, len(rest) - 1) if n_val_min else 0
         assignment = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
-        missing = sum(
-            len(all_classes - set().union(*(classes[s] for s in assignment[name])))
-            for name in SPLIT_NAMES
-            if assignment[name]
-        )
+        missing = sum(len(all_classes - set().union(*(classes[s] for s in assignment[name]))) for name in SPLIT_NAMES if assignment[name])
         gap = sum(
             abs(sum(len(groups[s]) for s in assignment[name]) / total - fraction)
             for name, fraction in (("test", data.test_fraction), ("val", data.val_fraction))
@@ -317,7 +314,9 @@ def _check_sources_together(records: list[Record], split: Split, data) -> None:
 def _check_not_empty(records: list[Record], split: Split, data) -> None:
     count = f"{len(records)} clips"
     if not split["train"]:
-        raise DataError(f"data.split={data.split}: the train split is empty ({count}); lower data.val_fraction / data.test_fraction or add clips")
+        raise DataError(
+            f"data.split={data.split}: the train split is empty ({count}); lower data.val_fraction / data.test_fraction or add clips"
+        )
     if not split["test"]:
         if data.split == "fixed":
             why = "no clip has session 'test'; add test rows to the manifest"
@@ -328,4 +327,6 @@ def _check_not_empty(records: list[Record], split: Split, data) -> None:
         raise DataError(f"data.split={data.split}: the test split is empty: {why}")
     if not split["val"] and data.val_fraction > 0:
         why = "no clip has session 'val'" if data.split == "fixed" else f"{count} are too few"
-        raise DataError(f"data.split={data.split}: the validation split is empty ({why}); add clips, or set data.val_fraction=0 to train without one")
+        raise DataError(
+            f"data.split={data.split}: the validation split is empty ({why}); add clips, or set data.val_fraction=0 to train without one"
+        )

@@ -1,4 +1,5 @@
 """Model builders: ``build_model(experiment, num_classes)`` looks the backbone up by name."""
+
 from __future__ import annotations
 
 from pathlib import Path

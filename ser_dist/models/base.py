@@ -5,6 +5,7 @@ returns ``SEROutput(logits [B, C], embedding [B, D])``. Padding never reaches th
 model masks or packs using ``lengths``. Any input of 1 sample or more runs: a batch shorter than the
 model's receptive field (``min_input_samples``) is zero-padded to it inside ``forward``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple

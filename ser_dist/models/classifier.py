@@ -4,6 +4,7 @@ The cosine classifier returns ``scale * cos(theta)`` between the L2-normalised e
 L2-normalised class weight, which is what ``ser_dist.losses`` AAM loss expects. Predictions
 (argmax) are the same with or without the margin, which lives only in the loss.
 """
+
 from __future__ import annotations
 
 import torch

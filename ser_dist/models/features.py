@@ -1,4 +1,5 @@
 """Acoustic front ends computed inside the model, on the model's device, in float32."""
+
 from __future__ import annotations
 
 import torch
@@ -86,8 +87,15 @@ class MFCCFrontend(nn.Module):
     seed's: each clip's own mean and variance) or ``global`` (the training data's, see GlobalNormalize).
     """
 
-    def __init__(self, sample_rate: int = 16000, n_mfcc: int = 40, n_mels: int = 64, win_ms: float = 25.0, hop_ms: float = 10.0,
-                 norm: str = "utterance"):
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_mfcc: int = 40,
+        n_mels: int = 64,
+        win_ms: float = 25.0,
+        hop_ms: float = 10.0,
+        norm: str = "utterance",
+    ):
         super().__init__()
         if norm not in FEATURE_NORMS:
             from ..errors import ConfigError
@@ -101,7 +109,14 @@ class MFCCFrontend(nn.Module):
         self.mfcc = torchaudio.transforms.MFCC(
             sample_rate=sample_rate,
             n_mfcc=n_mfcc,
-            melkwargs={"n_fft": n_fft, "win_length": win_length, "hop_length": self.hop_length, "n_mels": n_mels, "f_min": 20.0, "f_max": sample_rate / 2},
+            melkwargs={
+                "n_fft": n_fft,
+                "win_length": win_length,
+                "hop_length": self.hop_length,
+                "n_mels": n_mels,
+                "f_min": 20.0,
+                "f_max": sample_rate / 2,
+            },
         )
         self.output_size = 3 * n_mfcc
         make_buffers_non_persistent(self.mfcc)

@@ -1,4 +1,5 @@
 """Pooling over frames that never sees padding: masked mean and attentive statistics pooling."""
+
 from __future__ import annotations
 
 import torch

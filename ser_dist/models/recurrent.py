@@ -1,4 +1,5 @@
 """Recurrent backbones on MFCC + delta + delta-delta features (the seeds' BiLSTM and the study's LSTM)."""
+
 from __future__ import annotations
 
 import torch
@@ -128,8 +129,9 @@ class RecurrentSER(SERModel):
         return SEROutput(logits=self.classifier(self.dropout(embedding)), embedding=embedding)
 
 
-def _recurrent(model_cfg, num_classes: int, sample_rate: int, classifier: str, classifier_scale: float,
-               num_layers: int, bidirectional: bool) -> RecurrentSER:
+def _recurrent(
+    model_cfg, num_classes: int, sample_rate: int, classifier: str, classifier_scale: float, num_layers: int, bidirectional: bool
+) -> RecurrentSER:
     """``num_layers`` is the backbone's own depth; ``model.num_layers`` overrides it."""
     return RecurrentSER(
         num_classes,

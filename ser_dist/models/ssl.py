@@ -17,6 +17,7 @@ a softmax-weighted sum of all hidden layers, SUPERB style) and ``attentive_stats
 pooling). The first two with a linear classifier export as a stock transformers model that
 ``transformers.pipeline("audio-classification", model=DIR)`` runs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -51,10 +52,18 @@ def tiny_config(model_type: str, layer_norm: bool):
 
     extra = {"num_buckets": 32, "max_bucket_distance": 100} if model_type == "wavlm" else {}
     return CONFIG_MAPPING[model_type](
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        conv_dim=(16,) * 7, conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-        feat_extract_norm="layer" if layer_norm else "group", do_stable_layer_norm=layer_norm, **extra,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="layer" if layer_norm else "group",
+        do_stable_layer_norm=layer_norm,
+        **extra,
     )
 
 
@@ -86,8 +95,18 @@ class SSLClassifier(SERModel):
     with the standard heads the state dict is exactly the ``*ForSequenceClassification`` one.
     """
 
-    def __init__(self, encoder, feature_extractor, num_classes: int, *, head: str = "mean", embedding_size: int = 256,
-                 dropout: float = 0.1, classifier: str = "linear", classifier_scale: float = 30.0):
+    def __init__(
+        self,
+        encoder,
+        feature_extractor,
+        num_classes: int,
+        *,
+        head: str = "mean",
+        embedding_size: int = 256,
+        dropout: float = 0.1,
+        classifier: str = "linear",
+        classifier_scale: float = 30.0,
+    ):
         super().__init__()
         if not (hasattr(encoder, "feature_extractor") and hasattr(encoder, "_get_feat_extract_output_lengths")):
             raise ConfigError(
@@ -297,7 +316,9 @@ def load_encoder(source: str, model_cfg, sample_rate: int, *, name: str | None =
     overrides = {"layerdrop": model_cfg.layerdrop, "mask_time_prob": model_cfg.mask_time_prob, "mask_feature_prob": 0.0}
     attention = None if model_cfg.attention == "auto" else model_cfg.attention
     if _is_path(source) and not Path(source).expanduser().is_dir():
-        raise UserError(f"model.backbone={name}: {source} is not a directory; pass a folder written by save_pretrained (config.json + weights) or a Hub id")
+        raise UserError(
+            f"model.backbone={name}: {source} is not a directory; pass a folder written by save_pretrained (config.json + weights) or a Hub id"
+        )
     source = str(Path(source).expanduser()) if _is_path(source) else source
     built_from_code = config is not None
     hub = {} if _is_path(source) or built_from_code or not _hub_unreachable() else {"local_files_only": True}
@@ -329,8 +350,17 @@ def load_encoder(source: str, model_cfg, sample_rate: int, *, name: str | None =
     return encoder, feature_extractor
 
 
-def ssl_encoder(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0, *,
-                source: str | None = None, config=None, feature_extractor=None) -> SSLClassifier:
+def ssl_encoder(
+    model_cfg,
+    num_classes: int,
+    sample_rate: int,
+    classifier: str = "linear",
+    classifier_scale: float = 30.0,
+    *,
+    source: str | None = None,
+    config=None,
+    feature_extractor=None,
+) -> SSLClassifier:
     """Any transformers speech encoder: ``source`` (default ``model.backbone``) is a Hub id or a local directory."""
     source = source or model_cfg.backbone
     head = resolve_head(model_cfg.head, SSL_HEADS, "SSL encoders")  # before anything is downloaded
@@ -339,8 +369,14 @@ def ssl_encoder(model_cfg, num_classes: int, sample_rate: int, classifier: str =
         source, model_cfg, sample_rate, name=model_cfg.backbone, config=config, feature_extractor=feature_extractor
     )
     return SSLClassifier(
-        encoder, feature_extractor, num_classes, head=head, embedding_size=model_cfg.embedding_size,
-        dropout=model_cfg.dropout, classifier=classifier, classifier_scale=classifier_scale,
+        encoder,
+        feature_extractor,
+        num_classes,
+        head=head,
+        embedding_size=model_cfg.embedding_size,
+        dropout=model_cfg.dropout,
+        classifier=classifier,
+        classifier_scale=classifier_scale,
     )
 
 
@@ -361,7 +397,9 @@ def tiny_preset(name: str, model_type: str, *, layer_norm: bool, attention_mask:
     def build(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> SSLClassifier:
         config = tiny_config(model_type, layer_norm)  # a fresh one: load_encoder sets the run's overrides on it
         extractor = default_feature_extractor(config, return_attention_mask=attention_mask)
-        return ssl_encoder(model_cfg, num_classes, sample_rate, classifier, classifier_scale, source=name, config=config, feature_extractor=extractor)
+        return ssl_encoder(
+            model_cfg, num_classes, sample_rate, classifier, classifier_scale, source=name, config=config, feature_extractor=extractor
+        )
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"A tiny random {model_type} ({'layer' if layer_norm else 'group'} norm, {'with' if attention_mask else 'no'} attention mask): tests and smoke runs."

@@ -26,11 +26,11 @@ Parameter groups: ``feature_encoder`` = the conv stack, ``encoder`` = the fc lay
 ``model.cnn_width`` scales the conv channels and ``model.hidden_size`` / ``model.embedding_size``
 set the fc sizes (4096 / 128 as published), for tiny test models; a checkpoint needs the published sizes.
 """
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torchaudio
@@ -57,8 +57,16 @@ class VGGishLogMel(nn.Module):
         self.hop_length = int(round(0.010 * sample_rate))
         self.n_fft = 1 << (self.win_length - 1).bit_length()  # 512 at 16 kHz; the window is zero-padded to it
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=self.n_fft, win_length=self.win_length,
-            hop_length=self.hop_length, f_min=125.0, f_max=7500.0, n_mels=NUM_BANDS, power=1.0, center=False, mel_scale="htk",
+            sample_rate=sample_rate,
+            n_fft=self.n_fft,
+            win_length=self.win_length,
+            hop_length=self.hop_length,
+            f_min=125.0,
+            f_max=7500.0,
+            n_mels=NUM_BANDS,
+            power=1.0,
+            center=False,
+            mel_scale="htk",
         )
         make_buffers_non_persistent(self.mel)
 
@@ -67,7 +75,9 @@ class VGGishLogMel(nn.Module):
             if waveforms.shape[1] < self.n_fft:  # shorter than one frame: one frame of mostly silence
                 waveforms = nn.functional.pad(waveforms, (0, self.n_fft - waveforms.shape[1]))
             log_mel = torch.log(self.mel(waveforms.float()) + LOG_OFFSET).transpose(1, 2)  # [B, frames, 64]
-            frames = (torch.div(lengths.to(log_mel.device) - self.n_fft, self.hop_length, rounding_mode="floor") + 1).clamp(min=1, max=log_mel.shape[1])
+            frames = (torch.div(lengths.to(log_mel.device) - self.n_fft, self.hop_length, rounding_mode="floor") + 1).clamp(
+                min=1, max=log_mel.shape[1]
+            )
             valid = torch.arange(log_mel.shape[1], device=log_mel.device)[None, :] < frames[:, None]
             return log_mel.masked_fill(~valid.unsqueeze(-1), math.log(LOG_OFFSET)), frames
 
@@ -89,9 +99,12 @@ class VGGish(nn.Module):
         self.features = nn.Sequential(*layers)
         flat = in_channels * (PATCH_FRAMES // 16) * (NUM_BANDS // 16)  # four 2x2 pools: 96x64 -> 6x4
         self.embeddings = nn.Sequential(
-            nn.Linear(flat, hidden_size), nn.ReLU(inplace=True),
-            nn.Linear(hidden_size, hidden_size), nn.ReLU(inplace=True),
-            nn.Linear(hidden_size, embedding_size), nn.ReLU(inplace=True),
+            nn.Linear(flat, hidden_size),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_size, hidden_size),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_size, embedding_size),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
@@ -118,7 +131,7 @@ def load_vggish_checkpoint(network: VGGish, path: str) -> None:
         raise ConfigError(f"model.checkpoint={path}: holds a {type(state).__name__}, expected a state dict of tensors")
     for prefix in ("vggish.", "module."):
         if state and all(key.startswith(prefix) or key.startswith("pproc.") for key in state):
-            state = {key[len(prefix):] if key.startswith(prefix) else key: value for key, value in state.items()}
+            state = {key[len(prefix) :] if key.startswith(prefix) else key: value for key, value in state.items()}
     state = {key: value for key, value in state.items() if not key.startswith("pproc.")}
     expected = network.state_dict()
     missing = [key for key in expected if key not in state]
@@ -150,7 +163,7 @@ class VGGishSER(SERModel):
         hidden_size: int = 4096,
         embedding_size: int = 128,
         dropout: float = 0.3,
-        checkpoint: Optional[str] = None,
+        checkpoint: str | None = None,
         classifier: str = "linear",
         classifier_scale: float = 30.0,
     ):

@@ -15,12 +15,12 @@ The model folder is untrusted: what its config names (its corpus adapter, its lo
 ``registry.untrusted`` and never imported; a corpus given with ``--data`` is the user's own and may be an
 import path, as in training.
 """
+
 from __future__ import annotations
 
 import collections
 import contextlib
 from pathlib import Path
-from typing import Optional
 
 from ..data.records import DataError, Record
 from ..errors import UserError
@@ -28,7 +28,7 @@ from ..errors import UserError
 SPLIT_CHOICES = ("test", "val", "train", "all")
 
 
-def parse_label_map(text: Optional[str]) -> dict[str, str]:
+def parse_label_map(text: str | None) -> dict[str, str]:
     """``"angry=Anger,sad=Sad"`` -> {"angry": "Anger", "sad": "Sad"}."""
     if not text:
         return {}
@@ -91,7 +91,9 @@ def _run_split(run_dir: Path, split_file: Path, split: str) -> list[Record]:
         records, indices = read_split(split_file)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         reason = getattr(err, "strerror", None) or getattr(err, "reason", None) or str(err)
-        raise DataError(f"{split_file}: not a readable split file ({reason}); the run's split is damaged: evaluate with --data root=DIR ... instead") from None
+        raise DataError(
+            f"{split_file}: not a readable split file ({reason}); the run's split is damaged: evaluate with --data root=DIR ... instead"
+        ) from None
     chosen = [records[i] for i in indices[split]]
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.exists():  # an unfinished run: nothing recorded to compare with
@@ -100,7 +102,9 @@ def _run_split(run_dir: Path, split_file: Path, split: str) -> list[Record]:
         metrics = json.loads(metrics_file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         reason = getattr(err, "msg", None) or getattr(err, "strerror", None) or str(err)
-        raise DataError(f"{metrics_file}: not valid JSON ({reason}), so {split_file} cannot be checked against the run; evaluate with --data root=DIR ... instead") from None
+        raise DataError(
+            f"{metrics_file}: not valid JSON ({reason}), so {split_file} cannot be checked against the run; evaluate with --data root=DIR ... instead"
+        ) from None
     recorded = ((metrics.get("data") or {}).get("split") or {}).get(split) if isinstance(metrics, dict) else None
     expected, per_class = None, None
     if isinstance(recorded, dict):
@@ -123,7 +127,7 @@ def _run_split(run_dir: Path, split_file: Path, split: str) -> list[Record]:
     return chosen
 
 
-def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Optional[str]) -> tuple[list[Record], dict, str]:
+def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: str | None) -> tuple[list[Record], dict, str]:
     """The clips to score, a data summary for metrics.json, and a description of where they came from."""
     from ..config import Data, apply_overrides
     from ..data.pipeline import scan_corpus
@@ -160,20 +164,35 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: Op
         _check_choice("--data split", data.split, SPLITS)
         for key in ("sample_rate", "max_seconds"):
             if getattr(data, key) != getattr(exp.data, key):
-                raise UserError(f"--data {key}={getattr(data, key)}: the model was trained with data.{key}={getattr(exp.data, key)}; leave it out")
+                raise UserError(
+                    f"--data {key}={getattr(data, key)}: the model was trained with data.{key}={getattr(exp.data, key)}; leave it out"
+                )
         if data.root is None and data.manifest is None:
             raise UserError("--data needs root=DIR (with corpus=NAME for a named corpus) or manifest=FILE")
         split = split or "all"
         where = str(data.manifest or data.root)
         if split == "all":
             scan = scan_corpus(data)
-            summary = {"corpus": data.corpus, "root": data.root, "manifest": data.manifest, "split": "all", "set_aside_files": len(scan.problems)}
+            summary = {
+                "corpus": data.corpus,
+                "root": data.root,
+                "manifest": data.manifest,
+                "split": "all",
+                "set_aside_files": len(scan.problems),
+            }
             return scan.records, summary, where
     from ..data.pipeline import prepare_data
 
     prepared = prepare_data(data, exp.train.seed, for_training=False)
     records = [prepared.records[i] for i in prepared.split_indices[split]]
-    summary = {"corpus": data.corpus, "root": data.root, "manifest": data.manifest, "split": split, "protocol": data.split, "fold": data.fold}
+    summary = {
+        "corpus": data.corpus,
+        "root": data.root,
+        "manifest": data.manifest,
+        "split": split,
+        "protocol": data.split,
+        "fold": data.fold,
+    }
     return records, summary, f"{where} ({split} split of data.split={data.split})"
 
 
@@ -181,11 +200,11 @@ def evaluate_model(
     model_ref: str,
     data_overrides: list[str] | None = None,
     *,
-    split: Optional[str] = None,
-    label_map: Optional[dict[str, str]] = None,
-    out: Optional[str | Path] = None,
-    batch_size: Optional[int] = None,
-    revision: Optional[str] = None,
+    split: str | None = None,
+    label_map: dict[str, str] | None = None,
+    out: str | Path | None = None,
+    batch_size: int | None = None,
+    revision: str | None = None,
 ) -> tuple[dict, Path]:
     """Score the model and write metrics.json, confusion_matrix.png, classification_report.txt,
     test_predictions.csv and data_report.json into ``out`` (``reports.write_evaluation_reports``). Returns (metrics, out)."""

@@ -11,6 +11,7 @@ A model folder is untrusted input, so loading one never imports a module it name
 name only registered components (``check_model_folder``), and an SSL export's transformers files may not
 ask for custom code (``auto_map``). Import paths are honoured only in the user's own recipe or command line.
 """
+
 from __future__ import annotations
 
 import json
@@ -158,8 +159,12 @@ def check_stored_settings(directory: Path, meta: dict, exp) -> None:
         # The named choices evaluation reads (the split protocol, the precision) and the training ones, as
         # Experiment.validate checks them; the builders check the model's own (head, classifier, ...).
         for key, choices in (
-            ("data.split", config.SPLITS), ("optim.scheduler", config.SCHEDULERS), ("optim.name", config.OPTIMIZERS),
-            ("train.metric", config.METRICS), ("train.mixed_precision", config.PRECISIONS), ("model.head", config.HEADS),
+            ("data.split", config.SPLITS),
+            ("optim.scheduler", config.SCHEDULERS),
+            ("optim.name", config.OPTIMIZERS),
+            ("train.metric", config.METRICS),
+            ("train.mixed_precision", config.PRECISIONS),
+            ("model.head", config.HEADS),
         ):
             section, _, name = key.partition(".")
             config._check_choice(key, getattr(getattr(exp, section), name), choices)
@@ -167,10 +172,14 @@ def check_stored_settings(directory: Path, meta: dict, exp) -> None:
         raise UserError(f"{source}: experiment {err}; re-export the model") from None
     data = exp.data
     if data.max_seconds is not None and data.min_seconds > data.max_seconds:
-        raise UserError(f"{source}: experiment data.min_seconds={data.min_seconds} is longer than data.max_seconds={data.max_seconds}; re-export the model")
+        raise UserError(
+            f"{source}: experiment data.min_seconds={data.min_seconds} is longer than data.max_seconds={data.max_seconds}; re-export the model"
+        )
     for key in ("sample_rate", "max_seconds"):
         if meta.get(key) != getattr(data, key):
-            raise UserError(f"{source}: {key}={meta.get(key)!r} but the experiment's data.{key}={getattr(data, key)!r}; the file was edited or damaged, re-export the model")
+            raise UserError(
+                f"{source}: {key}={meta.get(key)!r} but the experiment's data.{key}={getattr(data, key)!r}; the file was edited or damaged, re-export the model"
+            )
 
 
 def check_export(directory: Path) -> tuple[dict, object]:
@@ -202,9 +211,13 @@ def _read_weights(directory: Path, map_location: str) -> dict:
                 warnings.simplefilter("ignore")
                 state = torch.load(legacy, map_location=map_location, weights_only=True)
         except Exception as err:  # UnpicklingError for anything that is not plain tensors
-            raise UserError(f"{legacy}: refused or corrupt ({type(err).__name__}); only plain tensors are loaded, never pickled code: re-export as {WEIGHTS_FILE}") from None
+            raise UserError(
+                f"{legacy}: refused or corrupt ({type(err).__name__}); only plain tensors are loaded, never pickled code: re-export as {WEIGHTS_FILE}"
+            ) from None
         if not isinstance(state, dict):
-            raise UserError(f"{legacy}: holds a {type(state).__name__}, not a state dict (tensor name -> tensor); re-export as {WEIGHTS_FILE}")
+            raise UserError(
+                f"{legacy}: holds a {type(state).__name__}, not a state dict (tensor name -> tensor); re-export as {WEIGHTS_FILE}"
+            )
         return state
     raise UserError(f"{directory}: no {WEIGHTS_FILE}; the export is incomplete, re-export the model")
 
@@ -324,7 +337,9 @@ def load_exported(directory: Path, map_location: str = "cpu"):
             raise
         except (ValueError, TypeError, RuntimeError, KeyError, IndexError) as err:  # settings in range that still do not build
             reason = (str(err).strip().splitlines() or [""])[0][:200]
-            raise UserError(f"{directory / META_FILE}: its settings do not build a model ({type(err).__name__}: {reason}); re-export the model") from None
+            raise UserError(
+                f"{directory / META_FILE}: its settings do not build a model ({type(err).__name__}: {reason}); re-export the model"
+            ) from None
     try:
         if hasattr(model, "load_export"):
             check_weight_shapes(directory, model, _stored_shapes(directory), num_labels)
@@ -334,7 +349,9 @@ def load_exported(directory: Path, map_location: str = "cpu"):
             check_weight_shapes(directory, model, {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}, num_labels)
             missing, unexpected = model.load_state_dict(state, strict=False)
             if missing or unexpected:
-                raise UserError(f"{directory / WEIGHTS_FILE}: weights do not match the model ({len(missing)} missing, {len(unexpected)} unexpected tensors); re-export the model")
+                raise UserError(
+                    f"{directory / WEIGHTS_FILE}: weights do not match the model ({len(missing)} missing, {len(unexpected)} unexpected tensors); re-export the model"
+                )
     except UserError:
         raise
     except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as err:

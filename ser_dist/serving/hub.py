@@ -4,10 +4,10 @@ folder (downloaded by id), a run's export pushed to the Hub, and the ``PyTorchMo
 The token is never handled here: ``huggingface_hub`` finds it (``HF_TOKEN`` or ``hf auth login``), and
 nothing ser-dist logs or writes contains it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from huggingface_hub import PyTorchModelHubMixin
 
@@ -25,25 +25,36 @@ def _first_line(err: Exception) -> str:
     return (text[0] if text else type(err).__name__)[:300]
 
 
-def download_model(repo_id: str, revision: Optional[str] = None, **kwargs) -> Path:
+def download_model(repo_id: str, revision: str | None = None, **kwargs) -> Path:
     """The model's folder in the local Hub cache (``snapshot_download``; ``HF_HUB_OFFLINE=1`` uses the cache only)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         return Path(snapshot_download(repo_id, revision=revision, **kwargs))
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise HubError(f"{repo_id}: no such model on the Hugging Face Hub{f' at revision {revision!r}' if revision else ''} (or it is private and you are not logged in): {_first_line(err)}") from None
+        raise HubError(
+            f"{repo_id}: no such model on the Hugging Face Hub{f' at revision {revision!r}' if revision else ''} (or it is private and you are not logged in): {_first_line(err)}"
+        ) from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
         raise HubError(
             f"{repo_id}: not a local folder, and it is not in the Hub cache while the Hub cannot be reached ({_first_line(err)}); "
             "check the path, or connect once to download it (HF_HUB_OFFLINE=1 uses the local cache only)"
         ) from None
     except (HfHubHTTPError, HFValidationError, OSError) as err:
-        raise HubError(f"{repo_id}: download from the Hugging Face Hub failed ({_first_line(err)}); check the id and your connection, or pass a local run directory") from None
+        raise HubError(
+            f"{repo_id}: download from the Hugging Face Hub failed ({_first_line(err)}); check the id and your connection, or pass a local run directory"
+        ) from None
 
 
-def resolve_model_dir(path: str | Path, revision: Optional[str] = None, allow_hub: bool = True) -> Path:
+def resolve_model_dir(path: str | Path, revision: str | None = None, allow_hub: bool = True) -> Path:
     """A run directory (its ``model/``), an exported model directory, or a Hub id (downloaded to the Hub cache)."""
     path = Path(path)
     if (path / META_FILE).exists():
@@ -54,20 +65,36 @@ def resolve_model_dir(path: str | Path, revision: Optional[str] = None, allow_hu
         if allow_hub and looks_like_repo_id(str(path)):
             directory = download_model(str(path), revision=revision)
             if not (directory / META_FILE).exists():
-                raise UserError(f"{path}: this Hub repository is not a ser-dist model (no {META_FILE}); push one with ser-dist push RUN_DIR {path}")
+                raise UserError(
+                    f"{path}: this Hub repository is not a ser-dist model (no {META_FILE}); push one with ser-dist push RUN_DIR {path}"
+                )
             return directory
-        raise UserError(f"{path}: no such model directory; pass a run directory (train.output_dir), an exported model/ folder or a Hub id (owner/name)")
+        raise UserError(
+            f"{path}: no such model directory; pass a run directory (train.output_dir), an exported model/ folder or a Hub id (owner/name)"
+        )
     raise UserError(f"{path}: no trained model here (no {META_FILE} in it or in {path}/model); train first or pass the export folder")
 
 
 def upload_plan(run_dir: Path) -> tuple[Path, list[str]]:
     """The export folder and the files a push uploads (relative paths, sorted)."""
     folder = resolve_model_dir(Path(run_dir), allow_hub=False)
-    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    files = sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
     return folder, files
 
 
-def push_to_hub(run_dir, repo_id: str, *, private: bool = False, revision: Optional[str] = None, commit_message: Optional[str] = None, token: Optional[str] = None) -> str:
+def push_to_hub(
+    run_dir,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+) -> str:
     """Upload a run's export (or an export folder) to ``repo_id``; returns the commit URL.
 
     The model card is (re)written with the repository id first, so its usage snippet names the repo. A
@@ -86,7 +113,9 @@ def push_to_hub(run_dir, repo_id: str, *, private: bool = False, revision: Optio
     meta, exp = check_export(folder)
     meta = {**meta, "experiment": model_dict(exp)}  # the card reads every section, defaults filled as a load fills them
     if token is None and get_token() is None:
-        raise HubError(f"not logged in to the Hugging Face Hub: set HF_TOKEN or run `hf auth login`, then ser-dist push {run_dir} {repo_id} (the local export in {folder} is unchanged)")
+        raise HubError(
+            f"not logged in to the Hugging Face Hub: set HF_TOKEN or run `hf auth login`, then ser-dist push {run_dir} {repo_id} (the local export in {folder} is unchanged)"
+        )
     # The card is rendered for this repository (its usage snippet names it) and sent from memory: the
     # local export is never modified by a push.
     card = render(meta, repo_id=repo_id, has_confusion_image=(folder / CONFUSION_IMAGE).exists()).encode("utf-8")
@@ -98,20 +127,32 @@ def push_to_hub(run_dir, repo_id: str, *, private: bool = False, revision: Optio
         if revision:
             api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
         commit = api.create_commit(
-            repo_id, operations=operations, repo_type="model", revision=revision,
+            repo_id,
+            operations=operations,
+            repo_type="model",
+            revision=revision,
             commit_message=commit_message or f"ser-dist: upload {meta['experiment'].get('name', 'model')}",
         )
     except OfflineModeIsEnabled:
-        raise HubError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set; unset it and retry (the local export in {folder} is intact)") from None
+        raise HubError(
+            f"cannot push to {repo_id}: HF_HUB_OFFLINE is set; unset it and retry (the local export in {folder} is intact)"
+        ) from None
     except HfHubHTTPError as err:
         status = getattr(getattr(err, "response", None), "status_code", None)
-        why = {401: "not authenticated (token missing, invalid or expired: `hf auth login`)", 403: "the token has no write access to this repository"}.get(status, _first_line(err))
+        why = {
+            401: "not authenticated (token missing, invalid or expired: `hf auth login`)",
+            403: "the token has no write access to this repository",
+        }.get(status, _first_line(err))
         raise HubError(f"push to {repo_id} failed: {why}; the local export in {folder} is intact") from None
     except (HFValidationError, OSError, ValueError) as err:
-        raise HubError(f"push to {repo_id} failed ({_first_line(err)}); check your connection, then ser-dist push {run_dir} {repo_id}; the local export in {folder} is intact") from None
+        raise HubError(
+            f"push to {repo_id} failed ({_first_line(err)}); check your connection, then ser-dist push {run_dir} {repo_id}; the local export in {folder} is intact"
+        ) from None
     except Exception as err:  # the HTTP client's connection errors (httpx, httpcore, ...): no network
         if type(err).__module__.startswith(("httpx", "httpcore", "requests", "urllib3")):
-            raise HubError(f"push to {repo_id} failed: the Hub cannot be reached ({type(err).__name__}: {_first_line(err)}); the local export in {folder} is intact") from None
+            raise HubError(
+                f"push to {repo_id} failed: the Hub cannot be reached ({type(err).__name__}: {_first_line(err)}); the local export in {folder} is intact"
+            ) from None
         raise
     return str(getattr(commit, "commit_url", None) or commit)
 
@@ -131,7 +172,7 @@ class SERHubModel(
     """
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *, revision: Optional[str] = None, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *, revision: str | None = None, **kwargs):
         # Download first, so an offline or unknown id is one clear HubError (the Mixin would raise
         # whichever error its config.json download hit).
         path = str(pretrained_model_name_or_path)
@@ -145,10 +186,29 @@ class SERHubModel(
         return super().from_pretrained(path, **kwargs)
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token, map_location: str = "cpu", strict: bool = False, **model_kwargs):
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision,
+        cache_dir,
+        force_download,
+        local_files_only,
+        token,
+        map_location: str = "cpu",
+        strict: bool = False,
+        **model_kwargs,
+    ):
         if Path(model_id).is_dir():
             directory = Path(model_id)
         else:
-            directory = download_model(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only, token=token)
+            directory = download_model(
+                model_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                local_files_only=local_files_only,
+                token=token,
+            )
         model, _ = load_exported(directory, map_location=map_location)
         return model

@@ -7,14 +7,15 @@ windows instead, each scored on its own, and its prediction is the mean of the w
 windows go through the model ``batch_size`` at a time, so a recording of any length fits in memory
 (its decoded audio, 4 bytes a sample, is the only thing held whole: 19 MB for 5 minutes at 16 kHz).
 """
+
 from __future__ import annotations
 
 import math
 import sys
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return gather_inputs(inputs)[0]
 
 
-def resolve_device(device: Optional[str]) -> torch.device:
+def resolve_device(device: str | None) -> torch.device:
     """``device`` (default: cuda when there is one, else cpu) as a torch device that exists here; anything
     else is one line naming --device and what this machine has."""
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -117,12 +118,12 @@ class Prediction:
     confidence: float
     probabilities: dict[str, float]
     # Long recordings: [{"start", "end" (seconds), "label", "confidence", "probabilities"}] per window.
-    windows: Optional[list[dict]] = field(default=None)
+    windows: list[dict] | None = field(default=None)
 
     def top(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
 
-    def to_dict(self, top_k: Optional[int] = None) -> dict:
+    def to_dict(self, top_k: int | None = None) -> dict:
         out = {"file": self.file, "label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
         if top_k:
             out["top_k"] = [{"label": label, "probability": p} for label, p in self.top(top_k)]
@@ -136,16 +137,16 @@ def _is_number(value) -> bool:
 
 
 class EmotionClassifier:
-    def __init__(self, model: torch.nn.Module, meta: dict, device: Optional[str] = None):
+    def __init__(self, model: torch.nn.Module, meta: dict, device: str | None = None):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.meta = meta
         self.labels: list[str] = list(meta["labels"])
         self.sample_rate: int = int(meta["sample_rate"])
-        self.max_seconds: Optional[float] = meta.get("max_seconds")
+        self.max_seconds: float | None = meta.get("max_seconds")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: Optional[str] = None, revision: Optional[str] = None) -> "EmotionClassifier":
+    def from_pretrained(cls, path: str | Path, device: str | None = None, revision: str | None = None) -> EmotionClassifier:
         """``path``: a run directory, an export folder or a Hub id (``revision``: a branch, tag or commit)."""
         device = resolve_device(device)  # a device this machine lacks fails before the model is read
         model, meta = load_exported(resolve_model_dir(path, revision=revision))
@@ -198,7 +199,7 @@ class EmotionClassifier:
         """The shortest window or hop: the training minimum, and at least the model's receptive field."""
         return max(self._min_samples(), int(getattr(self.model, "min_input_samples", 1) or 1))
 
-    def _window_samples(self, window_seconds: Optional[float], hop_seconds: Optional[float]) -> tuple[int, int]:
+    def _window_samples(self, window_seconds: float | None, hop_seconds: float | None) -> tuple[int, int]:
         """(window, hop) in samples. A window or hop given shorter than the model's minimum input is refused
         before any audio is read: one-sample windows would score a recording's every sample on its own."""
         for option, value in (("--window-seconds", window_seconds), ("--hop-seconds", hop_seconds)):
@@ -225,8 +226,8 @@ class EmotionClassifier:
         files: Iterable[str | Path],
         batch_size: int = 8,
         *,
-        window_seconds: Optional[float] = None,
-        hop_seconds: Optional[float] = None,
+        window_seconds: float | None = None,
+        hop_seconds: float | None = None,
         progress: bool = False,
     ) -> tuple[list[Prediction], list[tuple[str, str]]]:
         """Predictions for the usable files, and (file, reason) for the others, each in input order.
@@ -256,7 +257,7 @@ class EmotionClassifier:
                         window_probs[number].append(result)
                 pending.clear()
 
-        def unusable(file: str) -> tuple[Optional[np.ndarray], Optional[str]]:
+        def unusable(file: str) -> tuple[np.ndarray | None, str | None]:
             try:
                 waveform = load_audio(file, self.sample_rate)
             except AudioError as err:
@@ -296,7 +297,15 @@ class EmotionClassifier:
                 windows = []
                 for (start, end), p in zip(spans_of[number], probs):
                     w_label, w_conf, w_probs = self._as_prediction(p)
-                    windows.append({"start": start / self.sample_rate, "end": end / self.sample_rate, "label": w_label, "confidence": w_conf, "probabilities": w_probs})
+                    windows.append(
+                        {
+                            "start": start / self.sample_rate,
+                            "end": end / self.sample_rate,
+                            "label": w_label,
+                            "confidence": w_conf,
+                            "probabilities": w_probs,
+                        }
+                    )
             predictions.append(Prediction(files[number], label, confidence, probabilities, windows))
         return predictions, [(files[number], failures[number]) for number in sorted(failures)]
 

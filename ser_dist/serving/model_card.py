@@ -3,10 +3,10 @@
 The metadata is built with ``huggingface_hub.ModelCardData`` / ``EvalResult``, so the ``model-index``
 (test UA, WA and macro-F1 with the evaluation protocol) is in the layout the Hub parses.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 # What is known about each corpus adapter's recordings: (language code, description).
 CORPUS_NOTES = {
@@ -20,11 +20,11 @@ CORPUS_NOTES = {
 CONFUSION_IMAGE = "confusion_matrix.png"
 
 
-def _percent(value: Optional[float]) -> str:
+def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
-def corpus_description(data: dict) -> tuple[Optional[str], str]:
+def corpus_description(data: dict) -> tuple[str | None, str]:
     corpus = data.get("corpus") or "folder"
     if corpus in CORPUS_NOTES:
         return CORPUS_NOTES[corpus]
@@ -32,14 +32,18 @@ def corpus_description(data: dict) -> tuple[Optional[str], str]:
     return None, f"a local corpus ({'manifest' if data.get('manifest') else 'folder per class'}: `{Path(str(where)).name}`)"
 
 
-def card_data(meta: dict, repo_id: Optional[str] = None):
+def card_data(meta: dict, repo_id: str | None = None):
     """``ModelCardData`` with the Hub metadata and the test results as a ``model-index``."""
     from huggingface_hub import EvalResult, ModelCardData
 
     exp = meta["experiment"]
     data = exp["data"]
     language, _ = corpus_description(data)
-    dataset_name = data.get("corpus") if data.get("corpus") not in (None, "folder", "manifest") else Path(str(data.get("manifest") or data.get("root") or "local")).name
+    dataset_name = (
+        data.get("corpus")
+        if data.get("corpus") not in (None, "folder", "manifest")
+        else Path(str(data.get("manifest") or data.get("root") or "local")).name
+    )
     test = meta.get("test_metrics") or {}
     protocol = {"split": data.get("split"), "fold": data.get("fold"), "speaker_independent": data.get("split") != "stratified"}
     results = []
@@ -52,10 +56,17 @@ def card_data(meta: dict, repo_id: Optional[str] = None):
             continue
         results.append(
             EvalResult(
-                task_type="audio-classification", task_name="Speech emotion recognition",
-                dataset_type=str(dataset_name), dataset_name=str(dataset_name), dataset_split="test",
-                dataset_config=str(data.get("split")), dataset_args={k: v for k, v in protocol.items() if v is not None},
-                metric_type=metric_type, metric_name=metric_name, metric_value=round(float(test[key]), 4), metric_args=args,
+                task_type="audio-classification",
+                task_name="Speech emotion recognition",
+                dataset_type=str(dataset_name),
+                dataset_name=str(dataset_name),
+                dataset_split="test",
+                dataset_config=str(data.get("split")),
+                dataset_args={k: v for k, v in protocol.items() if v is not None},
+                metric_type=metric_type,
+                metric_name=metric_name,
+                metric_value=round(float(test[key]), 4),
+                metric_args=args,
             )
         )
     # A stock transformers export (SSL backbones with a standard head) is a transformers model on the
@@ -64,7 +75,13 @@ def card_data(meta: dict, repo_id: Optional[str] = None):
     return ModelCardData(
         library_name="transformers" if transformers_layout else "ser-dist",
         pipeline_tag="audio-classification",
-        tags=["speech-emotion-recognition", "audio-classification", "ser-dist", str(exp["model"]["backbone"]), f"loss-{exp['loss']['name']}"]
+        tags=[
+            "speech-emotion-recognition",
+            "audio-classification",
+            "ser-dist",
+            str(exp["model"]["backbone"]),
+            f"loss-{exp['loss']['name']}",
+        ]
         + ([] if transformers_layout else ["pytorch_model_hub_mixin"]),
         datasets=[str(dataset_name)],
         metrics=["unweighted_accuracy", "accuracy", "f1"],
@@ -74,7 +91,7 @@ def card_data(meta: dict, repo_id: Optional[str] = None):
     )
 
 
-def render(meta: dict, repo_id: Optional[str] = None, has_confusion_image: bool = True) -> str:
+def render(meta: dict, repo_id: str | None = None, has_confusion_image: bool = True) -> str:
     """The whole README.md: YAML front matter and the card's body."""
     from huggingface_hub import ModelCard
 
@@ -121,13 +138,21 @@ def render(meta: dict, repo_id: Optional[str] = None, has_confusion_image: bool 
         ]
     lines += [
         f"Input: any common audio format, resampled to {meta['sample_rate']} Hz mono; "
-        + (f"the model saw the first {meta['max_seconds']:g} s of each clip in training, and longer recordings are split into windows."
-           if meta.get("max_seconds") else "the model saw whole clips in training."),
+        + (
+            f"the model saw the first {meta['max_seconds']:g} s of each clip in training, and longer recordings are split into windows."
+            if meta.get("max_seconds")
+            else "the model saw whole clips in training."
+        ),
         "",
         "## Results (test split)",
         "",
-        f"Protocol: `data.split={data.get('split')}`" + (f", fold {data.get('fold')}" if data.get("fold") else "")
-        + (" (speaker-independent: no test speaker was seen in training)" if data.get("split") != "stratified" else " (random, stratified by class: speakers may be shared)")
+        f"Protocol: `data.split={data.get('split')}`"
+        + (f", fold {data.get('fold')}" if data.get("fold") else "")
+        + (
+            " (speaker-independent: no test speaker was seen in training)"
+            if data.get("split") != "stratified"
+            else " (random, stratified by class: speakers may be shared)"
+        )
         + f"; {test.get('num_examples', 'n/a')} test clips.",
         "",
         "| metric | value (%) |",
@@ -142,7 +167,9 @@ def render(meta: dict, repo_id: Optional[str] = None, has_confusion_image: bool 
         lines += ["| label | precision | recall | F1 | test clips |", "| --- | --- | --- | --- | --- |"]
         for label in labels:
             row = per_class.get(label, {})
-            lines.append(f"| {label} | {_percent(row.get('precision'))} | {_percent(row.get('recall'))} | {_percent(row.get('f1'))} | {row.get('support', 'n/a')} |")
+            lines.append(
+                f"| {label} | {_percent(row.get('precision'))} | {_percent(row.get('recall'))} | {_percent(row.get('f1'))} | {row.get('support', 'n/a')} |"
+            )
         lines.append("")
     if has_confusion_image:
         lines += [f"![Confusion matrix on the test split (rows: true, columns: predicted)]({CONFUSION_IMAGE})", ""]
@@ -155,7 +182,10 @@ def render(meta: dict, repo_id: Optional[str] = None, has_confusion_image: bool 
             lines.append(f"| {split_name} | {info.get('num_clips')} | {info.get('seconds')} | {len(info.get('speakers') or [])} | {per} |")
         lines.append("")
     if summary:
-        lines += [f"{summary.get('num_used', 'n/a')} clips used; {summary.get('skipped_files', 0)} unreadable files skipped and {summary.get('set_aside_files', 0)} set aside (listed in the run's `data_report.json`).", ""]
+        lines += [
+            f"{summary.get('num_used', 'n/a')} clips used; {summary.get('skipped_files', 0)} unreadable files skipped and {summary.get('set_aside_files', 0)} set aside (listed in the run's `data_report.json`).",
+            "",
+        ]
     lines += [
         "## Training",
         "",
@@ -181,7 +211,7 @@ def render(meta: dict, repo_id: Optional[str] = None, has_confusion_image: bool 
     return str(ModelCard(content))
 
 
-def write_model_card(directory: Path, meta: dict, repo_id: Optional[str] = None) -> Path:
+def write_model_card(directory: Path, meta: dict, repo_id: str | None = None) -> Path:
     """Write ``README.md`` (and the confusion matrix image when the test confusion matrix is known) into ``directory``."""
     directory = Path(directory)
     confusion = (meta.get("test_metrics") or {}).get("confusion_matrix")
