@@ -42,7 +42,7 @@ def encoder_config(size: str):
     """The encoder's transformers config, built from code (no download)."""
     from transformers import HubertConfig, Wav2Vec2Config
 
-    from ser_dist.models.ssl import tiny_config
+    from ser_dist.models.ssl_presets import tiny_config
 
     if size == "hubert_large":  # facebook/hubert-large-ll60k's architecture
         return HubertConfig(

@@ -13,8 +13,8 @@ for before its first step):
 - ``manifest``: ``ser_dist.data.pipeline.prepare_data(Data(manifest=...), seed)``;
 - ``hf``: the same call with ``Data(hf_dataset=...)``, when ``Data`` has that field (issue 17); where it has
   not, this form is left out and the table says so;
-- ``hf_core``: ``ser_dist.data.hf`` alone (open, scan, ``iter_audio`` and ``decode_hf_audio`` of every row, no
-  cache), in one process: the memory the dataset reader itself needs.
+- ``hf_core``: ``ser_dist.data.hf`` and ``hf_audio`` alone (open, scan, ``iter_audio`` and ``decode_hf_audio`` of every
+  row, no cache), in one process: the memory the dataset reader itself needs.
 
 Reported per form and N: seconds and seconds per 1,000 clips (cold), warm seconds, peak RSS of the preparing
 process while it works and of it with its decoding workers (``--num-proc``, default 2; their RSS summed, so
@@ -147,7 +147,8 @@ def measure(form: str, corpus: Path, cache: Path, num_proc: int) -> dict:
     import ser_dist.data.dataset  # noqa: F401  everything prepare_data imports, before the memory is sampled
     import ser_dist.data.splits  # noqa: F401
     from ser_dist.config import Data
-    from ser_dist.data.hf import decode_hf_audio, iter_audio, open_hf_dataset, scan_hf_dataset
+    from ser_dist.data.hf import open_hf_dataset, scan_hf_dataset
+    from ser_dist.data.hf_audio import decode_hf_audio, iter_audio
     from ser_dist.data.pipeline import prepare_data
 
     datasets.disable_progress_bars()

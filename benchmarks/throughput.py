@@ -8,7 +8,7 @@ or from a log-normal with that mean and sd when the file is absent), each made b
 generated demo corpus (so labels are learnable), written as 16 kHz WAV. Speakers 1-8 train, 9 validates
 (speaker-independent), 10 is the (unused here) test split.
 
-Both sides: the same tiny random HuBERT config (ser_dist.models.ssl.tiny_config, layer norm, attention
+Both sides: the same tiny random HuBERT config (ser_dist.models.ssl_presets.tiny_config, layer norm, attention
 mask), the same seed, AdamW, lr, weight decay, linear warmup, clipping, epochs, clips cropped at the same
 ``--max-seconds``, and the same number of optimizer steps per epoch. ``--freeze-feature-encoder`` keeps the
 CNN feature encoder frozen on both sides (``model.freeze_feature_encoder()``, the default of transformers'
@@ -207,7 +207,8 @@ def run_baseline(args, manifest: Path) -> dict:
     from transformers import AutoModelForAudioClassification, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     from ser_dist.metrics import compute_metrics
-    from ser_dist.models.ssl import default_feature_extractor, tiny_config
+    from ser_dist.models.ssl import default_feature_extractor
+    from ser_dist.models.ssl_presets import tiny_config
 
     rows = read_manifest(manifest)
     labels = sorted({r["label"] for r in rows})

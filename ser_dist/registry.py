@@ -125,16 +125,16 @@ BACKBONES = Registry(
         "vggish": "ser_dist.models.vggish:vggish",
         # Any Hub id or save_pretrained folder of the wav2vec2 / HuBERT / WavLM family; the presets below call it.
         "ssl_encoder": "ser_dist.models.ssl:ssl_encoder",
-        "hubert_base": "ser_dist.models.ssl:hubert_base",
-        "hubert_large": "ser_dist.models.ssl:hubert_large",
-        "wav2vec2_base": "ser_dist.models.ssl:wav2vec2_base",
-        "wav2vec2_large": "ser_dist.models.ssl:wav2vec2_large",
-        "wavlm_base_plus": "ser_dist.models.ssl:wavlm_base_plus",
-        "wavlm_large": "ser_dist.models.ssl:wavlm_large",
+        "hubert_base": "ser_dist.models.ssl_presets:hubert_base",
+        "hubert_large": "ser_dist.models.ssl_presets:hubert_large",
+        "wav2vec2_base": "ser_dist.models.ssl_presets:wav2vec2_base",
+        "wav2vec2_large": "ser_dist.models.ssl_presets:wav2vec2_large",
+        "wavlm_base_plus": "ser_dist.models.ssl_presets:wavlm_base_plus",
+        "wavlm_large": "ser_dist.models.ssl_presets:wavlm_large",
         # ~35 K-parameter random models built from code (no download): tests and CPU smoke runs.
-        "hubert_tiny_random": "ser_dist.models.ssl:hubert_tiny_random",
-        "wav2vec2_tiny_random": "ser_dist.models.ssl:wav2vec2_tiny_random",
-        "wavlm_tiny_random": "ser_dist.models.ssl:wavlm_tiny_random",
+        "hubert_tiny_random": "ser_dist.models.ssl_presets:hubert_tiny_random",
+        "wav2vec2_tiny_random": "ser_dist.models.ssl_presets:wav2vec2_tiny_random",
+        "wavlm_tiny_random": "ser_dist.models.ssl_presets:wavlm_tiny_random",
     },
 )
 LOSSES = Registry(

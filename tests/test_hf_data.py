@@ -10,7 +10,8 @@ import soundfile as sf
 from conftest import one_line, write_clip
 
 from ser_dist.data.audio import AudioError, decode_audio, decode_audio_bytes
-from ser_dist.data.hf import audio_location, check_split_columns, decode_hf_audio, iter_audio, open_hf_dataset, scan_data, scan_hf_dataset
+from ser_dist.data.hf import check_split_columns, open_hf_dataset, scan_data, scan_hf_dataset
+from ser_dist.data.hf_audio import audio_location, decode_hf_audio, iter_audio
 from ser_dist.data.records import DataError
 
 datasets = pytest.importorskip("datasets")

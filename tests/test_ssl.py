@@ -32,7 +32,7 @@ def batch_of(*lengths, seed=0):
 
 
 def test_registry_names_hub_ids_and_tiny_families():
-    from ser_dist.models.ssl import HUB_IDS
+    from ser_dist.models.ssl_presets import HUB_IDS
 
     assert HUB_IDS["hubert_large"] == "facebook/hubert-large-ll60k"
     assert HUB_IDS["wav2vec2_base"] == "facebook/wav2vec2-base"
@@ -168,7 +168,8 @@ def save_tiny_hubert(directory: Path) -> Path:
     """A 'pretrained' tiny HuBERT folder, as save_pretrained writes it (config, weights, feature extractor)."""
     from transformers import HubertModel
 
-    from ser_dist.models.ssl import default_feature_extractor, tiny_config
+    from ser_dist.models.ssl import default_feature_extractor
+    from ser_dist.models.ssl_presets import tiny_config
 
     torch.manual_seed(3)
     model = HubertModel(tiny_config("hubert", layer_norm=True))

@@ -4,11 +4,10 @@
 ``open_hf_dataset`` loads it (``trust_remote_code`` is never set) and settles the columns: the audio (the
 ``Audio`` feature, or a column of audio file paths in a CSV/JSONL file), the label (``ClassLabel`` or
 text), and the optional speaker and session. ``scan_hf_dataset`` turns its rows into ``Record``s whose
-``path`` is a stable id, ``hf://<name>/<split>/<row>`` (``audio_location`` reads the split and row back),
-with the split each row came from (``train``, ``validation``/``valid``/``dev`` -> ``val``, ``test``) for
-``data.split=fixed``. ``iter_audio`` yields each record's encoded audio (``{"bytes", "path"}``) in record
-order, a few rows at a time, so a corpus of 100,000 clips never sits in memory, and ``decode_hf_audio``
-decodes one with ``decode_audio``'s semantics. ``HFDataset.fingerprint`` changes when the data does.
+``path`` is a stable id, ``hf://<name>/<split>/<row>``, with the split each row came from (``train``,
+``validation``/``valid``/``dev`` -> ``val``, ``test``) for ``data.split=fixed``. ``HFDataset.fingerprint``
+changes when the data does. Reading the records' audio back from the dataset (``iter_audio``,
+``decode_hf_audio``) is ser_dist.data.hf_audio.
 """
 
 from __future__ import annotations
@@ -18,12 +17,11 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-from .audio import AudioError, Decoded, decode_audio, decode_audio_bytes
 from .records import AUDIO_EXTENSIONS, DataError, Record, Scan
 
 if TYPE_CHECKING:
@@ -34,8 +32,6 @@ RECORD_PREFIX = "hf://"
 SPLIT_ALIASES = {"train": "train", "validation": "val", "valid": "val", "dev": "val", "val": "val", "test": "test"}
 # The local data files read with a packaged ``datasets`` builder (a folder goes to load_dataset as it is).
 FILE_BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv"}
-# Rows of encoded audio read at a time: ~1-6 MB for clips of a few seconds, whatever the corpus's size.
-READ_BATCH_ROWS = 32
 # The protocols that need a speaker (or a session) for every clip: they fail before any audio is decoded.
 SPEAKER_PROTOCOLS = ("speaker", "leave_one_speaker_out", "speaker_kfold", "leave_one_session_out")
 SESSION_PROTOCOLS = ("leave_one_session_out",)
@@ -46,11 +42,6 @@ _LOCAL_COPY = (
     "data.hf_dataset=DIR, or load it once online and rerun with HF_HUB_OFFLINE=1 (the same HF_HOME), or give a local "
     "parquet/arrow/jsonl/csv file or audiofolder"
 )
-
-
-class AudioLocation(NamedTuple):
-    split: str  # the dataset's own split name, e.g. "validation"
-    row: int  # the row in that split
 
 
 @dataclass
@@ -85,16 +76,6 @@ class HFScan(Scan):
 
 def record_id(name: str, split: str, row: int) -> str:
     return f"{RECORD_PREFIX}{name}/{split}/{row}"
-
-
-def is_hf_record(path: str) -> bool:
-    return str(path).startswith(RECORD_PREFIX)
-
-
-def audio_location(path: str) -> AudioLocation:
-    """The split and row of a record id ``hf://<name>/<split>/<row>`` (a Hub name may hold a '/', splits never do)."""
-    _, split, row = str(path)[len(RECORD_PREFIX) :].rsplit("/", 2)
-    return AudioLocation(split, int(row))
 
 
 def scan_data(data) -> HFScan:
@@ -316,43 +297,6 @@ def check_split_columns(hf: HFDataset, protocol: str) -> None:
             )
 
 
-def iter_audio(hf: HFDataset, records: Iterable[Record], batch_rows: int = READ_BATCH_ROWS) -> Iterator[dict]:
-    """``{"bytes": ..., "path": ...}`` (the encoded clip, or the file it names, made absolute) for each record, in
-    order; ``batch_rows`` rows are read at a time, so memory holds one batch's encoded audio, not the corpus's."""
-    batch: list[AudioLocation] = []
-    for rec in records:
-        batch.append(audio_location(rec.path))
-        if len(batch) >= batch_rows:
-            yield from _read(hf, batch)
-            batch = []
-    yield from _read(hf, batch)
-
-
-def _read(hf: HFDataset, locations: list[AudioLocation]) -> Iterator[dict]:
-    by_split: dict[str, list[int]] = {}
-    for loc in locations:
-        by_split.setdefault(loc.split, []).append(loc.row)
-    values = {split: iter(hf.audio_rows[split][rows][hf.columns.audio]) for split, rows in by_split.items()}
-    for loc in locations:
-        value = next(values[loc.split]) or {}
-        data = value.get("bytes")
-        yield {"bytes": data, "path": value.get("path") if data else _resolve(value.get("path"), hf.base_dir)}
-
-
-def decode_hf_audio(value: dict | None, name: str, sample_rate: int = 16000, max_samples: int | None = None) -> Decoded:
-    """``decode_audio`` of one ``iter_audio`` value: its bytes, else the file its path names; ``AudioError``
-    (named ``name``, the record id) with the reason, for empty, undecodable or missing audio."""
-    value = value or {}
-    if value.get("bytes") is not None:
-        return decode_audio_bytes(value["bytes"], name, sample_rate, max_samples)
-    if not value.get("path"):
-        raise AudioError(name, "no audio on this row (the audio column is empty)")
-    try:
-        return decode_audio(value["path"], sample_rate, max_samples)
-    except AudioError as err:
-        raise AudioError(name, f"{err.reason} ({value['path']})") from None
-
-
 def _fingerprint(name, hub_id, config, revision, columns, roles, splits, audio_rows, base_dir) -> str:
     digest = hashlib.sha256()
     header = {
@@ -368,7 +312,7 @@ def _fingerprint(name, hub_id, config, revision, columns, roles, splits, audio_r
     for split, ds in audio_rows.items():  # audio held as files: their sizes and times count, as for a manifest's clips
         for path in _file_paths(ds, columns.audio):
             try:
-                stat = os.stat(_resolve(path, base_dir)) if path else None
+                stat = os.stat(resolve_audio_path(path, base_dir)) if path else None
             except OSError:
                 stat = None
             digest.update(json.dumps([split, path, stat and stat.st_size, stat and stat.st_mtime_ns]).encode())
@@ -383,7 +327,8 @@ def _file_paths(ds, column: str) -> Iterator[str | None]:
             yield from audio.field("path").filter(audio.field("bytes").is_null()).to_pylist()
 
 
-def _resolve(path: str | None, base_dir: str | None) -> str | None:
+def resolve_audio_path(path: str | None, base_dir: str | None) -> str | None:
+    """An audio file path of the dataset, relative ones taken from ``base_dir`` (``HFDataset.base_dir``)."""
     return os.path.join(base_dir, path) if path and base_dir and not os.path.isabs(path) else path
 
 
