@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,27 @@ def run_torchrun(script: str, *args: str, nproc: int = 2, timeout: int = 300, en
         timeout=timeout,
         env={**DIST_ENV, **(env or {})},
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def accelerate_launch(*options: str, num_processes: int = 2) -> list[str]:
+    """``python -m accelerate.commands.launch OPTIONS`` for N processes on this machine, asking nothing
+    (no config file is read: one machine, no mixed precision, no dynamo)."""
+    return ["-m", "accelerate.commands.launch", *options, "--num_processes", str(num_processes), "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+
+
+def deepspeed_launch(config: str) -> list[str]:
+    """``accelerate launch`` with DeepSpeed and ``launch/deepspeed/CONFIG``, 2 processes, on a free port."""
+    return accelerate_launch("--use_deepspeed", "--deepspeed_config_file", str(ROOT / "launch" / "deepspeed" / config)) + [
+        "--main_process_port",
+        str(free_port()),
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -133,12 +133,7 @@ def test_a_class_missing_from_the_train_split_is_an_error(clips, tmp_path):
     manifest = fixed_manifest(
         tmp_path,
         clips,
-        [
-            ("a.wav", "angry", "train"),
-            ("b.wav", "sad", "train"),
-            ("c.wav", "angry", "test"),
-            ("d.wav", "happy", "test"),
-        ],
+        [("a.wav", "angry", "train"), ("b.wav", "sad", "train"), ("c.wav", "angry", "test"), ("d.wav", "happy", "test")],
     )
     with pytest.raises(DataError) as err:
         prepare_data(manifest_data(manifest, cache_dir=str(tmp_path / "cache")), seed=0)

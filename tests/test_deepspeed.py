@@ -5,42 +5,19 @@ weights and loads in a fresh process."""
 
 import csv
 import json
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, SPEAKER_PATTERN, assert_predict_reproduces_test_predictions, run_entry_point
+from conftest import ROOT, SPEAKER_PATTERN, assert_predict_reproduces_test_predictions, deepspeed_launch, run_entry_point
 
 pytest.importorskip("deepspeed")
 
 RECIPE = "recipes/wav2vec2_base_ce.py"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def deepspeed_run(config: str, corpus: Path, out: Path, *extra: str, fault: tuple = ()):
-    launch = [
-        "-m",
-        "accelerate.commands.launch",
-        "--use_deepspeed",
-        "--deepspeed_config_file",
-        str(ROOT / "launch" / "deepspeed" / config),
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(free_port()),
-    ]
+    launch = deepspeed_launch(config)
     script = ["tests/dist/inject_fault.py", *fault, "--", RECIPE] if fault else [RECIPE]
     args = [
         *script,

@@ -3,20 +3,13 @@ gives the same weights on 1 process, 2 DDP processes (gloo) and 2 ZeRO-2 process
 frozen part is bit-identical while frozen and trains after its unfreeze (tests/dist/freeze_schedule.py)."""
 
 import importlib.util
-import socket
 
 import pytest
 import torch
-from conftest import DIST_ENV, ROOT, run_entry_point, run_torchrun
+from conftest import DIST_ENV, deepspeed_launch, run_entry_point, run_torchrun
 
 SCRIPT = "tests/dist/freeze_schedule.py"
 CNN, ENCODER = "hubert.feature_extractor.", "hubert."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -28,25 +21,7 @@ def runs(tmp_path_factory) -> dict:
     }
     if importlib.util.find_spec("deepspeed") is not None:
         results["2 ZeRO-2"] = run_entry_point(
-            [
-                "-m",
-                "accelerate.commands.launch",
-                "--use_deepspeed",
-                "--deepspeed_config_file",
-                str(ROOT / "launch" / "deepspeed" / "zero2.json"),
-                "--num_processes",
-                "2",
-                "--num_machines",
-                "1",
-                "--mixed_precision",
-                "no",
-                "--dynamo_backend",
-                "no",
-                "--main_process_port",
-                str(free_port()),
-                SCRIPT,
-                str(out / "zero2.pt"),
-            ],
+            [*deepspeed_launch("zero2.json"), SCRIPT, str(out / "zero2.pt")],
             env={"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "false"},
         )
     for name, result in results.items():

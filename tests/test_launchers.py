@@ -3,23 +3,16 @@ directory, the GPUs CUDA_VISIBLE_DEVICES names, a SLURM script that runs from an
 "machines" on one host (CPU, gloo) that train, die after a checkpoint, resume and end like a 2-process run."""
 
 import os
-import socket
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import DIST_ENV, ROOT, SPEAKER_PATTERN, run_entry_point, run_torchrun
+from conftest import DIST_ENV, ROOT, SPEAKER_PATTERN, accelerate_launch, free_port, run_entry_point, run_torchrun
 
 VENV_BIN = str(Path(sys.executable).parent)
 TINY = ["model.hidden_size=16", "model.embedding_size=16", "data.max_seconds=1.0", "train.tensorboard=false", "train.batch_size=4"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bash(script: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -50,17 +43,7 @@ def test_accelerate_launch_cpu_with_several_processes_fails_instead_of_training_
     out = tmp_path / "run"
     result = run_entry_point(
         [
-            "-m",
-            "accelerate.commands.launch",
-            "--cpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
+            *accelerate_launch("--cpu"),
             "recipes/bilstm_mfcc_ce.py",
             f"data.root={demo_corpus}",
             f"train.output_dir={out}",
