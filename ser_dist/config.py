@@ -4,12 +4,12 @@ Precedence: dataclass defaults < recipe < ``--config file.yaml`` < ``section.key
 line. Unknown keys, values of the wrong type and missing required values fail here, before any data
 is read or any model is built. The resolved config is saved beside every run (``config.yaml``).
 Turning text (a YAML file, a ``key=value`` argument) into typed field values is ``ser_dist.overrides``.
+Checking the values (ranges, choices, component names) is ``ser_dist.config_checks``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .config_checks import check_choice, check_component_names, check_numeric_ranges
 from .errors import ConfigError, install_excepthook
 from .overrides import apply_overrides, flatten, load_yaml, parse_args, sections
 
@@ -62,63 +63,6 @@ RESUME_SAFE_KEYS = (
     "hub.private",
     "hub.revision",
 )
-
-# Allowed ranges of the numeric settings, in interval notation ("[0, 1)": 0 <= x < 1). Every float
-# setting is also checked to be finite; a None (null) value, where the key allows one, is not checked.
-NUMERIC_RANGES = {
-    "data.fold": "[1, inf)",
-    "data.num_folds": "[2, inf)",
-    "data.split_seed": "[0, inf)",
-    "data.val_fraction": "[0, 1)",
-    "data.test_fraction": "[0, 1)",
-    "data.sample_rate": "[1000, 384000]",
-    "data.max_seconds": "(0, inf)",
-    "data.batch_seconds": "(0, inf)",
-    "data.num_workers": "[0, 256]",
-    "data.augment_prob": "[0, 1]",
-    "data.min_seconds": "[0, inf)",
-    "model.n_mfcc": "[1, 64]",
-    "model.hidden_size": "[1, inf)",
-    "model.num_layers": "[1, inf)",
-    "model.frame_stride": "[1, inf)",
-    "model.embedding_size": "[1, inf)",
-    "model.dropout": "[0, 1)",
-    "model.cnn_width": "(0, 16]",
-    "model.freeze_feature_encoder_epochs": "[-1, inf)",
-    "model.freeze_backbone_epochs": "[-1, inf)",
-    "model.layerdrop": "[0, 1)",
-    "model.mask_time_prob": "[0, 1)",
-    "loss.label_smoothing": "[0, 1)",
-    "loss.gamma": "[0, inf)",
-    "loss.alpha": "[0, inf)",
-    "loss.margin": "[0, 1.5707963)",
-    "loss.scale": "(0, inf)",
-    "optim.lr": "(0, inf)",
-    "optim.backbone_lr": "(0, inf)",
-    "optim.weight_decay": "[0, inf)",
-    "optim.warmup_ratio": "[0, 1]",
-    "optim.plateau_factor": "(0, 1)",
-    "optim.plateau_patience": "[0, inf)",
-    "train.epochs": "[1, inf)",
-    "train.batch_size": "[1, inf)",
-    "train.grad_accum_steps": "[1, inf)",
-    "train.max_grad_norm": "[0, inf)",
-    "train.early_stopping_patience": "[1, inf)",
-    "train.seed": "[0, 4294967295]",
-    "train.save_every_steps": "[0, inf)",
-    "train.keep_last": "[1, inf)",
-    "train.log_every_steps": "[1, inf)",
-    "train.max_nonfinite_steps": "[1, inf)",
-}
-RANGE_HINTS = {
-    "model.n_mfcc": "the MFCC front end has 64 mel bands",
-    "data.fold": "folds are numbered from 1",
-    "model.num_layers": "null: the backbone's own depth",
-    "model.frame_stride": "1: every 10 ms MFCC frame",
-    "data.max_seconds": "null: keep whole clips",
-    "train.early_stopping_patience": "null: no early stopping",
-    "train.max_grad_norm": "null or 0: no clipping",
-}
 
 
 @dataclass
@@ -256,16 +200,16 @@ class Experiment:
     def check_values(self) -> Experiment:
         """What the settings must satisfy by themselves, wherever they come from (a run's saved config.yaml
         too): choices, ranges, settings that contradict each other. Reads no file and imports nothing."""
-        _check_choice("data.split", self.data.split, SPLITS)
-        _check_choice("optim.scheduler", self.optim.scheduler, SCHEDULERS)
-        _check_choice("optim.name", self.optim.name, OPTIMIZERS)
-        _check_choice("train.metric", self.train.metric, METRICS)
-        _check_choice("train.mixed_precision", self.train.mixed_precision, PRECISIONS)
-        _check_choice("model.head", self.model.head, HEADS)
-        _check_choice("model.feature_norm", self.model.feature_norm, ("utterance", "global"))
-        _check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
+        check_choice("data.split", self.data.split, SPLITS)
+        check_choice("optim.scheduler", self.optim.scheduler, SCHEDULERS)
+        check_choice("optim.name", self.optim.name, OPTIMIZERS)
+        check_choice("train.metric", self.train.metric, METRICS)
+        check_choice("train.mixed_precision", self.train.mixed_precision, PRECISIONS)
+        check_choice("model.head", self.model.head, HEADS)
+        check_choice("model.feature_norm", self.model.feature_norm, ("utterance", "global"))
+        check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
         # A value with "/" would be a Hub kernel repository, code transformers downloads and runs.
-        _check_choice(
+        check_choice(
             "model.attention", self.model.attention, ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
         )
         check_numeric_ranges(self)
@@ -295,78 +239,6 @@ class Experiment:
                 "train.resume and train.overwrite=true contradict each other: resume continues the run in train.output_dir, overwrite clears it; pick one"
             )
         return self
-
-
-def _unknown(key: str, value: str, known: list[str], also: str) -> ConfigError:
-    hint = difflib.get_close_matches(value, known, n=1, cutoff=0.6)
-    return ConfigError(
-        f"unknown {key}={value!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + f" Known: {', '.join(known)}; {also}"
-    )
-
-
-def check_component_names(exp: Experiment) -> None:
-    """``model.backbone``, ``loss.name``, ``data.corpus`` and each ``data.augment`` op name a component in
-    ``ser_dist.registry`` (read from its tables: nothing is imported), an import path the user gave
-    (``pkg.module:name``, imported here so a bad one fails now), or, for the backbone, a Hub id
-    (``owner/name``) or a local directory written by ``save_pretrained``."""
-    from .registry import AUGMENTATIONS, BACKBONES, CORPORA, LOSSES
-
-    for key, registry, also in (
-        (
-            "model.backbone",
-            BACKBONES,
-            "or a Hub id (owner/name), a local directory written by save_pretrained, or an import path package.module:builder",
-        ),
-        ("loss.name", LOSSES, "or an import path package.module:builder"),
-        ("data.corpus", CORPORA, "or an import path package.module:adapter"),
-    ):
-        value = getattr(getattr(exp, key.split(".")[0]), key.split(".")[1])
-        if registry.is_registered(value) or ":" in value:
-            registry.require(value, key)
-            continue
-        if key == "model.backbone":
-            from .hub_ids import looks_like_repo_id
-
-            if Path(value).expanduser().is_dir() or looks_like_repo_id(value):
-                continue
-            if value.startswith((".", "/", "~")) or Path(value).expanduser().exists():
-                raise ConfigError(
-                    f"model.backbone={value}: {value} is not a directory; pass a folder written by save_pretrained (config.json + weights), a Hub id or a registered name"
-                )
-        raise _unknown(key, value, registry.names(), also)
-    for name in exp.data.augment:
-        AUGMENTATIONS.require(name, "data.augment")
-
-
-def _parse_interval(text: str) -> tuple[float, float, bool, bool]:
-    low, high = (float(part) for part in text[1:-1].split(","))
-    return low, high, text[0] == "[", text[-1] == "]"
-
-
-def check_numeric_ranges(exp: Experiment) -> None:
-    """Every numeric setting is finite and in its range (``NUMERIC_RANGES``), with one line naming the key."""
-    import math
-
-    for section_name, section in sections(exp).items():
-        for f in dataclasses.fields(section):
-            key, value = f"{section_name}.{f.name}", getattr(section, f.name)
-            values = value if isinstance(value, list) else [value]
-            for item in values:
-                if isinstance(item, bool) or not isinstance(item, (int, float)):
-                    continue
-                if isinstance(item, float) and not math.isfinite(item):
-                    raise ConfigError(f"{key}={item} must be a finite number")
-                if key not in NUMERIC_RANGES:
-                    continue
-                low, high, low_closed, high_closed = _parse_interval(NUMERIC_RANGES[key])
-                if item < low or item > high or (item == low and not low_closed) or (item == high and not high_closed):
-                    hint = f" ({RANGE_HINTS[key]})" if key in RANGE_HINTS else ""
-                    raise ConfigError(f"{key}={item} is out of range: it must be in {NUMERIC_RANGES[key]}{hint}")
-
-
-def _check_choice(key: str, value: str, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
 
 
 def cli(default: Experiment, argv: list[str] | None = None) -> Experiment:

@@ -1,5 +1,5 @@
-"""How a run runs: the accelerator for the launcher it was started by, DeepSpeed's "auto" values, building
-a model whole under ZeRO-3, and the checks that every process agrees.
+"""How a run runs: the accelerator for the launcher it was started by, DeepSpeed's "auto" values and the log
+line of the settings it runs with, building a model whole under ZeRO-3, and the checks that every process agrees.
 
 Nothing here knows the training loop; the loop (``ser_dist.trainer``) and ``ser-dist evaluate`` call it.
 """
@@ -157,4 +157,13 @@ def check_ranks_agree(accelerator, state, optimizer, frozen: set[str]) -> None:
         raise TrainingError(
             f"ranks disagree at epoch {state.epoch + 1} on {', '.join(differ)} ({every.tolist()}); "
             "a decision was taken on one rank alone: every rank must run the same steps"
+        )
+
+
+def log_deepspeed(accelerator, log) -> None:
+    if accelerator.state.deepspeed_plugin is not None:
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        log(
+            f"DeepSpeed ZeRO-{ds['zero_optimization']['stage']}: micro batch {ds['train_micro_batch_size_per_gpu']}, "
+            f"gradient clipping {ds['gradient_clipping']}, bf16 {ds.get('bf16', {}).get('enabled', False)}, fp16 {ds.get('fp16', {}).get('enabled', False)}"
         )

@@ -5,13 +5,12 @@ split, report), builds model, loss, optimizer and schedule and, on a resume, loa
 trains epoch by epoch with early stopping on a validation metric, checkpointing the full state. ``finish``
 tests the best model on the test split and writes the run's reports and export. The same code runs on one
 CPU, one GPU, many GPUs and nodes, and under DeepSpeed; *how* it runs comes from the launcher
-(``ser_dist.runtime``), scoring from ``ser_dist.scoring``.
+(``ser_dist.runtime``), the data and its loaders from ``ser_dist.run_data``, scoring from ``ser_dist.scoring``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,25 +21,24 @@ from torch.utils.data import DataLoader
 from . import config as config_module
 from . import run_folder
 from .checkpoint import TrainerState, complete_checkpoints, load_checkpoint, resume_training, run_identity, save_checkpoint
-from .data.augment import augmented_training_data
-from .data.dataset import AudioClips, collate_waveforms
-from .data.pipeline import first_problems, prepare_data, summary_line, write_report
 from .data.sampler import TrainBatchSampler
 from .errors import TrainingError
 from .losses import build_loss
 from .models import build_model
 from .optim import Freezing, Schedule, build_optimizer
 from .reports import write_training_reports
+from .run_data import build_loaders, cached_features, prepare_and_report_data, split_clips
 from .run_log import RunLog
 from .runtime import (  # noqa: F401  make_accelerator and configure_deepspeed are also used from here by tests
     built_whole,
     check_ranks_agree,
     configure_deepspeed,
     deepspeed_input_dtype,
+    log_deepspeed,
     make_accelerator,
     out_of_memory_message,
 )
-from .scoring import METRIC_KEYS, eval_loader, evaluate, is_better, test_summary
+from .scoring import METRIC_KEYS, evaluate, is_better, test_summary
 
 
 @dataclass
@@ -127,78 +125,22 @@ def setup(exp) -> Run:
     return run
 
 
-def prepare_and_report_data(exp, accelerator, log):
-    """Decode and split the corpus (the main process first: it fills the cache), then save the config, the
-    split and the data report, and log what was used, skipped and set aside."""
-    out = Path(exp.train.output_dir)
-    with accelerator.main_process_first():
-        data = prepare_data(exp.data, exp.train.seed, num_proc=max(1, min(4, os.cpu_count() or 1)))
-    if accelerator.is_main_process:
-        config_module.save(exp, out / "config.yaml")
-        from .data.split_file import write_split
-
-        write_split(data.records, data.split_indices, out / "split.csv")
-        write_report(data.report, out / "data_report.json")
-    log(summary_line(data.report))
-    for warning in data.report.get("warnings", []):
-        log(f"data: warning: {warning}")
-    if data.report["skipped_files"] or data.report["set_aside_files"]:
-        log(f"data: not used: {first_problems(data.report)} (all listed in {out / 'data_report.json'})")
-    if not data.split_indices["val"]:
-        raise TrainingError(
-            "the validation split is empty, and choosing the best epoch on the test split would leak it; set data.val_fraction > 0"
-        )
-    return data
-
-
 def build_run(exp, accelerator, log, data) -> Run:
     """Model, loss, optimizer, schedule, freezing and loaders, prepared by Accelerate."""
-    label2id = {name: i for i, name in enumerate(data.label_names)}
-    clips = {name: AudioClips(data.dataset.select(idx), label2id) for name, idx in data.split_indices.items()}
-    durations = {name: data.durations(name) for name in data.split_indices}
+    clips, durations = split_clips(data)
     with built_whole(accelerator):
         model = build_model(exp, len(data.label_names))
     if exp.model.cache_features:  # frozen encoder: run it once per clip, train the head on its output
-        from .data.feature_cache import cache_encoder_features, check_cacheable, freeze_encoder_for_good
-
-        check_cacheable(model, exp.model)
-        freeze_encoder_for_good(model)
-        clips = {name: cache_encoder_features(model.to(accelerator.device), c, accelerator.device, log) for name, c in clips.items()}
-        log(f"features: cached the frozen encoder's output for {sum(len(c) for c in clips.values())} clips")
+        clips = cached_features(model, clips, exp.model, accelerator, log)
     criterion = build_loss(exp.loss, len(data.label_names), data.class_counts("train"))
     optimizer = build_optimizer(model, exp.optim)
-    sampler = TrainBatchSampler(
-        durations["train"],
-        batch_size=exp.train.batch_size,
-        batch_seconds=exp.data.batch_seconds,
-        seed=exp.train.seed,
-        num_replicas=accelerator.num_processes,
-        rank=accelerator.process_index,
-        steps_multiple=exp.train.grad_accum_steps,
-    )
-    check_batches_per_step(exp, sampler, durations["train"], accelerator.num_processes, log)
-    # The loader draws its workers' seed from its own generator (re-seeded each epoch), not from the
-    # global RNG: a run resumed mid-epoch then continues the global RNG (dropout) exactly where it stopped.
-    loader_generator = torch.Generator()
-    # data.augment: training clips only, augmented in the loader's workers, seeded per (seed, epoch, clip)
-    train_clips, train_batches = augmented_training_data(clips["train"], sampler, exp.data, exp.train.seed)
-    train_loader = DataLoader(
-        train_clips,
-        batch_sampler=train_batches,
-        collate_fn=collate_waveforms,
-        num_workers=exp.data.num_workers,
-        pin_memory=accelerator.device.type == "cuda",
-        persistent_workers=exp.data.num_workers > 0,
-        generator=loader_generator,
-    )
-    val_loader = eval_loader(clips["val"], durations["val"], exp.train.batch_size)
-    test_loader = eval_loader(clips["test"], durations["test"], exp.train.batch_size)
-    steps_per_epoch = math.ceil(len(sampler.local_batches()) / exp.train.grad_accum_steps)
+    loaders = build_loaders(exp, accelerator, clips, durations, log)
+    steps_per_epoch = math.ceil(len(loaders.sampler.local_batches()) / exp.train.grad_accum_steps)
     schedule = Schedule(optimizer, exp.optim, steps_per_epoch * exp.train.epochs, maximize=exp.train.metric != "loss")
     if accelerator.state.deepspeed_plugin is not None:
         configure_deepspeed(accelerator.state.deepspeed_plugin, exp)
     num_parameters = sum(p.numel() for p in model.parameters())  # before ZeRO-3 partitions them
-    model, optimizer, val_loader, test_loader = accelerator.prepare(model, optimizer, val_loader, test_loader)
+    model, optimizer, val_loader, test_loader = accelerator.prepare(model, optimizer, loaders.val, loaders.test)
     log(f"model: {exp.model.backbone}, {num_parameters / 1e6:.2f} M parameters; loss {exp.loss.name}; {steps_per_epoch} steps/epoch")
     log_deepspeed(accelerator, log)
     return Run(
@@ -211,43 +153,14 @@ def build_run(exp, accelerator, log, data) -> Run:
         criterion=criterion,
         schedule=schedule,
         freezing=Freezing(exp.model, accelerator.unwrap_model(model), optimizer),
-        sampler=sampler,
-        loader_generator=loader_generator,
-        train_loader=train_loader,
+        sampler=loaders.sampler,
+        loader_generator=loaders.generator,
+        train_loader=loaders.train,
         val_loader=val_loader,
         test_loader=test_loader,
         identity=run_identity(exp, data),
         num_parameters=num_parameters,
     )
-
-
-def log_deepspeed(accelerator, log) -> None:
-    if accelerator.state.deepspeed_plugin is not None:
-        ds = accelerator.state.deepspeed_plugin.deepspeed_config
-        log(
-            f"DeepSpeed ZeRO-{ds['zero_optimization']['stage']}: micro batch {ds['train_micro_batch_size_per_gpu']}, "
-            f"gradient clipping {ds['gradient_clipping']}, bf16 {ds.get('bf16', {}).get('enabled', False)}, fp16 {ds.get('fp16', {}).get('enabled', False)}"
-        )
-
-
-def check_batches_per_step(exp, sampler, train_durations: list[float], num_processes: int, log) -> None:
-    """An optimizer step takes ``grad_accum_steps`` batches on every process: more than an epoch has would
-    repeat each clip many times over. Filling the last step repeats a few batches, which the log says."""
-    natural = len(
-        TrainBatchSampler(
-            train_durations, batch_size=exp.train.batch_size, batch_seconds=exp.data.batch_seconds, seed=exp.train.seed
-        ).global_batches()
-    )
-    per_step = num_processes * exp.train.grad_accum_steps
-    if per_step > natural:
-        raise TrainingError(
-            f"train.grad_accum_steps={exp.train.grad_accum_steps} x {num_processes} process(es) takes {per_step} batches per optimizer step, "
-            f"but an epoch has {natural} ({len(train_durations)} training clips); lower train.grad_accum_steps to at most "
-            f"{max(1, natural // num_processes)}, or train.batch_size"
-        )
-    repeated = len(sampler.global_batches()) - natural
-    if repeated:
-        log(f"sampler: {repeated} of the epoch's {natural} batches are repeated so that every process runs whole optimizer steps")
 
 
 # ---- fit ----------------------------------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def numeric_fields() -> list[tuple[str, type]]:
 
 
 def outside_values(key: str, kind: type) -> list:
-    from ser_dist.config import NUMERIC_RANGES, _parse_interval
+    from ser_dist.config_checks import NUMERIC_RANGES, _parse_interval
 
     low, high, low_closed, high_closed = _parse_interval(NUMERIC_RANGES[key])
     step = 1 if kind is int else 1e-3
@@ -145,7 +145,7 @@ def outside_values(key: str, kind: type) -> list:
 
 
 def test_every_numeric_setting_has_a_range():
-    from ser_dist.config import NUMERIC_RANGES
+    from ser_dist.config_checks import NUMERIC_RANGES
 
     keys = {key for key, _ in numeric_fields()}
     assert keys - set(NUMERIC_RANGES) == set(), "numeric settings without a range in NUMERIC_RANGES"

@@ -159,9 +159,10 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: st
             pairs[dotted] = value
         holder = apply_overrides(type(exp)(data=data), pairs)
         data = holder.data
-        from ..config import SPLITS, _check_choice
+        from ..config import SPLITS
+        from ..config_checks import check_choice
 
-        _check_choice("--data split", data.split, SPLITS)
+        check_choice("--data split", data.split, SPLITS)
         for key in ("sample_rate", "max_seconds"):
             if getattr(data, key) != getattr(exp.data, key):
                 raise UserError(

@@ -148,14 +148,15 @@ def stored_experiment(directory: Path, meta: dict):
 
 
 def check_stored_settings(directory: Path, meta: dict, exp) -> None:
-    """The stored settings pass the command line's own range checks (``config.check_numeric_ranges``) and agree
+    """The stored settings pass the command line's own range checks (``config_checks.check_numeric_ranges``) and agree
     with the metadata beside them, so a damaged or hand-edited file fails in one line instead of deep in a
     model builder, or with a model that predicts from audio at the wrong rate."""
     from .. import config
+    from ..config_checks import check_choice, check_numeric_ranges
 
     source = Path(directory) / META_FILE
     try:
-        config.check_numeric_ranges(exp)
+        check_numeric_ranges(exp)
         # The named choices evaluation reads (the split protocol, the precision) and the training ones, as
         # Experiment.validate checks them; the builders check the model's own (head, classifier, ...).
         for key, choices in (
@@ -167,7 +168,7 @@ def check_stored_settings(directory: Path, meta: dict, exp) -> None:
             ("model.head", config.HEADS),
         ):
             section, _, name = key.partition(".")
-            config._check_choice(key, getattr(getattr(exp, section), name), choices)
+            check_choice(key, getattr(getattr(exp, section), name), choices)
     except ConfigError as err:
         raise UserError(f"{source}: experiment {err}; re-export the model") from None
     data = exp.data
