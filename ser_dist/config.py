@@ -74,9 +74,8 @@ class Data:
     split: str = "speaker"  # speaker-independent unless told otherwise
     fold: int | None = None  # for the fold-based protocols (1-based)
     num_folds: int = 5  # for speaker_kfold
-    split_seed: int | None = (
-        None  # seed of the stratified/speaker/speaker_kfold split (None: train.seed); set it to vary train.seed on one split
-    )
+    # seed of the stratified/speaker/speaker_kfold split (None: train.seed); set it to vary train.seed on one split
+    split_seed: int | None = None
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     speaker_pattern: str | None = None  # regex on the file name; group 1 is the speaker id
@@ -93,9 +92,8 @@ class Data:
 @dataclass
 class Model:
     backbone: str = "bilstm"  # name in ser_dist.registry.BACKBONES, a Hub id or a local directory
-    head: str = (
-        "auto"  # pooling: auto (SSL: mean; (Bi)LSTM: last) | last ((Bi)LSTM final states) | mean | attentive_stats | weighted_layers (SSL)
-    )
+    # pooling: auto (SSL: mean; (Bi)LSTM: last) | last ((Bi)LSTM final states) | mean | attentive_stats | weighted_layers (SSL)
+    head: str = "auto"
     n_mfcc: int = 40
     feature_norm: str = "utterance"  # MFCC backbones: utterance (the seed's per-clip mean/var) | global (training-data statistics)
     hidden_size: int = 256
