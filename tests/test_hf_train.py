@@ -124,6 +124,16 @@ def test_evaluate_data_hf_dataset_reproduces_the_test_split(hf_run, demo_hf, tmp
     for key in ("unweighted_accuracy", "weighted_accuracy", "macro_f1", "confusion_matrix", "num_examples"):
         assert evaluated["test"][key] == trained[key], key
     assert evaluated["data"]["hf_dataset"] == str(demo_hf)
+    main(["evaluate", str(run), "--out", str(tmp_path / "own")])  # the run's split.csv: its rows read back from the dataset
+    assert json.loads((tmp_path / "own" / "metrics.json").read_text())["test"] == trained
+
+
+def test_a_second_prepare_is_a_cache_hit(hf_run, demo_hf, capsys, one_torch_thread):
+    _, _, cache, built = hf_run
+    from ser_dist.cli import main
+
+    main(["prepare", "recipes/bilstm_mfcc_ce.py", f"data.hf_dataset={demo_hf}", f"data.cache_dir={cache}", *FAST])
+    assert f"audio cache hit: {cache / next(iter(built))}" in capsys.readouterr().out
 
 
 def test_the_model_card_names_no_local_dataset(hf_run):
