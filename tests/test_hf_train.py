@@ -245,7 +245,11 @@ def test_bad_datasets_are_one_line_before_any_audio_is_decoded(demo_hf, tmp_path
             ["data.split=fixed uses the dataset's own splits, and it has no test split (its splits: train)"],
         ),
         ({"hf_dataset": str(demo_hf), "root": "/data/x"}, ConfigError, ["data.root=/data/x: they name two corpora"]),
-        ({"hf_dataset": str(demo_hf), "speaker_pattern": "^(spk)"}, ConfigError, ["set data.speaker_column=COLUMN instead"]),
+        (
+            {"hf_dataset": str(demo_hf), "speaker_pattern": "^(spk)"},
+            ConfigError,
+            ["set data.speaker_pattern=null (and data.speaker_column=COLUMN)"],
+        ),
         ({"root": "/data/x", "audio_column": "wav"}, ConfigError, ["data.audio_column=wav is for a Hugging Face dataset"]),
     ]
     for keys, kind, fragments in cases:

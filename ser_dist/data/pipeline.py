@@ -130,14 +130,18 @@ def check_corpus_keys(data) -> None:
                 )
         return
     for key, value, fix in (
-        ("root", data.root, "they name two corpora: give one"),
-        ("manifest", data.manifest, "they name two corpora: give one"),
+        ("root", data.root, "they name two corpora: give one (data.root=null)"),
+        ("manifest", data.manifest, "they name two corpora: give one (data.manifest=null)"),
         (
             "corpus",
             None if data.corpus == "folder" else data.corpus,
-            "a corpus adapter reads a folder; the dataset's columns are read instead",
+            "a corpus adapter reads a folder, not a dataset: set data.corpus=folder",
         ),
-        ("speaker_pattern", data.speaker_pattern, "speakers come from a column of the dataset: set data.speaker_column=COLUMN instead"),
+        (
+            "speaker_pattern",
+            data.speaker_pattern,
+            "speakers come from a column of the dataset: set data.speaker_pattern=null (and data.speaker_column=COLUMN)",
+        ),
     ):
         if value is not None:
             raise ConfigError(f"data.hf_dataset={data.hf_dataset} and data.{key}={value}: {fix}")
