@@ -54,7 +54,7 @@ class PreparedData:
         return counts
 
     def durations(self, split_name: str) -> list[float]:
-        column = self.dataset["duration"]
+        column = self.dataset["duration"][:]  # one read: indexing the column row by row costs ~0.1 ms a row
         return [float(column[i]) for i in self.split_indices[split_name]]
 
 
@@ -250,8 +250,8 @@ def skip_kind(reason: str) -> str:
 
 
 def data_report(data, scan: Scan, records: list[Record], skipped, split_indices: dict, dataset, warnings: list[str] | None = None) -> dict:
-    durations = dataset["duration"]
-    original = dataset["original_duration"]
+    durations = dataset["duration"][:]  # lists, read at once: indexing the columns row by row costs ~0.1 ms a row
+    original = dataset["original_duration"][:]
     per_split = {}
     for name, indices in split_indices.items():
         per_split[name] = {
