@@ -11,22 +11,28 @@ scan, decode into the Arrow cache, split) and again with the cache filled (warm:
 for before its first step):
 
 - ``manifest``: ``ser_dist.data.pipeline.prepare_data(Data(manifest=...), seed)``;
-- ``hf``: the same call with ``Data(hf_dataset=...)``, when ``Data`` has that field (issue 17); where it has
-  not, this form is left out and the table says so;
+- ``hf``: the same call with ``Data(hf_dataset=...)``: the rows' WAV bytes decoded straight from the dataset;
 - ``hf_core``: ``ser_dist.data.hf`` and ``hf_audio`` alone (open, scan, ``iter_audio`` and ``decode_hf_audio`` of every
   row, no cache), in one process: the memory the dataset reader itself needs.
 
-Reported per form and N: seconds and seconds per 1,000 clips (cold), warm seconds, peak RSS of the preparing
+Reported per form and N: seconds and seconds per 1,000 clips (cold), warm seconds (``prepare_data`` with the
+cache filled), warm start seconds (the whole warm process: interpreter, imports and ``prepare_data``) and warm
+train start seconds (``recipes/bilstm_mfcc_ce.py`` on the filled cache, from launch to its first epoch: the
+data, the model, the optimizer and the loaders set up; the run is then stopped), peak RSS of the preparing
 process while it works and of it with its decoding workers (``--num-proc``, default 2; their RSS summed, so
-shared pages count twice), sampled every 20 ms, beside its RSS after imports, so growth with N is visible. Writes ``OUT/prepare_scale.json`` with ``--out`` and prints a Markdown table.
+shared pages count twice), sampled every 20 ms, beside its RSS after imports, so growth with N is visible. RSS
+counts the memory-mapped Arrow files' pages that were read (the dataset's audio, the cache being written and read
+back): page cache the kernel reclaims, which grows with the corpus. The peak anonymous memory (RSS less its
+file-backed and shared pages) is what the process itself holds. Writes ``OUT/prepare_scale.json`` with ``--out``
+and prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -100,12 +106,6 @@ def write_hf_dataset(folder: Path, rows: list) -> None:
 # --- one measurement, in its own process -------------------------------------------------------------
 
 
-def hf_supported() -> bool:
-    from ser_dist.config import Data
-
-    return "hf_dataset" in {f.name for f in dataclasses.fields(Data)}
-
-
 class PeakMemory:
     """The largest RSS of this process, and of it plus its decoding workers (summed), sampled every 20 ms while open."""
 
@@ -113,13 +113,15 @@ class PeakMemory:
         import psutil
 
         self.process = psutil.Process()
-        self.peak = self.peak_with_workers = 0
+        self.peak = self.peak_with_workers = self.peak_anonymous = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while True:
-            own = self.process.memory_info().rss
+            info = self.process.memory_info()
+            own = info.rss
+            self.peak_anonymous = max(self.peak_anonymous, info.rss - info.shared)
             workers = 0
             for child in self.process.children(recursive=True):
                 try:
@@ -152,7 +154,8 @@ def measure(form: str, corpus: Path, cache: Path, num_proc: int) -> dict:
     from ser_dist.data.pipeline import prepare_data
 
     datasets.disable_progress_bars()
-    imported_rss = psutil.Process().memory_info().rss
+    imported = psutil.Process().memory_info()
+    imported_rss, imported_anonymous = imported.rss, imported.rss - imported.shared
     started = time.perf_counter()
     with PeakMemory() as memory:
         if form == "hf_core":
@@ -172,15 +175,42 @@ def measure(form: str, corpus: Path, cache: Path, num_proc: int) -> dict:
         "rss_after_imports_mb": round(imported_rss / mb),
         "peak_rss_mb": round(memory.peak / mb),
         "peak_rss_with_workers_mb": round(memory.peak_with_workers / mb),
+        "anonymous_after_imports_mb": round(imported_anonymous / mb),
+        "peak_anonymous_mb": round(memory.peak_anonymous / mb),
     }
 
 
 def run_child(form: str, corpus: Path, cache: Path, num_proc: int) -> dict:
+    """``measure`` in a fresh process; ``process_seconds``: its whole wall time, from start to exit."""
     command = [sys.executable, __file__, "--child", form, "--corpus", str(corpus), "--cache", str(cache), "--num-proc", str(num_proc)]
+    started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{form} on {corpus} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "process_seconds": round(time.perf_counter() - started, 2)}
+
+
+def train_start(form: str, corpus: Path, cache: Path) -> float:
+    """Seconds from launching the BiLSTM recipe on the warm cache to its first epoch (its ``model:`` log line, after
+    the data, the model, the optimizer and the loaders are set up); the run is then stopped."""
+    source = f"data.manifest={corpus / 'manifest.csv'}" if form == "manifest" else f"data.hf_dataset={corpus / 'hf'}"
+    out = corpus / f"train-start-{form}"
+    shutil.rmtree(out, ignore_errors=True)
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "bilstm_mfcc_ce.py"
+    command = [sys.executable, str(recipe), source, f"data.cache_dir={cache}", f"train.output_dir={out}", "train.tensorboard=false"]
+    started = time.perf_counter()
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    ) as run:
+        for line in run.stdout:
+            if "] model: " in line:
+                seconds = time.perf_counter() - started
+                break
+        else:
+            raise SystemExit(f"the recipe on {form} stopped before training (exit {run.wait()})")
+        run.terminate()
+    shutil.rmtree(out, ignore_errors=True)
+    return round(seconds, 2)
 
 
 def benchmark(count: int, work: Path, num_proc: int, forms: list[str]) -> list[dict]:
@@ -193,7 +223,13 @@ def benchmark(count: int, work: Path, num_proc: int, forms: list[str]) -> list[d
         row = {"form": form, "clips": count, **run_child(form, corpus, cache, num_proc)}
         row["seconds_per_1000_clips"] = round(row["seconds"] / count * 1000, 2)
         if form != "hf_core":  # the cache is filled: the second preparation is what training waits for
-            row["warm_seconds"] = run_child(form, corpus, cache, num_proc)["seconds"]
+            warm = run_child(form, corpus, cache, num_proc)
+            row["warm_seconds"], row["warm_start_seconds"], row["warm_peak_rss_mb"] = (
+                warm["seconds"],
+                warm["process_seconds"],
+                warm["peak_rss_mb"],
+            )
+            row["warm_train_start_seconds"] = train_start(form, corpus, cache)
         shutil.rmtree(cache, ignore_errors=True)
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -202,13 +238,16 @@ def benchmark(count: int, work: Path, num_proc: int, forms: list[str]) -> list[d
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| form | clips | cold s | s / 1,000 clips | warm s | RSS MB after imports | peak RSS MB | peak RSS MB with workers |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| form | clips | cold s | s / 1,000 clips | warm s | warm start s | warm train start s | RSS MB after imports | peak RSS MB | "
+        "peak RSS MB with workers | anonymous MB after imports | peak anonymous MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['form']} | {r['clips']:,} | {r['seconds']} | {r['seconds_per_1000_clips']} | {r.get('warm_seconds', '-')} | "
-            f"{r['rss_after_imports_mb']} | {r['peak_rss_mb']} | {r['peak_rss_with_workers_mb']} |"
+            f"{r.get('warm_start_seconds', '-')} | {r.get('warm_train_start_seconds', '-')} | "
+            f"{r['rss_after_imports_mb']} | {r['peak_rss_mb']} | {r['peak_rss_with_workers_mb']} | "
+            f"{r['anonymous_after_imports_mb']} | {r['peak_anonymous_mb']} |"
         )
     return "\n".join(lines)
 
@@ -219,6 +258,7 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/prepare_scale_data"), help="where the corpora are written (and kept)")
     parser.add_argument("--out", type=Path, default=None, help="folder for prepare_scale.json")
     parser.add_argument("--num-proc", type=int, default=2, help="decoding processes for prepare_data")
+    parser.add_argument("--forms", default="manifest,hf,hf_core", help="comma-separated: manifest, hf, hf_core")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
@@ -227,13 +267,7 @@ def main(argv=None) -> None:
         print(json.dumps(measure(args.child, args.corpus, args.cache, args.num_proc)))
         return
     sizes = [int(text) for text in args.clips.split(",") if text.strip()]
-    forms = ["manifest", "hf", "hf_core"] if hf_supported() else ["manifest", "hf_core"]
-    if "hf" not in forms:
-        print(
-            "ser_dist.config.Data has no hf_dataset field yet (issue 17 not integrated): prepare_data runs on the manifest only; "
-            "hf_core measures ser_dist.data.hf alone",
-            flush=True,
-        )
+    forms = [form.strip() for form in args.forms.split(",") if form.strip()]
     results = [row for count in sizes for row in benchmark(count, args.work.resolve(), args.num_proc, forms)]
     print(table(results))
     if args.out:

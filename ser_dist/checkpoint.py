@@ -346,7 +346,7 @@ def run_identity(exp, data) -> dict:
     flat = config_module.flatten(config_module.to_dict(exp))
     settings = {key: value for key, value in flat.items() if key not in config_module.RUN_CONTROL_KEYS}
     split_of = {i: name for name, indices in data.split_indices.items() for i in indices}
-    durations = data.dataset["duration"]
+    durations = data.dataset["duration"][:]  # one read: row by row costs ~0.1 ms a row (10 s at 100,000 clips)
     rows = [[r.path, r.label, r.speaker, r.session, split_of.get(i), round(float(durations[i]), 6)] for i, r in enumerate(data.records)]
     digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
     summary = f"{len(rows)} clips, " + ", ".join(f"{name} {len(idx)}" for name, idx in data.split_indices.items())

@@ -58,6 +58,12 @@ def cmd_train(args, overrides: list[str]) -> None:
     train(cli(Experiment(), ["--config", str(target), *overrides]))
 
 
+def cmd_prepare(args, overrides: list[str]) -> None:
+    from .prepare import prepare
+
+    prepare(args.recipe, overrides, args.data or [], out=args.out)
+
+
 def cmd_predict(args) -> None:
     from .serving.inference import EmotionClassifier, gather_inputs
 
@@ -254,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a recipe: ser-dist train recipes/bilstm_mfcc_ce.py data.root=DIR [section.key=value ...]")
     p.add_argument("recipe", help="a recipe script (recipes/*.py) or a YAML config")
 
+    p = sub.add_parser(
+        "prepare", help="scan, decode (into the cache training reuses) and split a corpus without training; print the data report"
+    )
+    p.add_argument("recipe", nargs="?", default=None, help="a recipe script or a YAML config, then section.key=value overrides")
+    p.add_argument(
+        "--data", nargs="+", metavar="KEY=VALUE", help="data keys as ser-dist evaluate takes them: hf_dataset=ID_OR_DIR, root=DIR, ..."
+    )
+    p.add_argument("--out", default=None, help="also write data_report.json and split.csv into this folder")
+
     p = sub.add_parser("predict", help="predict the emotion of audio files with a trained model")
     p.add_argument("model", help="a run directory (train.output_dir), an exported model folder or a Hub id (owner/name)")
     p.add_argument(
@@ -354,6 +369,10 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "train":  # everything after the recipe is section.key=value overrides
         args, overrides = parser.parse_known_args(argv)
         cmd_train(args, overrides)
+        return
+    if argv and argv[0] == "prepare":  # section.key=value overrides after the recipe, as for train
+        args, overrides = parser.parse_known_args(argv)
+        cmd_prepare(args, overrides)
         return
     if argv and argv[0] in ("cv", "grid"):  # overrides may follow the options too
         args, extras = parser.parse_known_args(argv)

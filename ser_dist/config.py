@@ -68,8 +68,15 @@ RESUME_SAFE_KEYS = (
 @dataclass
 class Data:
     corpus: str = "folder"  # adapter name in ser_dist.registry.CORPORA, or "manifest"
-    root: str | None = None  # required unless data.manifest is given
+    root: str | None = None  # required unless data.manifest or data.hf_dataset is given
     manifest: str | None = None  # CSV/JSONL with path,label[,speaker,session,source]
+    hf_dataset: str | None = None  # a Hugging Face dataset instead: a Hub id, a save_to_disk folder, or a file/folder load_dataset reads
+    hf_config: str | None = None  # the Hub dataset's configuration (load_dataset's name)
+    hf_revision: str | None = None  # the Hub dataset's branch, tag or commit
+    audio_column: str | None = None  # None: the column with the Audio feature (or of audio file paths)
+    label_column: str = "label"  # ClassLabel or text
+    speaker_column: str | None = None  # None: "speaker" when the dataset has it
+    session_column: str | None = None  # None: "session" when the dataset has it
     labels: list[str] | None = None  # keep (and order) only these classes; None: all found
     split: str = "speaker"  # speaker-independent unless told otherwise
     fold: int | None = None  # for the fold-based protocols (1-based)
@@ -179,9 +186,9 @@ class Experiment:
         """The command line's checks: ``check_values``, then what launching the run needs: a corpus to read,
         components that resolve (a user's import path is imported), folders that can be created, a checkpoint."""
         self.check_values()
-        if self.data.root is None and self.data.manifest is None:
+        if self.data.root is None and self.data.manifest is None and self.data.hf_dataset is None:
             raise ConfigError(
-                "data.root is required: pass data.root=DIR (a folder with one subfolder per emotion) or data.manifest=FILE.csv"
+                "data.root is required: pass data.root=DIR (a folder with one subfolder per emotion), data.manifest=FILE.csv or data.hf_dataset=ID_OR_DIR"
             )
         check_component_names(self)  # a typo fails here, before the corpus is scanned and decoded
         from .run_folder import file_in_the_way

@@ -189,3 +189,18 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             raise ConfigError(f"unexpected argument {arg!r}; use section.key=value (e.g. train.epochs=5) or --config FILE.yaml")
         i += 1
     return {**from_files, **from_cli}
+
+
+def data_overrides(items: list[str]) -> dict[str, str]:
+    """``--data key=value ...`` (``ser-dist evaluate``, ``ser-dist prepare``) as ``{"data.key": value}``; a key
+    may be written ``data.key`` too, and one given twice is an error (which value was meant is unknown)."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--data {item!r}: give key=value pairs, e.g. --data root=DIR corpus=emodb (or hf_dataset=ID_OR_DIR)")
+        dotted = key if key.startswith("data.") else f"data.{key}"
+        if dotted in pairs:
+            raise ConfigError(f"--data {key}= is given twice ({pairs[dotted]!r} and {value!r}); give each key once")
+        pairs[dotted] = value
+    return pairs

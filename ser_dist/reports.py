@@ -53,6 +53,8 @@ def write_training_reports(
 def write_evaluation_reports(out: PathLike, results: dict, test: dict, scored_records: list, skipped: list[tuple[str, str]]) -> None:
     """``ser-dist evaluate``'s reports: the test reports of the clips scored, and data_report.json listing
     the clips that could not be decoded (path, reason)."""
+    from .data.pipeline import clip_entry
+
     out = Path(out)
     write_test_reports(out, results, test, results["data"]["labels"], scored_records)
     write_json(
@@ -60,7 +62,7 @@ def write_evaluation_reports(out: PathLike, results: dict, test: dict, scored_re
         {
             "evaluated_on": results["evaluated_on"],
             "num_used": len(scored_records),
-            "skipped_files": [{"path": p, "reason": r} for p, r in skipped],
+            "skipped_files": [clip_entry(p, r) for p, r in skipped],  # a dataset's rows also by split and row
         },
     )
 

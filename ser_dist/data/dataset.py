@@ -12,9 +12,10 @@ Cache layout, under ``cache_dir`` (default ``$SER_DIST_CACHE``, else ``~/.cache/
     <key>.lock           serialises builders of the same key (flock; absent where unsupported)
     .tmp-<key>-<random>/ an entry being built; renamed to <key> when complete
 
-``key`` hashes the record list (paths, labels, speakers, sessions, sources, file sizes and mtimes), the
-sample rate, the crop length, the minimum length and ``FORMAT_VERSION``: rewriting a clip, relabelling, or changing the
-rate or crop makes a new entry; old entries are never modified (delete the folder to reclaim space).
+``key`` hashes the record list (paths, labels, speakers, sessions, sources, file sizes and mtimes; for the
+rows of a Hugging Face dataset, the dataset's fingerprint instead of file stats), the sample rate, the crop
+length, the minimum length and ``FORMAT_VERSION``: rewriting a clip, relabelling, or changing the rate or
+crop makes a new entry; old entries are never modified (delete the folder to reclaim space).
 Build once for the whole corpus and take splits with ``Dataset.select`` so folds share one entry.
 
 A clip is skipped, with its reason, when it can't be decoded (``decode_audio``: missing, empty, corrupt,
@@ -25,24 +26,21 @@ after the crop and 16-bit rounding: a silent clip carries no emotion, so its lab
 noise). A clip from a truncated file (its header claims more audio than the file holds) is kept with
 what is there, and the ``truncated`` column says so, for the data report.
 
-Only the crop is decoded and resampled (``decode_audio`` reads at most ``max_seconds`` at the clip's own
-rate), so a long or mislabelled clip costs no more memory than a clip of ``max_seconds``.
+A corpus is decoded in a pool of processes fed a bounded window at a time (``data/decode_pool.py``). Only
+the crop is decoded and resampled (``decode_audio`` reads at most ``max_seconds`` at the clip's own rate), so a long
+or mislabelled clip costs no more memory than a clip of ``max_seconds``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,11 +49,15 @@ import torch
 
 from .audio import AudioError, decode_audio
 from .cache_entry import build_lock, features, is_complete, load_entry, progress_bars_off, record_batch, remove_stale_builds
+from .decode_pool import decode_all
+from .hf_audio import decode_hf_audio, is_hf_record, iter_audio
 from .records import DataError, Record
 from .resample import RESAMPLING
 
 if TYPE_CHECKING:
     import datasets
+
+    from .hf import HFDataset
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ def build_audio_dataset(
     cache_dir: str | os.PathLike | None,
     num_proc: int = 1,
     min_seconds: float = DEFAULT_MIN_SECONDS,
+    hf: HFDataset | None = None,
 ) -> tuple[datasets.Dataset, list[tuple[str, str]]]:
     """Decode every record once into a memory-mapped Arrow dataset; reuse it while nothing changed.
 
@@ -91,6 +94,9 @@ def build_audio_dataset(
     Clips shorter than ``min_seconds`` (before the crop) and clips whose stored samples are silent are
     skipped (see the module docstring); a clip from a truncated file is kept, with the reason in its
     ``truncated`` column (null for a whole file).
+
+    ``hf``: the records are rows of this Hugging Face dataset (``hf://`` ids), decoded from its audio column
+    (``hf_audio.iter_audio``) without writing audio files; its fingerprint is part of the cache key.
 
     Returns ``(dataset, skipped)``: the usable clips in record order, and ``(path, reason)`` for
     every record that could not be decoded or used. Both come from the cache on an unchanged second call.
@@ -106,12 +112,16 @@ def build_audio_dataset(
         raise ConfigError(f"data.min_seconds={min_seconds} must be >= 0 (0 keeps clips of any length)")
     if max_seconds is not None and min_seconds > max_seconds:
         raise ConfigError(f"data.min_seconds={min_seconds} is longer than data.max_seconds={max_seconds}; lower data.min_seconds")
+    if hf is not None and not all(is_hf_record(rec.path) for rec in records):
+        raise ValueError("build_audio_dataset: with hf=, every record must be a row of that dataset (an hf:// id)")
     sample_rate = int(sample_rate)
     max_samples = None if max_seconds is None else max(1, int(round(max_seconds * sample_rate)))
     min_samples = max(1, int(round(min_seconds * sample_rate)))
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    key = cache_key(records, sample_rate=sample_rate, max_samples=max_samples, min_samples=min_samples)
+    key = cache_key(
+        records, sample_rate=sample_rate, max_samples=max_samples, min_samples=min_samples, hf_fingerprint=hf.fingerprint if hf else None
+    )
     entry = root / key
 
     if not is_complete(entry):
@@ -122,13 +132,16 @@ def build_audio_dataset(
                 if entry.exists():  # a folder without meta.json was not written by this module
                     logger.warning("audio cache %s is incomplete; rebuilding it", entry)
                     shutil.rmtree(entry, ignore_errors=True)
-                _build_entry(records, entry, key, sample_rate, max_samples, min_samples, num_proc)
+                _build_entry(records, entry, key, sample_rate, max_samples, min_samples, num_proc, hf)
     else:
         logger.info("audio cache hit: %s", entry)
     return load_entry(entry)
 
 
-def cache_key(records: Sequence[Record], *, sample_rate: int, max_samples: int | None, min_samples: int = 1) -> str:
+def cache_key(
+    records: Sequence[Record], *, sample_rate: int, max_samples: int | None, min_samples: int = 1, hf_fingerprint: str | None = None
+) -> str:
+    """The entry's name; ``hf_fingerprint`` (``HFDataset.fingerprint``) stands for the files of a dataset's rows."""
     digest = hashlib.sha256()
     header = {
         "format": FORMAT_VERSION,
@@ -137,14 +150,18 @@ def cache_key(records: Sequence[Record], *, sample_rate: int, max_samples: int |
         "min_samples": min_samples,
         "resampling": RESAMPLING,
     }
+    if hf_fingerprint is not None:
+        header["hf_fingerprint"] = hf_fingerprint
     digest.update(json.dumps(header, sort_keys=True).encode())
     for rec in records:
-        resolved = os.path.realpath(rec.path)
-        try:
-            stat = os.stat(resolved)
-            size, mtime_ns = stat.st_size, stat.st_mtime_ns
-        except OSError:
-            size = mtime_ns = None  # decoding will skip it as "file not found"
+        resolved = size = mtime_ns = None
+        if hf_fingerprint is None:
+            resolved = os.path.realpath(rec.path)
+            try:
+                stat = os.stat(resolved)
+                size, mtime_ns = stat.st_size, stat.st_mtime_ns
+            except OSError:
+                pass  # decoding will skip it as "file not found"
         row = [rec.path, resolved, size, mtime_ns, rec.label, rec.speaker, rec.session, rec.source]
         digest.update(json.dumps(row).encode())
         digest.update(b"\n")
@@ -152,12 +169,16 @@ def cache_key(records: Sequence[Record], *, sample_rate: int, max_samples: int |
 
 
 def decode_clip(
-    path: str, sample_rate: int, max_samples: int | None, min_samples: int = 1
+    source: str | dict, sample_rate: int, max_samples: int | None, min_samples: int = 1, name: str | None = None
 ) -> tuple[np.ndarray | None, int, str | None, str | None]:
     """(int16 samples or None, samples before the crop, reason when it is skipped, truncation note when it
-    is kept from a truncated file). Runs in pool workers."""
+    is kept from a truncated file). ``source``: a file path, or a dataset row's encoded audio
+    (``hf_audio.iter_audio``), ``name`` its record id. Runs in pool workers."""
     try:
-        decoded = decode_audio(path, sample_rate, max_samples)
+        if isinstance(source, dict):
+            decoded = decode_hf_audio(source, name or "", sample_rate, max_samples)
+        else:
+            decoded = decode_audio(source, sample_rate, max_samples)
     except AudioError as err:
         return None, 0, err.reason, None
     except Exception as err:  # a decoder failing in an unforeseen way skips this clip, not the corpus
@@ -188,51 +209,16 @@ def silent_reason(samples: np.ndarray) -> str | None:
     return f"silent: every sample is {value} at 16-bit precision"
 
 
-def _decoded(records: Sequence[Record], sample_rate: int, max_samples: int | None, min_samples: int, num_proc: int) -> Iterator:
-    """decode_clip results in record order, in a pool of spawned processes when ``num_proc > 1``."""
-    jobs = [(rec.path, sample_rate, max_samples, min_samples) for rec in records]
-    workers = max(1, min(int(num_proc), len(jobs)))
-    if workers == 1:
-        with _one_torch_thread():
-            for job in jobs:
-                yield decode_clip(*job)
-        return
-    # spawn, not fork: the parent may hold torch/OpenMP threads (or CUDA), which fork does not copy safely.
-    # ProcessPoolExecutor rather than multiprocessing.Pool: a worker killed by a crashing decoder
-    # breaks the pool with an error instead of leaving imap waiting forever.
-    context = multiprocessing.get_context("spawn")
-    chunksize = max(1, min(32, len(jobs) // (workers * 8)))
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        try:
-            yield from pool.map(_decode_job, jobs, chunksize=chunksize)
-        except BrokenProcessPool:
-            raise RuntimeError(
-                "an audio decoding process died (a decoder crash or out of memory); rerun with one "
-                "process (num_proc=1) to see which file causes it"
-            ) from None
+def _jobs(records: Sequence[Record], hf: HFDataset | None, sample_rate: int, max_samples: int | None, min_samples: int) -> Iterator[tuple]:
+    """``decode_clip`` arguments per record, in order: its file, or its row's encoded audio (read a few rows at a time)."""
+    sources = iter_audio(hf, records) if hf is not None else (rec.path for rec in records)
+    for rec, source in zip(records, sources):
+        yield source, sample_rate, max_samples, min_samples, rec.path
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)  # one decode per core; intra-op threads would oversubscribe
-
-
-@contextlib.contextmanager
-def _one_torch_thread():
-    # Resampling one clip is too small a job to split across threads: thread wake-ups cost more than
-    # they save (10-20x slower with 2 threads on a busy 2-core machine). Restored for training.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _decode_job(job):
-    return decode_clip(*job)
-
-
-def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: int | None, min_samples: int, num_proc: int) -> None:
+def _build_entry(
+    records, entry: Path, key: str, sample_rate: int, max_samples: int | None, min_samples: int, num_proc: int, hf: HFDataset | None = None
+) -> None:
     import datasets
     import pyarrow as pa
 
@@ -247,7 +233,7 @@ def _build_entry(records, entry: Path, key: str, sample_rate: int, max_samples: 
         rows: list[tuple[Record, np.ndarray, int, str | None]] = []
         pending_samples = 0
         with pa.OSFile(str(staging), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            decoded = _decoded(records, sample_rate, max_samples, min_samples, num_proc)
+            decoded = decode_all(decode_clip, _jobs(records, hf, sample_rate, max_samples, min_samples), len(records), num_proc)
             for number, (rec, (audio, original, reason, truncated)) in enumerate(zip(records, decoded), 1):
                 if audio is None:
                     skipped.append((rec.path, reason))

@@ -297,6 +297,31 @@ def check_split_columns(hf: HFDataset, protocol: str) -> None:
             )
 
 
+def check_own_splits(hf: HFDataset, needs_validation: bool) -> None:
+    """``data.split=fixed`` takes the dataset's own splits: a train and a test split (and a validation split when
+    ``needs_validation``), none of another name; else one line, before any audio is decoded."""
+    own = ", ".join(hf.split_roles)
+    other = "use data.split=speaker or stratified, which pool the rows of every split and draw their own split"
+    unknown = [split for split, role in hf.split_roles.items() if role not in ("train", "val", "test")]
+    if unknown:
+        raise DataError(
+            f"{hf.name}: data.split=fixed uses the dataset's own splits, and {unknown[0]!r} is not train, validation (valid, dev) "
+            f"or test (its splits: {own}); {other}"
+        )
+    roles = set(hf.split_roles.values())
+    for role, name in (("train", "train"), ("test", "test"), ("val", "validation")):
+        if role not in roles and (role != "val" or needs_validation):
+            raise DataError(
+                f"{hf.name}: data.split=fixed uses the dataset's own splits, and it has no {name} split (its splits: {own}); {other}"
+            )
+
+
+def declared_license(hf: HFDataset) -> str | None:
+    """The license the dataset declares (``DatasetInfo.license``), if any."""
+    text = next(iter(hf.splits.values())).info.license
+    return str(text).strip() or None if text else None
+
+
 def _fingerprint(name, hub_id, config, revision, columns, roles, splits, audio_rows, base_dir) -> str:
     digest = hashlib.sha256()
     header = {

@@ -1,8 +1,10 @@
 """From a config's ``data`` section to decoded, split datasets and the run's data report.
 
-Steps: scan the corpus with its adapter (manifest rows), keep the configured classes, decode every
+Steps: scan the corpus with its adapter (manifest rows), or the Hugging Face dataset ``data.hf_dataset``
+(``data/hf.py``: one record per row, ``hf://<name>/<split>/<row>``), keep the configured classes, decode every
 clip once into the Arrow cache (unreadable, too short and silent clips are skipped and reported),
-split (speaker-independent by default), and count everything that was found, used, skipped or set aside.
+split (speaker-independent by default; ``data.split=fixed`` takes a dataset's own splits), and count
+everything that was found, used, skipped or set aside (a dataset's rows by split and row index).
 A clip kept from a truncated file (its header claims more audio than the file holds) is listed under
 ``truncated_files`` in the report, with one warning line counting them.
 
@@ -21,7 +23,18 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..registry import CORPORA
+from .hf_audio import audio_location, is_hf_record
 from .records import AUDIO_EXTENSIONS, DataError, Record, Scan
+
+# The data keys that only a Hugging Face dataset reads, with their defaults.
+HF_ONLY_KEYS = {
+    "hf_config": None,
+    "hf_revision": None,
+    "audio_column": None,
+    "label_column": "label",
+    "speaker_column": None,
+    "session_column": None,
+}
 
 
 @dataclass
@@ -31,6 +44,7 @@ class PreparedData:
     dataset: object  # datasets.Dataset with the decoded audio
     split_indices: dict[str, list[int]]  # train/val/test -> indices into ``records`` (data.split names the protocol)
     report: dict = field(default_factory=dict)
+    hf: object = None  # the HFDataset the records are rows of (data.hf_dataset), else None
 
     def class_counts(self, split_name: str = "train") -> list[int]:
         label2id = {name: i for i, name in enumerate(self.label_names)}
@@ -40,12 +54,22 @@ class PreparedData:
         return counts
 
     def durations(self, split_name: str) -> list[float]:
-        column = self.dataset["duration"]
+        column = self.dataset["duration"][:]  # one read: indexing the column row by row costs ~0.1 ms a row
         return [float(column[i]) for i in self.split_indices[split_name]]
 
 
+def corpus_location(data) -> str | None:
+    """What messages name as the corpus: ``data.hf_dataset``, ``data.manifest`` or ``data.root``."""
+    return data.hf_dataset or data.manifest or data.root
+
+
+def clip_name(path: str) -> str:
+    """A clip as messages name it: a file by its name, a dataset's row by its record id."""
+    return path if is_hf_record(path) else Path(path).name
+
+
 def scan_corpus(data) -> Scan:
-    """Run the configured corpus adapter and apply ``data.labels``."""
+    """Run the configured corpus adapter (or read the rows of ``data.hf_dataset``) and apply ``data.labels``."""
     if data.labels:
         repeated = [label for label, count in collections.Counter(data.labels).items() if count > 1]
         if repeated:
@@ -55,16 +79,24 @@ def scan_corpus(data) -> Scan:
             )
 
     root = Path(data.root) if data.root else None
-    if data.manifest is None:
-        if root is None:
-            raise DataError("data.root is required: pass data.root=DIR")
-        if not root.is_dir():
-            raise DataError(f"{root}: data folder not found; pass data.root=DIR with one subfolder per emotion (or data.manifest=FILE)")
-    try:
-        adapter = CORPORA.get("manifest" if data.manifest and data.corpus == "folder" else data.corpus)
-    except KeyError as err:
-        raise DataError(f"data.corpus: {err.args[0]}") from None
-    scan = adapter(root, data)
+    check_corpus_keys(data)
+    if data.hf_dataset is not None:
+        from .cache_entry import progress_bars_off
+        from .hf import scan_data
+
+        with progress_bars_off():  # load_dataset's conversion bars: the run log and one-line errors stay clean
+            scan = scan_data(data)
+    else:
+        if data.manifest is None:
+            if root is None:
+                raise DataError("data.root is required: pass data.root=DIR")
+            if not root.is_dir():
+                raise DataError(f"{root}: data folder not found; pass data.root=DIR with one subfolder per emotion (or data.manifest=FILE)")
+        try:
+            adapter = CORPORA.get("manifest" if data.manifest and data.corpus == "folder" else data.corpus)
+        except KeyError as err:
+            raise DataError(f"data.corpus: {err.args[0]}") from None
+        scan = adapter(root, data)
     found = sorted({rec.label for rec in scan.records})
     if data.labels:
         wanted = set(data.labels)
@@ -83,18 +115,47 @@ def scan_corpus(data) -> Scan:
     counts = collections.Counter(rec.label for rec in scan.records)
     empty = [label for label in scan.labels if counts[label] == 0]
     if empty:
-        raise DataError(f"{data.manifest or root}: class {empty[0]!r} has no clips; add clips or leave it out with data.labels=...")
+        raise DataError(f"{corpus_location(data)}: class {empty[0]!r} has no clips; add clips or leave it out with data.labels=...")
     return scan
+
+
+def check_corpus_keys(data) -> None:
+    """``data.hf_dataset`` is the corpus: a folder's or manifest's keys beside it, or a dataset's keys without
+    it, are one line before anything is read."""
+    if data.hf_dataset is None:
+        for key, default in HF_ONLY_KEYS.items():
+            if getattr(data, key) != default:
+                raise ConfigError(
+                    f"data.{key}={getattr(data, key)} is for a Hugging Face dataset: set data.hf_dataset=ID_OR_DIR, or leave it out"
+                )
+        return
+    for key, value, fix in (
+        ("root", data.root, "they name two corpora: give one (data.root=null)"),
+        ("manifest", data.manifest, "they name two corpora: give one (data.manifest=null)"),
+        (
+            "corpus",
+            None if data.corpus == "folder" else data.corpus,
+            "a corpus adapter reads a folder, not a dataset: set data.corpus=folder",
+        ),
+        (
+            "speaker_pattern",
+            data.speaker_pattern,
+            "speakers come from a column of the dataset: set data.speaker_pattern=null (and data.speaker_column=COLUMN)",
+        ),
+    ):
+        if value is not None:
+            raise ConfigError(f"data.hf_dataset={data.hf_dataset} and data.{key}={value}: {fix}")
 
 
 def _nothing_usable(data, root, scan: Scan, labels_found: list[str]) -> str:
     """The one line for a scan that kept no clip: what was found and why none of it is used."""
-    where = data.manifest or root
+    where = corpus_location(data)
     if data.labels and labels_found:
         return f"{where}: data.labels={list(data.labels)} matches none of the labels found ({', '.join(labels_found)}); fix data.labels or leave it unset"
     if scan.problems:
         path, reason = scan.problems[0]
-        return f"{where}: none of the {len(scan.problems)} files found can be used (first: {Path(path).name}: {reason}); check data.root / data.corpus"
+        check = "data.hf_dataset / data.label_column" if data.hf_dataset else "data.root / data.corpus"
+        return f"{where}: none of the {len(scan.problems)} files found can be used (first: {clip_name(path)}: {reason}); check {check}"
     return f"{where}: no usable audio clips found (supported: {', '.join(e[1:] for e in AUDIO_EXTENSIONS[:4])}, ...); check data.root / data.corpus"
 
 
@@ -109,12 +170,19 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
     from .splits import split_records
 
     scan = scan_corpus(data)
-    where = data.manifest or data.root
+    where = corpus_location(data)
+    hf = getattr(scan, "dataset", None)
     if for_training and len(scan.labels) < 2:
         raise DataError(
             f"{where}: only one class ({scan.labels[0]!r}, {len(scan.records)} clips); a classifier needs at least 2 classes: "
             "add clips of another emotion (another class folder or manifest label), or widen data.labels"
         )
+    if hf is not None:  # what the protocol needs of the dataset, before any audio is decoded
+        from .hf import check_own_splits, check_split_columns
+
+        check_split_columns(hf, data.split)
+        if data.split == "fixed":
+            check_own_splits(hf, needs_validation=data.val_fraction > 0)
     dataset, skipped = build_audio_dataset(
         scan.records,
         sample_rate=data.sample_rate,
@@ -122,6 +190,7 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
         cache_dir=data.cache_dir,
         num_proc=num_proc,
         min_seconds=data.min_seconds,
+        hf=hf,
     )
     skipped_paths = {path for path, _ in skipped}
     records = [rec for rec in scan.records if rec.path not in skipped_paths]
@@ -131,10 +200,11 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
         reasons = dict(skipped)
         first = next(rec.path for rec in scan.records if rec.label == unreadable[0])
         raise DataError(
-            f"{where}: every clip of class {unreadable[0]!r} was skipped (e.g. {Path(first).name}: {reasons.get(first, 'unreadable')}); "
+            f"{where}: every clip of class {unreadable[0]!r} was skipped (e.g. {clip_name(first)}: {reasons.get(first, 'unreadable')}); "
             "fix the files or leave the class out with data.labels=..."
         )
-    split_indices = split_records(records, data, seed if data.split_seed is None else data.split_seed)
+    own_splits = scan.fixed_split if hf is not None else None
+    split_indices = split_records(records, data, seed if data.split_seed is None else data.split_seed, own_splits)
     coverage = class_coverage(records, split_indices, scan.labels)
     if for_training and coverage.get("train"):
         label = coverage["train"][0]
@@ -154,11 +224,11 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
         path, reason = truncated[0]
         warnings.append(
             f"{len(truncated)} clip(s) come from truncated files, kept with the audio they hold "
-            f"(e.g. {Path(path).name}: {reason.removeprefix('truncated: ')}); "
+            f"(e.g. {clip_name(path)}: {reason.removeprefix('truncated: ')}); "
             "re-export or remove them (all listed under truncated_files in data_report.json)"
         )
     report = data_report(data, scan, records, skipped, split_indices, dataset, warnings)
-    return PreparedData(label_names=list(scan.labels), records=records, dataset=dataset, split_indices=split_indices, report=report)
+    return PreparedData(label_names=list(scan.labels), records=records, dataset=dataset, split_indices=split_indices, report=report, hf=hf)
 
 
 def class_coverage(records: list[Record], split_indices: dict, labels: list[str]) -> dict[str, list[str]]:
@@ -180,8 +250,8 @@ def skip_kind(reason: str) -> str:
 
 
 def data_report(data, scan: Scan, records: list[Record], skipped, split_indices: dict, dataset, warnings: list[str] | None = None) -> dict:
-    durations = dataset["duration"]
-    original = dataset["original_duration"]
+    durations = dataset["duration"][:]  # lists, read at once: indexing the columns row by row costs ~0.1 ms a row
+    original = dataset["original_duration"][:]
     per_split = {}
     for name, indices in split_indices.items():
         per_split[name] = {
@@ -190,19 +260,48 @@ def data_report(data, scan: Scan, records: list[Record], skipped, split_indices:
             "per_class": dict(sorted(collections.Counter(records[i].label for i in indices).items())),
             "speakers": sorted({records[i].speaker for i in indices if records[i].speaker is not None}),
         }
+    hf = getattr(scan, "dataset", None)
     return {
         "corpus": data.corpus,
         "root": data.root,
         "manifest": data.manifest,
+        "hf_dataset": data.hf_dataset,
+        **({"hf": hf_summary(hf)} if hf is not None else {}),
         "labels": list(scan.labels),
         "num_found": len(scan.records) + len(scan.problems),
         "num_used": len(records),
         "num_cropped": int(sum(1 for d, o in zip(durations, original) if o > d + 1e-6)),
-        "skipped_files": [{"path": p, "reason": r} for p, r in skipped],
-        "set_aside_files": [{"path": p, "reason": r} for p, r in scan.problems],
-        "truncated_files": [{"path": p, "reason": r} for p, r in truncated_files(dataset)],
+        "skipped_files": [clip_entry(p, r) for p, r in skipped],
+        "set_aside_files": [clip_entry(p, r) for p, r in scan.problems],
+        "truncated_files": [clip_entry(p, r) for p, r in truncated_files(dataset)],
         "warnings": list(warnings or []),
         "splits": per_split,
+    }
+
+
+def clip_entry(path: str, reason: str) -> dict:
+    """A data report row: the clip and the reason; a dataset's row also by its own split and row index."""
+    if not is_hf_record(path):
+        return {"path": path, "reason": reason}
+    split, row = audio_location(path)
+    return {"path": path, "split": split, "row": row, "reason": reason}
+
+
+def hf_summary(hf) -> dict:
+    """Where a Hugging Face dataset came from (the model card's ``datasets:`` and ``license`` read it) and how it was read."""
+    from dataclasses import asdict
+
+    from .hf import declared_license
+
+    return {
+        "name": hf.name,
+        "hub_id": hf.hub_id,
+        "config": hf.config,
+        "revision": hf.revision,
+        "license": declared_license(hf),
+        "fingerprint": hf.fingerprint,
+        "splits": dict(hf.split_roles),
+        "columns": asdict(hf.columns),
     }
 
 
@@ -230,6 +329,6 @@ def first_problems(report: dict, limit: int = 5) -> str | None:
     rows = report["skipped_files"] + report["set_aside_files"]
     if not rows:
         return None
-    shown = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rows[:limit])
+    shown = "; ".join(f"{clip_name(r['path'])}: {r['reason']}" for r in rows[:limit])
     more = f" (+{len(rows) - limit} more)" if len(rows) > limit else ""
     return shown + more

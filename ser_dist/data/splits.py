@@ -23,7 +23,8 @@ Protocols:
   seed breaks ties); fold K tests, validation takes speakers of the following folds up to
   ~``val_fraction``.
 * ``fixed``: the split is given by the data: each record's ``session`` must be ``train``, ``val`` or
-  ``test`` (a manifest with a ``session`` column holding the corpus's official split).
+  ``test`` (a manifest with a ``session`` column holding the corpus's official split), or, for a Hugging
+  Face dataset, the dataset's own splits (``train``, ``validation``/``valid``/``dev``, ``test``).
 
 This module holds the protocols and the checks that explain a refusal; the counting behind them
 (grouping, quotas, dealing speakers into folds) is :mod:`ser_dist.data.split_groups`, and the
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import collections
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..errors import ConfigError
 from .records import DataError, Record
@@ -52,8 +53,11 @@ SPEAKER_FIX = (
 Split = dict[str, list[int]]
 
 
-def split_records(records: list[Record], data, seed: int) -> Split:
-    """Indices into ``records`` for train, val and test under ``data.split`` (see the module docstring)."""
+def split_records(records: list[Record], data, seed: int, own_splits: Mapping[str, str] | None = None) -> Split:
+    """Indices into ``records`` for train, val and test under ``data.split`` (see the module docstring).
+
+    ``own_splits``: record path -> train / val / test, the splits the data came with (a Hugging Face
+    dataset's, ``HFScan.fixed_split``); ``data.split=fixed`` takes them instead of each record's session."""
     if not records:
         raise DataError("no clips to split; check data.root / data.manifest")
     protocols: dict[str, Callable[[list[Record], object, int], Split]] = {
@@ -68,7 +72,10 @@ def split_records(records: list[Record], data, seed: int) -> Split:
         raise ConfigError(f"data.split={data.split!r} is not one of {', '.join(protocols)}")
     if data.split not in FOLD_PROTOCOLS and data.fold not in (None, 1):
         raise ConfigError(f"data.fold={data.fold}: data.split={data.split} has a single fold; folds are for {', '.join(FOLD_PROTOCOLS)}")
-    split = protocols[data.split](records, data, seed)
+    if data.split == "fixed" and own_splits is not None:
+        split = _own_splits(records, own_splits)
+    else:
+        split = protocols[data.split](records, data, seed)
     split = {name: sorted(split.get(name, [])) for name in SPLIT_NAMES}
     _check_sources_together(records, split, data)
     _check_not_empty(records, split, data)
@@ -232,6 +239,18 @@ def _fixed(records: list[Record], data, seed: int) -> Split:
                 f"{rec.path} has session {rec.session!r}; fix the manifest's 'session' column or choose another data.split"
             )
         split[rec.session].append(i)
+    return split
+
+
+def _own_splits(records: list[Record], own_splits: Mapping[str, str]) -> Split:
+    split: Split = {name: [] for name in SPLIT_NAMES}
+    for i, rec in enumerate(records):
+        role = own_splits.get(rec.path)
+        if role not in SPLIT_NAMES:
+            raise DataError(
+                f"data.split=fixed: {rec.path} comes from split {role!r}, which is not train, validation or test; use another data.split"
+            )
+        split[role].append(i)
     return split
 
 

@@ -4,7 +4,7 @@ Which clips:
 - no ``--data``: the run's own split (``split.csv``; ``--split test`` by default), so the run's test
   metrics are reproduced exactly; a model without its run folder re-derives the split from its config;
 - ``--data key=value ...``: any corpus the training data keys describe (``root=DIR corpus=emodb``,
-  ``manifest=FILE``, ``labels=a,b,...``), every clip by default (``--split all``), or one split of
+  ``manifest=FILE``, ``hf_dataset=ID_OR_DIR label_column=...``, ``labels=a,b,...``), every clip by default (``--split all``), or one split of
   ``--data split=...`` with the model's seed.
 
 The clips are decoded and cut exactly as in training (the model's ``sample_rate`` and ``max_seconds``)
@@ -127,10 +127,12 @@ def _run_split(run_dir: Path, split_file: Path, split: str) -> list[Record]:
     return chosen
 
 
-def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: str | None) -> tuple[list[Record], dict, str]:
-    """The clips to score, a data summary for metrics.json, and a description of where they came from."""
+def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: str | None) -> tuple[list[Record], dict, str, object]:
+    """The clips to score, a data summary for metrics.json, a description of where they came from, and the
+    Hugging Face dataset they are rows of (None for files)."""
     from ..config import Data, apply_overrides
-    from ..data.pipeline import scan_corpus
+    from ..data.pipeline import corpus_location, scan_corpus
+    from ..overrides import data_overrides as parse_data_overrides
 
     run_dir = model_dir.parent if model_dir.name == "model" else None
     if not data_overrides:
@@ -140,24 +142,20 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: st
         split_file = run_dir / "split.csv" if run_dir is not None else None
         if split_file is not None and split_file.exists():
             records = _run_split(run_dir, split_file, split)
-            return records, {"split_file": str(split_file), "split": split}, f"{split_file} ({split} rows)"
+            hf = None
+            if exp.data.hf_dataset is not None:  # the rows of the run's dataset: their audio is read from it
+                from ..data.hf import scan_data
+
+                hf = scan_data(exp.data).dataset
+            return records, {"split_file": str(split_file), "split": split}, f"{split_file} ({split} rows)", hf
         import dataclasses
 
         data = dataclasses.replace(exp.data, cache_dir=None)  # the user's decode cache, never a folder the model's files name
-        where = f"the model's training corpus ({data.manifest or data.root}, data.split={data.split})"
+        where = f"the model's training corpus ({corpus_location(data)}, data.split={data.split})"
     else:
         # the model's audio settings; the user's decode cache, never a folder the model's files name
         data = Data(sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, min_seconds=exp.data.min_seconds)
-        pairs = {}
-        for item in data_overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise UserError(f"--data {item!r}: give key=value pairs, e.g. --data root=DIR corpus=emodb")
-            dotted = key if key.startswith("data.") else f"data.{key}"
-            if dotted in pairs:
-                raise UserError(f"--data {key}= is given twice ({pairs[dotted]!r} and {value!r}); give each key once")
-            pairs[dotted] = value
-        holder = apply_overrides(type(exp)(data=data), pairs)
+        holder = apply_overrides(type(exp)(data=data), parse_data_overrides(data_overrides))
         data = holder.data
         from ..config import SPLITS
         from ..config_checks import check_choice
@@ -168,33 +166,24 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: st
                 raise UserError(
                     f"--data {key}={getattr(data, key)}: the model was trained with data.{key}={getattr(exp.data, key)}; leave it out"
                 )
-        if data.root is None and data.manifest is None:
-            raise UserError("--data needs root=DIR (with corpus=NAME for a named corpus) or manifest=FILE")
+        if data.root is None and data.manifest is None and data.hf_dataset is None:
+            raise UserError("--data needs root=DIR (with corpus=NAME for a named corpus), manifest=FILE or hf_dataset=ID_OR_DIR")
         split = split or "all"
-        where = str(data.manifest or data.root)
+        where = str(corpus_location(data))
         if split == "all":
             scan = scan_corpus(data)
-            summary = {
-                "corpus": data.corpus,
-                "root": data.root,
-                "manifest": data.manifest,
-                "split": "all",
-                "set_aside_files": len(scan.problems),
-            }
-            return scan.records, summary, where
+            summary = {**_corpus_keys(data), "split": "all", "set_aside_files": len(scan.problems)}
+            return scan.records, summary, where, getattr(scan, "dataset", None)
     from ..data.pipeline import prepare_data
 
     prepared = prepare_data(data, exp.train.seed, for_training=False)
     records = [prepared.records[i] for i in prepared.split_indices[split]]
-    summary = {
-        "corpus": data.corpus,
-        "root": data.root,
-        "manifest": data.manifest,
-        "split": split,
-        "protocol": data.split,
-        "fold": data.fold,
-    }
-    return records, summary, f"{where} ({split} split of data.split={data.split})"
+    summary = {**_corpus_keys(data), "split": split, "protocol": data.split, "fold": data.fold}
+    return records, summary, f"{where} ({split} split of data.split={data.split})", prepared.hf
+
+
+def _corpus_keys(data) -> dict:
+    return {"corpus": data.corpus, "root": data.root, "manifest": data.manifest, "hf_dataset": data.hf_dataset}
 
 
 def evaluate_model(
@@ -233,13 +222,13 @@ def evaluate_model(
     model_file = model_dir / META_FILE
     # Without --data the corpus comes from the model's config: untrusted, so its adapter is never imported.
     with contextlib.nullcontext() if data_overrides else untrusted(model_file):
-        records, summary, where = _records_to_score(exp, model_dir, list(data_overrides or []), split)
+        records, summary, where, hf = _records_to_score(exp, model_dir, list(data_overrides or []), split)
     if not records:
         raise DataError(f"{where}: no clips to evaluate")
     missing = check_labels(records, labels, dict(label_map or {}), where)
 
     dataset, skipped = build_audio_dataset(
-        records, sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, min_seconds=exp.data.min_seconds, cache_dir=None
+        records, sample_rate=exp.data.sample_rate, max_seconds=exp.data.max_seconds, min_seconds=exp.data.min_seconds, cache_dir=None, hf=hf
     )
     skipped_paths = {path for path, _ in skipped}
     usable = [rec for rec in records if rec.path not in skipped_paths]

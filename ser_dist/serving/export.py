@@ -49,6 +49,7 @@ def export_model(model, state_dict: dict, directory: Path, *, exp, label_names: 
         "max_seconds": exp.data.max_seconds,
         "backbone": exp.model.backbone,
         "experiment": model_dict(exp),
+        **({"hf_dataset": source} if (source := _hf_dataset_source(directory, exp)) else {}),
         **(extra or {}),
     }
     if hasattr(model, "export_pretrained"):
@@ -70,6 +71,19 @@ def export_model(model, state_dict: dict, directory: Path, *, exp, label_names: 
     else:
         os.replace(tmp, directory)
     return directory
+
+
+def _hf_dataset_source(directory: Path, exp) -> dict | None:
+    """Where the training data's Hugging Face dataset came from (its Hub id, declared license), as the run's
+    data report recorded it (``pipeline.hf_summary``), for the model card; None for other data."""
+    report = directory.parent / "data_report.json"  # a training run's, written before its export
+    if exp.data.hf_dataset is None or not report.is_file():
+        return None
+    try:
+        source = json.loads(report.read_text()).get("hf")
+    except (OSError, ValueError):
+        return None
+    return source if isinstance(source, dict) else None
 
 
 def read_meta(directory: Path) -> dict:
@@ -131,7 +145,7 @@ def check_meta(meta: dict, path: Path) -> None:
         raise UserError(f"{path}: experiment={_shown(meta['experiment'])} must be a mapping of settings (data, model, loss, ...); {fix}")
     if not isinstance(meta.get("backbone_in_export", False), bool):
         raise UserError(f"{path}: backbone_in_export={_shown(meta['backbone_in_export'])} must be true or false; {fix}")
-    for key in ("ssl", "test_metrics", "data"):
+    for key in ("ssl", "test_metrics", "data", "hf_dataset"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise UserError(f"{path}: {key}={_shown(meta[key])} must be a mapping; {fix}")
 

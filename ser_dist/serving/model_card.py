@@ -1,7 +1,10 @@
 """The model card (``README.md``) every export carries: Hub YAML metadata plus what a user needs to know.
 
 The metadata is built with ``huggingface_hub.ModelCardData`` / ``EvalResult``, so the ``model-index``
-(test UA, WA and macro-F1 with the evaluation protocol) is in the layout the Hub parses.
+(test UA, WA and macro-F1 with the evaluation protocol) is in the layout the Hub parses. ``datasets:`` names
+what the Hub can link: the Hub id of a Hugging Face dataset trained on (``meta["hf_dataset"]``, from the
+run's data report), or a named corpus; a local folder or file is never named there. ``base_model`` is the
+pretrained checkpoint of an SSL backbone, ``license`` the license the training dataset declares.
 """
 
 from __future__ import annotations
@@ -24,8 +27,40 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
-def corpus_description(data: dict) -> tuple[str | None, str]:
+def _hf_source(meta: dict) -> dict:
+    source = meta.get("hf_dataset")
+    return source if isinstance(source, dict) else {}
+
+
+def hub_dataset_id(meta: dict) -> str | None:
+    """The Hub id of the Hugging Face dataset the model was trained on (None: a local one, or other data)."""
+    hub_id = _hf_source(meta).get("hub_id")
+    return hub_id if isinstance(hub_id, str) and hub_id else None
+
+
+def base_model(exp: dict) -> str | None:
+    """The Hub checkpoint the backbone starts from: a registered SSL preset's, or a Hub id given as the backbone
+    (None for a random init, a local folder, or a backbone trained from scratch)."""
+    model = exp.get("model") or {}
+    backbone = str(model.get("backbone"))
+    if not model.get("pretrained", True):
+        return None
+    from ..models.ssl_presets import HUB_IDS
+
+    if backbone in HUB_IDS:
+        return HUB_IDS[backbone]
+    from ..hub_ids import looks_like_repo_id
+
+    return backbone if looks_like_repo_id(backbone) and ":" not in backbone else None
+
+
+def corpus_description(data: dict, meta: dict | None = None) -> tuple[str | None, str]:
     corpus = data.get("corpus") or "folder"
+    if data.get("hf_dataset"):
+        hub_id = hub_dataset_id(meta or {})
+        if hub_id:
+            return None, f"the Hugging Face dataset [`{hub_id}`](https://huggingface.co/datasets/{hub_id})"
+        return None, f"a local Hugging Face dataset (`{Path(str(data['hf_dataset'])).name}`)"
     if corpus in CORPUS_NOTES:
         return CORPUS_NOTES[corpus]
     where = data.get("manifest") or data.get("root") or "a local corpus"
@@ -38,12 +73,12 @@ def card_data(meta: dict, repo_id: str | None = None):
 
     exp = meta["experiment"]
     data = exp["data"]
-    language, _ = corpus_description(data)
-    dataset_name = (
-        data.get("corpus")
-        if data.get("corpus") not in (None, "folder", "manifest")
-        else Path(str(data.get("manifest") or data.get("root") or "local")).name
-    )
+    language, _ = corpus_description(data, meta)
+    # What the Hub can link to: a Hub dataset id, or a named corpus; never a local folder's or file's name.
+    hub_dataset = hub_dataset_id(meta) if data.get("hf_dataset") else None
+    corpus = data.get("corpus") if not data.get("hf_dataset") and data.get("corpus") not in (None, "folder", "manifest") else None
+    dataset_name = hub_dataset or corpus or "local"
+    license_name = _hf_source(meta).get("license")
     test = meta.get("test_metrics") or {}
     protocol = {"split": data.get("split"), "fold": data.get("fold"), "speaker_independent": data.get("split") != "stratified"}
     results = []
@@ -59,7 +94,7 @@ def card_data(meta: dict, repo_id: str | None = None):
                 task_type="audio-classification",
                 task_name="Speech emotion recognition",
                 dataset_type=str(dataset_name),
-                dataset_name=str(dataset_name),
+                dataset_name=str(dataset_name) if dataset_name != "local" else "a local corpus",
                 dataset_split="test",
                 dataset_config=str(data.get("split")),
                 dataset_args={k: v for k, v in protocol.items() if v is not None},
@@ -83,7 +118,9 @@ def card_data(meta: dict, repo_id: str | None = None):
             f"loss-{exp['loss']['name']}",
         ]
         + ([] if transformers_layout else ["pytorch_model_hub_mixin"]),
-        datasets=[str(dataset_name)],
+        datasets=[dataset_name] if dataset_name != "local" else None,
+        base_model=base_model(exp),
+        license=license_name if isinstance(license_name, str) and license_name else None,
         metrics=["unweighted_accuracy", "accuracy", "f1"],
         language=language,
         model_name=repo_id or exp.get("name") or "ser-dist-model",
@@ -100,7 +137,7 @@ def render(meta: dict, repo_id: str | None = None, has_confusion_image: bool = T
     labels = meta["labels"]
     test = meta.get("test_metrics") or {}
     summary = meta.get("data") or {}
-    _, corpus_text = corpus_description(data)
+    _, corpus_text = corpus_description(data, meta)
     name = repo_id or exp.get("name") or "ser-dist model"
     load_from = repo_id or "path/to/model"
     lines = [
