@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import runpy
 import sys
@@ -65,51 +64,34 @@ def cmd_prepare(args, overrides: list[str]) -> None:
 
 
 def cmd_predict(args) -> None:
+    from .serving.hf_inputs import dataset_keys
     from .serving.inference import EmotionClassifier, gather_inputs
+    from .serving.prediction_output import write_predictions
 
+    keys = dataset_keys(args.data) if args.data else None
+    if args.split is not None and keys is None:
+        raise UserError(f"--split {args.split} picks a split of a dataset: give --data hf_dataset=ID_OR_DIR too")
     files, set_aside = gather_inputs(args.inputs)
-    if not files:
+    if not files and keys is None:
         example = f" ({len(set_aside)} entries set aside, e.g. {set_aside[0][0]}: {set_aside[0][1]})" if set_aside else ""
         raise UserError(
-            f"no input audio files{example}; pass files, folders or a CSV/JSONL manifest: ser-dist predict RUN_DIR a.wav b.flac"
+            f"no input audio files{example}; pass files, folders or a CSV/JSONL manifest: ser-dist predict RUN_DIR a.wav b.flac "
+            "(or a dataset's rows: --data hf_dataset=ID_OR_DIR)"
         )
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k {args.top_k}: give a number of classes >= 1")
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: give a number of clips >= 1")
     classifier = EmotionClassifier.from_pretrained(args.model, device=args.device, revision=args.revision)
-    show_progress = not args.no_progress and len(files) > args.batch_size
-    predictions, failed = classifier.predict(
-        files, batch_size=args.batch_size, window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, progress=show_progress
+    options = dict(
+        batch_size=args.batch_size, window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, progress=not args.no_progress
     )
-    if args.json:
-        # allow_nan=False: strict JSON always (predict() fails a file whose output is not finite).
-        print(json.dumps([p.to_dict(top_k=args.top_k) for p in predictions], indent=2, allow_nan=False))
-    elif args.csv:
-        import csv
-
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["file", "segment", "start", "end", "label", "confidence", *[f"p_{name}" for name in classifier.labels]])
-
-        def write(p, segment: str, start: str, end: str, row: dict) -> None:
-            probs = [f"{row['probabilities'][name]:.6f}" for name in classifier.labels]
-            writer.writerow([p.file, segment, start, end, row["label"], f"{row['confidence']:.6f}", *probs])
-
-        for p in predictions:  # the file's row (segment "all"), then one row per window of a long recording
-            write(p, "all", "", "", p.to_dict())
-            for w in p.windows or []:
-                write(p, "window", f"{w['start']:.2f}", f"{w['end']:.2f}", w)
-    else:
-        width = max([len(p.file) for p in predictions] + [4])
-        print(f"{'file':<{width}}  {'emotion':<12} confidence" + ("  top " + str(args.top_k) if args.top_k else ""))
-        for p in predictions:
-            top = "  " + ", ".join(f"{label} {prob:.3f}" for label, prob in p.top(args.top_k)) if args.top_k else ""
-            print(
-                f"{p.file:<{width}}  {p.label:<12} {p.confidence:.3f}{top}" + (f"  (mean of {len(p.windows)} windows)" if p.windows else "")
-            )
-            for w in p.windows or []:
-                print(f"{'':<{width}}    {w['start']:7.1f}-{w['end']:7.1f} s  {w['label']:<12} {w['confidence']:.3f}")
-    for file, reason in set_aside + failed:  # every entry of a given folder is predicted or listed here
+    predictions, failed = classifier.predict(files, **options) if files else ([], [])
+    if keys is not None:  # the dataset's rows after the files
+        rows, failed_rows = classifier.predict_dataset(keys.pop("hf_dataset"), args.split, columns=keys, **options)
+        predictions, failed = predictions + rows, failed + failed_rows
+    write_predictions(predictions, classifier.labels, "json" if args.json else "csv" if args.csv else "table", args.top_k)
+    for file, reason in set_aside + failed:  # every entry of a given folder (every row of a dataset) is predicted or listed here
         print(f"ser-dist: skipped {file}: {reason}", file=sys.stderr)
     if failed and not predictions:
         raise SystemExit(1)
@@ -273,9 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a run directory (train.output_dir), an exported model folder or a Hub id (owner/name)")
     p.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         help="audio files (any common format and rate), folders (recursive) or CSV/TSV/JSONL manifests with a 'path' column",
     )
+    p.add_argument(
+        "--data", nargs="+", metavar="KEY=VALUE", help="also every row of a dataset: hf_dataset=ID_OR_DIR [audio_column=...] ..."
+    )
+    p.add_argument("--split", default=None, help="with --data: only this split of the dataset (one of its own split names)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument(
         "--json", action="store_true", help="print a JSON list, one object per file: file, label, confidence, probabilities (+ windows)"

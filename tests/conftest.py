@@ -41,6 +41,16 @@ def demo_corpus(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def hf_offline(tmp_path, monkeypatch):
+    """``datasets`` in this process: load_dataset's converted copies go under tmp_path, the Hub is never tried, and
+    no progress bars are printed (tests read stderr)."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    datasets.disable_progress_bars()
+
+
 def run_entry_point(args: list[str], timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=full_env)

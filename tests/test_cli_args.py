@@ -20,7 +20,7 @@ from ser_dist.cli import main
         (["augment", "a", "b", "--ops", "gain", "--copies", "0"], "argument --copies: 0 must be >= 1"),
         (["augment", "a", "b", "--ops", "gain", "--sample-rate", "0"], "argument --sample-rate: 0 must be >= 1000"),
         (["predikt", "m"], "invalid choice: 'predikt'"),
-        (["predict"], "the following arguments are required: model, inputs"),
+        (["predict"], "the following arguments are required: model"),
     ],
 )
 def test_bad_command_line_is_one_line(argv, fragment, capsys):

@@ -20,6 +20,7 @@ from ser_dist.data.records import DataError
 from ser_dist.errors import ConfigError
 
 datasets = pytest.importorskip("datasets")
+pytestmark = pytest.mark.usefixtures("hf_offline")  # in this process too (conftest)
 
 # Small and fast: 1 s clips, 1 epoch, no TensorBoard; the same for every run so that they compare.
 FAST = [*TINY_BILSTM, "data.max_seconds=1.0", "model.frame_stride=2", "train.epochs=1", "train.seed=3", "train.tensorboard=false"]
@@ -31,14 +32,6 @@ def hf_env(tmp_path_factory):
     (two intra-op threads on two busy cores make a tiny run's epoch 20-400x slower, and every run here compares alike)."""
     home = tmp_path_factory.mktemp("hf_home")
     return {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_TOKEN": "", "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True)
-def _offline_local_cache(tmp_path, monkeypatch):
-    """In this process too: load_dataset's converted copies go under tmp_path, and the Hub is never tried."""
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    datasets.disable_progress_bars()
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ _LOCAL_COPY = (
 @dataclass
 class HFColumns:
     audio: str  # the Audio feature, or audio file paths (a CSV/JSONL file)
-    label: str  # ClassLabel or text
+    label: str | None  # ClassLabel or text; None: no label is read (prediction)
     speaker: str | None  # None: the dataset has no speaker column
     session: str | None
 
@@ -98,7 +98,7 @@ def open_hf_dataset(
     config: str | None = None,
     revision: str | None = None,
     audio_column: str | None = None,
-    label_column: str = "label",
+    label_column: str | None = "label",
     speaker_column: str | None = None,
     session_column: str | None = None,
     splits: Mapping[str, str] | None = None,
@@ -198,7 +198,7 @@ def _local(source: str, load):
         ) from None
 
 
-def _columns(source: str, splits: dict, audio: str | None, label: str, speaker: str | None, session: str | None) -> HFColumns:
+def _columns(source: str, splits: dict, audio: str | None, label: str | None, speaker: str | None, session: str | None) -> HFColumns:
     """The columns to read, checked in every split; each refusal names the key to set and the columns there are."""
     first = next(iter(splits.values()))
     features = first.features
@@ -217,7 +217,7 @@ def _columns(source: str, splits: dict, audio: str | None, label: str, speaker: 
         raise DataError(
             f"{source}: data.audio_column={audio!r} holds {_kind(features[audio])} values, not audio or audio file paths (columns: {_describe(features)})"
         )
-    if _kind(features[label]) not in ("ClassLabel", "text", "integer"):
+    if label is not None and _kind(features[label]) not in ("ClassLabel", "text", "integer"):
         raise DataError(
             f"{source}: data.label_column={label!r} holds {_kind(features[label])} values; a class needs a ClassLabel or text column "
             f"(columns: {_describe(features)})"

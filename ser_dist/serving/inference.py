@@ -1,6 +1,7 @@
 """Prediction on recordings: ``EmotionClassifier.from_pretrained(DIR or "owner/repo")(["a.wav", "b.flac"])``.
 
-Inputs are files, folders (searched recursively) or CSV/TSV/JSONL manifests with a ``path`` column.
+Inputs are files, folders (searched recursively) or CSV/TSV/JSONL manifests with a ``path`` column,
+or the rows of a Hugging Face dataset (``predict_dataset``; ser_dist.serving.hf_inputs reads them).
 A recording is scored as the model was trained: on its first ``window_seconds`` (default: the model's
 training crop ``max_seconds``). A recording longer than ``window_seconds + hop_seconds`` is split into
 windows instead, each scored on its own, and its prediction is the mean of the windows' probabilities;
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,18 +236,59 @@ class EmotionClassifier:
         A file fails on its own, with its reason: unreadable, shorter than the model's training minimum
         (``data.min_seconds``, default 0.1 s), silent, a model error on it, or a non-finite model output.
         """
-        from tqdm.auto import tqdm
-
         from ..data.audio import AudioError, load_audio
-        from ..data.dataset import INT16_SCALE, too_short_reason
+
+        def read(file: str) -> np.ndarray | str:
+            try:
+                return load_audio(file, self.sample_rate)
+            except AudioError as err:
+                return err.reason
+            except Exception as err:  # a decoder failing in an unforeseen way fails this file only
+                return f"decoder error: {type(err).__name__}: {err}"
 
         files = [str(f) for f in files]
-        window, hop = self._window_samples(window_seconds, hop_seconds)
+        decoded = ((file, read(file)) for file in files)  # read one at a time, as the batches need them
+        return self.predict_decoded(
+            decoded, len(files), batch_size, window_seconds=window_seconds, hop_seconds=hop_seconds, progress=progress
+        )
+
+    def predict_dataset(
+        self, dataset: str | Path, split: str | None = None, batch_size: int = 8, *, columns: Mapping[str, str] | None = None, **options
+    ) -> tuple[list[Prediction], list[tuple[str, str]]]:
+        """``predict`` for every row of a Hugging Face dataset (any form ``data.hf_dataset`` takes), or of its
+        split ``split``, each named by its record id ``hf://<name>/<split>/<row>``. ``columns``: the other dataset
+        keys, e.g. {"audio_column": "speech", "hf_config": "en"} (``serving.hf_inputs.DATASET_KEYS``);
+        ``options``: ``predict``'s (``window_seconds``, ``hop_seconds``, ``progress``)."""
+        from .hf_inputs import dataset_rows
+
+        self._window_samples(options.get("window_seconds"), options.get("hop_seconds"))  # a bad window fails before the dataset opens
+        rows, count = dataset_rows({"hf_dataset": str(dataset), **(columns or {})}, split, self.sample_rate)
+        return self.predict_decoded(rows, count, batch_size, **options)
+
+    def predict_decoded(
+        self,
+        decoded: Iterable[tuple[str, np.ndarray | str]],
+        total: int | None = None,
+        batch_size: int = 8,
+        *,
+        window_seconds: float | None = None,
+        hop_seconds: float | None = None,
+        progress: bool = False,
+    ) -> tuple[list[Prediction], list[tuple[str, str]]]:
+        """``predict`` on (name, waveform at ``self.sample_rate``, or the reason it could not be decoded) pairs,
+        taken one at a time: a long one is windowed, a short or silent one fails with its reason. A progress
+        bar (``progress``) is shown when the ``total`` inputs are more than one batch."""
+        from tqdm.auto import tqdm
+
+        from ..data.dataset import INT16_SCALE, too_short_reason
+
+        window, hop = self._window_samples(window_seconds, hop_seconds)  # before any audio is read
         min_samples = self._min_samples()
-        failures: dict[int, str] = {}  # file number -> reason
+        names: list[str] = []
+        failures: dict[int, str] = {}  # input number -> reason
         window_probs: dict[int, list[np.ndarray]] = {}
         spans_of: dict[int, list[tuple[int, int]]] = {}
-        pending: list[tuple[int, np.ndarray]] = []  # (file number, window samples)
+        pending: list[tuple[int, np.ndarray]] = []  # (input number, window samples)
 
         def flush():
             if pending:
@@ -257,25 +299,21 @@ class EmotionClassifier:
                         window_probs[number].append(result)
                 pending.clear()
 
-        def unusable(file: str) -> tuple[np.ndarray | None, str | None]:
-            try:
-                waveform = load_audio(file, self.sample_rate)
-            except AudioError as err:
-                return None, err.reason
-            except Exception as err:  # a decoder failing in an unforeseen way fails this file only
-                return None, f"decoder error: {type(err).__name__}: {err}"
+        def unusable(waveform: np.ndarray) -> str | None:
             if len(waveform) < min_samples:
-                return None, too_short_reason(len(waveform), self.sample_rate, min_samples, "the model was trained on longer clips")
+                return too_short_reason(len(waveform), self.sample_rate, min_samples, "the model was trained on longer clips")
             if np.rint(waveform.min() * INT16_SCALE) == np.rint(waveform.max() * INT16_SCALE):
-                return None, "silent: every sample is the same value at 16-bit precision"
-            return waveform, None
+                return "silent: every sample is the same value at 16-bit precision"
+            return None
 
-        bar = tqdm(total=len(files), desc="predict", unit="file", file=sys.stderr, disable=not progress)
-        for number, file in enumerate(files):
-            waveform, reason = unusable(file)
-            if waveform is None:
+        show = progress and (total is None or total > batch_size)
+        bar = tqdm(total=total, desc="predict", unit="file", file=sys.stderr, disable=not show)
+        for number, (name, waveform) in enumerate(decoded):
+            names.append(name)
+            reason = waveform if isinstance(waveform, str) else unusable(waveform)
+            bar.update(1)
+            if reason is not None:
                 failures[number] = reason
-                bar.update(1)
                 continue
             spans_of[number] = window_spans(len(waveform), window, hop)
             window_probs[number] = []
@@ -283,7 +321,6 @@ class EmotionClassifier:
                 pending.append((number, waveform[start:end]))  # views: no copy until the batch is built
                 if len(pending) >= batch_size:
                     flush()
-            bar.update(1)
         flush()
         bar.close()
 
@@ -306,8 +343,8 @@ class EmotionClassifier:
                             "probabilities": w_probs,
                         }
                     )
-            predictions.append(Prediction(files[number], label, confidence, probabilities, windows))
-        return predictions, [(files[number], failures[number]) for number in sorted(failures)]
+            predictions.append(Prediction(names[number], label, confidence, probabilities, windows))
+        return predictions, [(names[number], failures[number]) for number in sorted(failures)]
 
     def __call__(self, files: str | Path | Iterable[str | Path], batch_size: int = 8, **options) -> list[dict]:
         """One dict per readable file (``file, label, confidence, probabilities``, plus ``windows`` for long
