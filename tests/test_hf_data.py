@@ -280,3 +280,28 @@ def test_decode_audio_bytes_gives_decode_audios_reasons(tmp_path):
             with pytest.raises(AudioError) as from_file:
                 decode_audio(tmp_path / "bad.wav")
             assert err.value.reason == from_file.value.reason
+
+
+def test_a_missing_local_path_that_looks_like_a_hub_id_says_it_is_not_there(tmp_path, monkeypatch):
+    # "data/corpus" with data/ here but no corpus in it (a typo, or a run evaluated from another folder):
+    # the one line names the local folder it looked in before the Hub's reason.
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError) as err:
+        open_hf_dataset("data/corpus")
+    one_line(err, "data.hf_dataset='data/corpus': no such file or folder in", str(tmp_path / "data"), "can't reach the Hugging Face Hub")
+
+
+def test_hf_config_on_a_save_to_disk_folder_or_a_data_file_is_one_line_not_ignored(clips, tmp_path):
+    # load_from_disk and a single parquet/csv file have no configurations: data.hf_config=... must not be dropped silently.
+    ds = datasets.Dataset.from_dict(
+        {"audio": [str(clips[0][0])], "label": ["a"]},
+        features=datasets.Features({"audio": datasets.Audio(), "label": datasets.Value("string")}),
+    )
+    ds.save_to_disk(str(tmp_path / "saved"))
+    ds.to_parquet(str(tmp_path / "rows.parquet"))
+    for source, kind in ((tmp_path / "saved", "save_to_disk folder"), (tmp_path / "rows.parquet", "data file")):
+        with pytest.raises(DataError) as err:
+            open_hf_dataset(str(source), config="clean")
+        one_line(err, "data.hf_config='clean' picks a configuration", f"a {kind} has none", "leave data.hf_config unset")

@@ -17,7 +17,7 @@ from ser_dist.config import Data
 from ser_dist.data.demo_hf import save_as_hf_dataset
 from ser_dist.data.pipeline import prepare_data
 from ser_dist.data.records import DataError
-from ser_dist.errors import ConfigError
+from ser_dist.errors import ConfigError, UserError
 
 datasets = pytest.importorskip("datasets")
 pytestmark = pytest.mark.usefixtures("hf_offline")  # in this process too (conftest)
@@ -119,6 +119,25 @@ def test_evaluate_data_hf_dataset_reproduces_the_test_split(hf_run, demo_hf, tmp
     assert evaluated["data"]["hf_dataset"] == str(demo_hf)
     main(["evaluate", str(run), "--out", str(tmp_path / "own")])  # the run's split.csv: its rows read back from the dataset
     assert json.loads((tmp_path / "own" / "metrics.json").read_text())["test"] == trained
+
+
+def test_evaluate_run_refuses_a_dataset_changed_since_the_run(hf_run, demo_hf, tmp_path, one_torch_thread):
+    # split.csv names rows by index: the same dataset re-saved with its rows reordered would pair the run's labels
+    # with other rows' audio and score silently wrong; it is one line naming the change instead.
+    run, _, _, _ = hf_run
+    from ser_dist.cli import main
+
+    changed = tmp_path / "changed" / demo_hf.name
+    rows = datasets.load_from_disk(str(demo_hf))
+    rows.select(list(reversed(range(len(rows))))).save_to_disk(str(changed))
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    for saved in (copy / "config.yaml", copy / "model" / "ser_dist.json", copy / "model" / "config.json"):  # the run, moved beside it
+        saved.write_text(saved.read_text().replace(str(demo_hf), str(changed)))
+    with pytest.raises(UserError) as err:
+        main(["evaluate", str(copy), "--out", str(tmp_path / "eval")])
+    one_line(err, f"data.hf_dataset={changed}: the dataset changed since the run", "--data hf_dataset=")
+    assert not (tmp_path / "eval" / "metrics.json").exists()
 
 
 def test_a_second_prepare_is_a_cache_hit(hf_run, demo_hf, capsys, one_torch_thread):

@@ -156,12 +156,12 @@ def _load(source: str, config: str | None, revision: str | None):
         return datasets.load_dataset(source, name=config, revision=revision), source, source, None
     except ConnectionError:  # datasets 5.x: "Couldn't reach '<id>' on the Hub (OfflineModeIsEnabled | LocalEntryNotFoundError)"
         raise DataError(
-            f"data.hf_dataset={source!r}: can't reach the Hugging Face Hub and the dataset is not in the local cache; "
+            f"data.hf_dataset={source!r}: {_not_local(path)}can't reach the Hugging Face Hub and the dataset is not in the local cache; "
             + _LOCAL_COPY.format(id=source)
         ) from None
     except datasets.exceptions.DatasetNotFoundError as err:
         raise DataError(
-            f"data.hf_dataset={source!r}: {_first_line(err)}; check the id and data.hf_revision (a gated or private dataset needs `hf auth login`)"
+            f"data.hf_dataset={source!r}: {_not_local(path)}{_first_line(err)}; check the id and data.hf_revision (a gated or private dataset needs `hf auth login`)"
         ) from None
     except ValueError as err:  # "Config name is missing ...", "BuilderConfig 'x' not found. Available: [...]"
         if "config" not in str(err).lower():
@@ -169,10 +169,23 @@ def _load(source: str, config: str | None, revision: str | None):
         raise DataError(f"data.hf_dataset={source!r}: {_first_line(err)}; set data.hf_config=NAME") from None
 
 
+def _not_local(path: Path) -> str:
+    """For an id whose first part is a local folder (``data/corpus`` mistyped, or run from another folder)."""
+    if len(path.parts) < 2 or not path.parent.is_dir():
+        return ""
+    return (
+        f"no such file or folder in {path.parent.resolve()} (a local path is read from the current folder, {Path.cwd()}), and as a Hub id: "
+    )
+
+
 def _load_local(path: Path, config: str | None):
     import datasets
 
-    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+    saved = (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+    if config is not None and (saved or path.is_file()):  # load_from_disk and a data file have no configurations
+        kind = "save_to_disk folder" if saved else "data file"
+        raise DataError(f"{path}: data.hf_config={config!r} picks a configuration, and a {kind} has none; leave data.hf_config unset")
+    if saved:
         return datasets.load_from_disk(str(path))
     if path.is_dir():  # an audiofolder, or a folder of parquet/arrow/jsonl/csv files
         return datasets.load_dataset(str(path), **({"name": config} if config else {}))
@@ -324,15 +337,8 @@ def declared_license(hf: HFDataset) -> str | None:
 
 def _fingerprint(name, hub_id, config, revision, columns, roles, splits, audio_rows, base_dir) -> str:
     digest = hashlib.sha256()
-    header = {
-        "name": name,
-        "hub_id": hub_id,
-        "config": config,
-        "revision": revision,
-        "columns": asdict(columns),
-        "splits": roles,
-        "fingerprints": {split: ds._fingerprint for split, ds in splits.items()},
-    }
+    header = {"name": name, "hub_id": hub_id, "config": config, "revision": revision, "columns": asdict(columns), "splits": roles}
+    header["fingerprints"] = {split: ds._fingerprint for split, ds in splits.items()}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for split, ds in audio_rows.items():  # audio held as files: their sizes and times count, as for a manifest's clips
         for path in _file_paths(ds, columns.audio):

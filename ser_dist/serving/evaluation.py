@@ -147,6 +147,7 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: st
                 from ..data.hf import scan_data
 
                 hf = scan_data(exp.data).dataset
+                _check_same_dataset(run_dir, hf, exp.data.hf_dataset)
             return records, {"split_file": str(split_file), "split": split}, f"{split_file} ({split} rows)", hf
         import dataclasses
 
@@ -180,6 +181,22 @@ def _records_to_score(exp, model_dir: Path, data_overrides: list[str], split: st
     records = [prepared.records[i] for i in prepared.split_indices[split]]
     summary = {**_corpus_keys(data), "split": split, "protocol": data.split, "fold": data.fold}
     return records, summary, f"{where} ({split} split of data.split={data.split})", prepared.hf
+
+
+def _check_same_dataset(run_dir: Path, hf, source: str) -> None:
+    """split.csv names a dataset's rows by index: a dataset changed since the run (rows re-saved, reordered, filtered)
+    would pair the run's labels with other rows' audio, so its fingerprint must be the one the run recorded."""
+    import json
+
+    try:
+        recorded = json.loads((run_dir / "data_report.json").read_text())["hf"]["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no record to check against (an older run): as before
+    if recorded != hf.fingerprint:
+        raise UserError(
+            f"data.hf_dataset={source}: the dataset changed since the run (fingerprint {hf.fingerprint}, the run's {recorded}), so the "
+            "rows split.csv names are not the run's test clips; restore it, or score it anew with --data hf_dataset=... split=..."
+        )
 
 
 def _corpus_keys(data) -> dict:
