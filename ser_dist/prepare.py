@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -21,9 +20,10 @@ def prepare(recipe: str | None, overrides: list[str], data_items: list[str], out
     """Resolve the config as ``train`` does (recipe < ``--config`` < overrides; ``--data`` keys last), prepare
     its data, print the report; ``out``: also write ``data_report.json`` and ``split.csv`` there."""
     from .config import Experiment
-    from .data.pipeline import prepare_data, write_report
+    from .data.pipeline import write_report
     from .data.report_text import report_text
     from .overrides import apply_overrides, data_overrides, parse_args
+    from .run_data import check_validation_split, prepare_run_data
 
     if recipe is None and not data_items:
         raise UserError(
@@ -37,10 +37,9 @@ def prepare(recipe: str | None, overrides: list[str], data_items: list[str], out
     elif recipe is not None:
         config_args = ["--config", recipe]  # a YAML config, as ser-dist train takes one
     exp = apply_overrides(base, {**parse_args([*config_args, *overrides]), **data_overrides(data_items)}).validate()
-    with _cache_progress_on_stdout():  # what the training run passes: it finds this cache entry and draws this split
-        prepared = prepare_data(exp.data, exp.train.seed, num_proc=max(1, min(4, os.cpu_count() or 1)))
-    if not prepared.split_indices["val"]:
-        raise UserError("the validation split is empty, so training would refuse this data; set data.val_fraction > 0")
+    with _cache_progress_on_stdout():
+        prepared = prepare_run_data(exp)  # as the training run prepares it: same cache entry, same split
+    check_validation_split(prepared)  # data training would refuse fails here, with the same line
     if out is not None:
         from .data.split_file import write_split
 

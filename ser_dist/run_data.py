@@ -36,12 +36,26 @@ class Loaders:
     test: DataLoader
 
 
+def prepare_run_data(exp):
+    """The data a training run of ``exp`` uses, decoded (up to 4 processes) and split; ``ser-dist prepare``
+    calls it too, so the run afterwards finds this cache entry and this split."""
+    return prepare_data(exp.data, exp.train.seed, num_proc=max(1, min(4, os.cpu_count() or 1)))
+
+
+def check_validation_split(data) -> None:
+    """Training needs validation clips: choosing the best epoch on the test split would leak it."""
+    if not data.split_indices["val"]:
+        raise TrainingError(
+            "the validation split is empty, and choosing the best epoch on the test split would leak it; set data.val_fraction > 0"
+        )
+
+
 def prepare_and_report_data(exp, accelerator, log):
     """Decode and split the corpus (the main process first: it fills the cache), then save the config, the
     split and the data report, and log what was used, skipped and set aside."""
     out = Path(exp.train.output_dir)
     with accelerator.main_process_first():
-        data = prepare_data(exp.data, exp.train.seed, num_proc=max(1, min(4, os.cpu_count() or 1)))
+        data = prepare_run_data(exp)
     if accelerator.is_main_process:
         config_module.save(exp, out / "config.yaml")
         from .data.split_file import write_split
@@ -53,10 +67,7 @@ def prepare_and_report_data(exp, accelerator, log):
         log(f"data: warning: {warning}")
     if data.report["skipped_files"] or data.report["set_aside_files"]:
         log(f"data: not used: {first_problems(data.report)} (all listed in {out / 'data_report.json'})")
-    if not data.split_indices["val"]:
-        raise TrainingError(
-            "the validation split is empty, and choosing the best epoch on the test split would leak it; set data.val_fraction > 0"
-        )
+    check_validation_split(data)
     return data
 
 

@@ -73,6 +73,17 @@ class Decoded(NamedTuple):
     truncated: str | None  # set when the file holds less audio than its header declares; the rest is used
 
 
+def decoded_or_reason(decode, *args):
+    """``decode(*args)``, or the reason it failed: the ``AudioError``'s, or "decoder error: ..." for a decoder
+    failing in an unforeseen way. Callers skip or report that one clip, never stop on it."""
+    try:
+        return decode(*args)
+    except AudioError as err:
+        return err.reason
+    except Exception as err:
+        return f"decoder error: {type(err).__name__}: {err}"
+
+
 def load_audio(path: PathLike, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
     """Decode ``path`` to a float32 mono waveform at ``sample_rate``, values clipped to [-1, 1]; with
     ``max_seconds``, its first ``max_seconds`` only (read and resampled alone, see ``decode_audio``)."""

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .audio import AudioError, decode_audio
+from .audio import decode_audio, decoded_or_reason
 from .cache_entry import build_lock, features, is_complete, load_entry, progress_bars_off, record_batch, remove_stale_builds
 from .decode_pool import decode_all
 from .hf_audio import decode_hf_audio, is_hf_record, iter_audio
@@ -174,15 +174,12 @@ def decode_clip(
     """(int16 samples or None, samples before the crop, reason when it is skipped, truncation note when it
     is kept from a truncated file). ``source``: a file path, or a dataset row's encoded audio
     (``hf_audio.iter_audio``), ``name`` its record id. Runs in pool workers."""
-    try:
-        if isinstance(source, dict):
-            decoded = decode_hf_audio(source, name or "", sample_rate, max_samples)
-        else:
-            decoded = decode_audio(source, sample_rate, max_samples)
-    except AudioError as err:
-        return None, 0, err.reason, None
-    except Exception as err:  # a decoder failing in an unforeseen way skips this clip, not the corpus
-        return None, 0, f"decoder error: {type(err).__name__}: {err}", None
+    if isinstance(source, dict):
+        decoded = decoded_or_reason(decode_hf_audio, source, name or "", sample_rate, max_samples)
+    else:
+        decoded = decoded_or_reason(decode_audio, source, sample_rate, max_samples)
+    if isinstance(decoded, str):  # the reason it can't be used: skipped, not the corpus
+        return None, 0, decoded, None
     original = decoded.num_samples
     if original < min_samples:
         return None, original, too_short_reason(original, sample_rate, min_samples), None

@@ -70,13 +70,9 @@ def dataset_rows(keys: Mapping[str, str], split: str | None, sample_rate: int) -
 
 
 def _decoded(hf, records: list, sample_rate: int) -> Iterator[tuple[str, np.ndarray | str]]:
-    from ..data.audio import AudioError
+    from ..data.audio import decoded_or_reason
     from ..data.hf_audio import decode_hf_audio, iter_audio
 
     for rec, value in zip(records, iter_audio(hf, records)):
-        try:
-            yield rec.path, decode_hf_audio(value, rec.path, sample_rate).samples
-        except AudioError as err:
-            yield rec.path, err.reason
-        except Exception as err:  # a decoder failing in an unforeseen way fails this row only, as predict() a file
-            yield rec.path, f"decoder error: {type(err).__name__}: {err}"
+        decoded = decoded_or_reason(decode_hf_audio, value, rec.path, sample_rate)  # a row that fails is its reason, as a file
+        yield rec.path, decoded if isinstance(decoded, str) else decoded.samples

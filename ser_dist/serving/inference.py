@@ -236,18 +236,11 @@ class EmotionClassifier:
         A file fails on its own, with its reason: unreadable, shorter than the model's training minimum
         (``data.min_seconds``, default 0.1 s), silent, a model error on it, or a non-finite model output.
         """
-        from ..data.audio import AudioError, load_audio
-
-        def read(file: str) -> np.ndarray | str:
-            try:
-                return load_audio(file, self.sample_rate)
-            except AudioError as err:
-                return err.reason
-            except Exception as err:  # a decoder failing in an unforeseen way fails this file only
-                return f"decoder error: {type(err).__name__}: {err}"
+        from ..data.audio import decoded_or_reason, load_audio
 
         files = [str(f) for f in files]
-        decoded = ((file, read(file)) for file in files)  # read one at a time, as the batches need them
+        # read one at a time, as the batches need them; a file that fails is its reason
+        decoded = ((file, decoded_or_reason(load_audio, file, self.sample_rate)) for file in files)
         return self.predict_decoded(
             decoded, len(files), batch_size, window_seconds=window_seconds, hop_seconds=hop_seconds, progress=progress
         )
