@@ -197,7 +197,7 @@ def train_start(form: str, corpus: Path, cache: Path) -> float:
     out = corpus / f"train-start-{form}"
     shutil.rmtree(out, ignore_errors=True)
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "bilstm_mfcc_ce.py"
-    command = [sys.executable, str(recipe), source, f"data.cache_dir={cache}", f"train.output_dir={out}", "train.tensorboard=false"]
+    command = [sys.executable, str(recipe), source, f"data.cache_dir={cache}", f"train.output_dir={out}", "train.report_to=[]"]
     started = time.perf_counter()
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -28,6 +28,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 METRICS = ("ua", "wa", "macro_f1", "loss")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 HEADS = ("auto", "last", "mean", "attentive_stats", "weighted_layers")
+PROGRESS = ("auto", "bar", "log", "off")  # ser_dist.progress
+# Accelerate's experiment trackers train.report_to may name (ser_dist.tracking), each with its package.
+TRACKERS = ("tensorboard", "mlflow", "wandb", "aim", "comet_ml", "clearml")
 
 # How a run is launched, not what it computes: left out of the exported experiment and of the resume check.
 RUN_CONTROL_KEYS = ("train.resume", "train.overwrite", "train.output_dir")
@@ -36,7 +39,10 @@ RUN_CONTROL_KEYS = ("train.resume", "train.overwrite", "train.output_dir")
 RESULT_NEUTRAL_KEYS = RUN_CONTROL_KEYS + (
     "data.cache_dir",
     "data.num_workers",
-    "train.tensorboard",
+    "train.report_to",
+    "train.project",
+    "train.progress",
+    "train.progress_seconds",
     "train.log_every_steps",
     "train.keep_last",
     "train.save_every_steps",
@@ -54,7 +60,10 @@ RESUME_SAFE_KEYS = (
     "train.keep_last",
     "train.save_every_steps",
     "train.log_every_steps",
-    "train.tensorboard",
+    "train.report_to",
+    "train.project",
+    "train.progress",
+    "train.progress_seconds",
     "train.push_to_hub",
     "train.max_nonfinite_steps",
     "data.cache_dir",
@@ -158,9 +167,14 @@ class Train:
     keep_last: int = 2
     resume: str | None = None  # auto | PATH | None
     overwrite: bool = False  # clear the outputs of an earlier run in train.output_dir first (else such a folder is refused)
-    log_every_steps: int = 10
+    log_every_steps: int = 10  # the trackers get the step's loss, lr per group, gradient norm, clipped/skipped
     max_nonfinite_steps: int = 20  # stop after this many skipped non-finite steps in a row
-    tensorboard: bool = True
+    # Accelerate's experiment trackers (ser_dist.tracking): any of TRACKERS, [] for none. TensorBoard writes
+    # OUTPUT_DIR/tensorboard; the others are configured as their own docs say (MLFLOW_TRACKING_URI, WANDB_MODE, ...).
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    project: str = "ser-dist"  # the trackers' project (MLflow experiment, W&B / Comet / ClearML project)
+    progress: str = "auto"  # bars on a terminal, log lines elsewhere (auto), bar, log, off: ser_dist.progress
+    progress_seconds: float = 30.0  # log mode: a progress line every this many seconds
     deterministic: bool = False
     push_to_hub: bool = False
 
@@ -210,6 +224,11 @@ class Experiment:
         check_choice("optim.name", self.optim.name, OPTIMIZERS)
         check_choice("train.metric", self.train.metric, METRICS)
         check_choice("train.mixed_precision", self.train.mixed_precision, PRECISIONS)
+        check_choice("train.progress", self.train.progress, PROGRESS)
+        for tracker in self.train.report_to:
+            check_choice("train.report_to", tracker, TRACKERS)
+        if len(set(self.train.report_to)) < len(self.train.report_to):
+            raise ConfigError(f"train.report_to={','.join(self.train.report_to)} names a tracker twice; name each once")
         check_choice("model.head", self.model.head, HEADS)
         check_choice("model.feature_norm", self.model.feature_norm, ("utterance", "global"))
         check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
@@ -295,8 +314,16 @@ def from_dict(tree: dict[str, Any], *, check_values: bool = True) -> Experiment:
     checked as the command line checks its values (``Experiment.check_values``; a record is not checked
     against this machine's files). ``check_values=False``: typed only, for a model folder, whose settings
     ``export.check_export`` checks with messages naming the folder."""
-    exp = apply_overrides(Experiment(), flatten(tree))
+    exp = apply_overrides(Experiment(), stored_settings(flatten(tree)))
     return exp.check_values() if check_values else exp
+
+
+def stored_settings(flat: dict[str, Any]) -> dict[str, Any]:
+    """A record written by an earlier version, in today's keys: ``train.tensorboard=B`` became ``train.report_to``."""
+    flat = dict(flat)
+    if "train.tensorboard" in flat:
+        flat.setdefault("train.report_to", ["tensorboard"] if flat.pop("train.tensorboard") else [])
+    return flat
 
 
 def save(exp: Experiment, path: str | Path) -> None:
@@ -305,7 +332,7 @@ def save(exp: Experiment, path: str | Path) -> None:
 
 def load(path: str | Path, *, check_values: bool = True) -> Experiment:
     """A YAML config (a run's ``config.yaml``), typed and checked as ``from_dict`` checks one."""
-    exp = apply_overrides(Experiment(), load_yaml(path))
+    exp = apply_overrides(Experiment(), stored_settings(load_yaml(path)))
     return exp.check_values() if check_values else exp
 
 

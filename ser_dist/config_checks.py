@@ -60,6 +60,7 @@ NUMERIC_RANGES = {
     "train.save_every_steps": "[0, inf)",
     "train.keep_last": "[1, inf)",
     "train.log_every_steps": "[1, inf)",
+    "train.progress_seconds": "[0, inf)",
     "train.max_nonfinite_steps": "[1, inf)",
 }
 RANGE_HINTS = {

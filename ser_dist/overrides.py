@@ -19,6 +19,10 @@ import yaml
 from .errors import ConfigError
 
 
+# Keys of earlier versions, and what replaced them (a stored record's are translated: config.stored_settings).
+RENAMED = {"train.tensorboard": "use train.report_to=[tensorboard] (the default) or train.report_to=[] for no tracker"}
+
+
 def sections(exp) -> dict[str, Any]:
     return {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if dataclasses.is_dataclass(getattr(exp, f.name))}
 
@@ -102,6 +106,8 @@ def _set(exp, dotted: str, raw: Any) -> None:
         )
     section = by_name[section_name]
     fields = {f.name: f for f in dataclasses.fields(section)}
+    if dotted in RENAMED:
+        raise ConfigError(f"{dotted} is gone: {RENAMED[dotted]}")
     if key not in fields:
         hint = difflib.get_close_matches(key, list(fields), n=1)
         raise ConfigError(

@@ -105,7 +105,7 @@ def setup(exp) -> Run:
         run_folder.claim(out, exp.train, has_checkpoint=bool(complete_checkpoints(out / "checkpoints")))
     accelerator.wait_for_everyone()
     run_folder.check_shared(accelerator, out)
-    log = RunLog(accelerator, out, tensorboard=exp.train.tensorboard)
+    log = RunLog(accelerator, out, tensorboard="tensorboard" in exp.train.report_to)
     log(f"{exp.name}: {accelerator.num_processes} process(es) on {accelerator.device}, precision {accelerator.mixed_precision}")
     started = time.time()
     data = prepare_and_report_data(exp, accelerator, log)

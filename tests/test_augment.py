@@ -159,7 +159,7 @@ def test_online_augmentation_touches_training_clips_only(demo_corpus, tmp_path):
             "data.augment=[test_spy]",
             "data.augment_prob=1.0",
             "train.epochs=2",
-            "train.tensorboard=false",
+            "train.report_to=[]",
             f"train.output_dir={tmp_path / 'run'}",
         ],
     )

@@ -25,7 +25,7 @@ def test_overrides_are_typed():
             "data.labels=Anger,Sad",
             "data.max_seconds=null",
             "loss.alpha=[1, 2]",
-            "train.tensorboard=false",
+            "train.report_to=[]",
         ],
     )
     assert exp.train.epochs == 3 and isinstance(exp.train.epochs, int)
@@ -33,7 +33,7 @@ def test_overrides_are_typed():
     assert exp.data.labels == ["Anger", "Sad"]
     assert exp.data.max_seconds is None
     assert exp.loss.alpha == [1.0, 2.0]
-    assert exp.train.tensorboard is False
+    assert exp.train.report_to == []
 
 
 def test_recipe_default_is_not_mutated():
@@ -58,7 +58,11 @@ def test_precedence_defaults_recipe_file_cli(tmp_path):
         (["train.epoch=3"], "did you mean train.epochs"),
         (["trian.epochs=3"], "did you mean 'train'"),
         (["train.epochs=three"], "must be an integer"),
-        (["train.tensorboard=maybe"], "must be true or false"),
+        (["train.deterministic=maybe"], "must be true or false"),
+        (["train.report_to=[tensorbord]"], "train.report_to='tensorbord' is not one of tensorboard, mlflow"),
+        (["train.report_to=[mlflow,mlflow]"], "names a tracker twice"),
+        (["train.progress=bars"], "train.progress='bars' is not one of auto, bar, log, off"),
+        (["train.tensorboard=false"], "train.tensorboard is gone: use train.report_to=[tensorboard]"),
         (["data.split=random"], "data.split='random' is not one of"),
         (["train.epochs=0"], "train.epochs=0 is out of range: it must be in [1, inf)"),
         (["data.val_fraction=0.6", "data.test_fraction=0.5"], "must leave clips for training"),
@@ -265,3 +269,15 @@ def test_checking_component_names_imports_no_component():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_record_of_an_earlier_version_keeps_its_tracker_setting():
+    """Runs and model folders written before train.report_to stored train.tensorboard: they still load."""
+    from ser_dist.config import from_dict, to_dict
+
+    old = to_dict(base())
+    del old["train"]["report_to"]
+    old["train"]["tensorboard"] = False
+    assert from_dict(old).train.report_to == []
+    old["train"]["tensorboard"] = True
+    assert from_dict(old).train.report_to == ["tensorboard"]

@@ -33,7 +33,7 @@ def deepspeed_run(config: str, corpus: Path, out: Path, *extra: str, fault: tupl
         "train.grad_accum_steps=1",
         "data.batch_seconds=null",
         "data.max_seconds=2.0",
-        "train.tensorboard=false",
+        "train.report_to=[]",
         "model.freeze_feature_encoder_epochs=-1",
         "model.freeze_backbone_epochs=1",
         "train.max_grad_norm=0.5",

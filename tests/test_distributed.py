@@ -54,7 +54,7 @@ def recipe_args(corpus: Path, out: Path, *extra: str) -> list[str]:
         f"data.root={corpus}",
         f"data.speaker_pattern={SPEAKER_PATTERN}",
         f"train.output_dir={out}",
-        "train.tensorboard=true",
+        "train.report_to=[tensorboard]",
         "train.batch_size=4",
         *TINY_BILSTM[:2],
         "data.max_seconds=2.0",

@@ -87,7 +87,7 @@ def ssl_args(corpus, out, *extra: str) -> list[str]:
         "train.save_every_steps=4",
         "train.keep_last=10",
         "train.early_stopping_patience=null",
-        "train.tensorboard=false",
+        "train.report_to=[]",
         *extra,
     ]
 

@@ -23,7 +23,7 @@ datasets = pytest.importorskip("datasets")
 pytestmark = pytest.mark.usefixtures("hf_offline")  # in this process too (conftest)
 
 # Small and fast: 1 s clips, 1 epoch, no TensorBoard; the same for every run so that they compare.
-FAST = [*TINY_BILSTM, "data.max_seconds=1.0", "model.frame_stride=2", "train.epochs=1", "train.seed=3", "train.tensorboard=false"]
+FAST = [*TINY_BILSTM, "data.max_seconds=1.0", "model.frame_stride=2", "train.epochs=1", "train.seed=3", "train.report_to=[]"]
 
 
 @pytest.fixture(scope="module")

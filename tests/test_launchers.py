@@ -12,7 +12,7 @@ import pytest
 from conftest import DIST_ENV, ROOT, SPEAKER_PATTERN, accelerate_launch, free_port, run_entry_point, run_torchrun
 
 VENV_BIN = str(Path(sys.executable).parent)
-TINY = ["model.hidden_size=16", "model.embedding_size=16", "data.max_seconds=1.0", "train.tensorboard=false", "train.batch_size=4"]
+TINY = ["model.hidden_size=16", "model.embedding_size=16", "data.max_seconds=1.0", "train.report_to=[]", "train.batch_size=4"]
 
 
 def bash(script: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

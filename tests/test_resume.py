@@ -102,7 +102,7 @@ def run_args(corpus: Path, out: Path, save_every: int, *extra: str) -> list[str]
         f"train.save_every_steps={save_every}",
         "train.keep_last=2",
         "train.early_stopping_patience=null",
-        "train.tensorboard=false",
+        "train.report_to=[]",
         "model.dropout=0.3",
         *TINY_BILSTM[:2],
         "data.max_seconds=2.0",

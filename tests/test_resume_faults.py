@@ -45,7 +45,7 @@ def args(corpus: Path, out: Path, *extra: str) -> list[str]:
         "train.keep_last=2",
         "train.metric=loss",
         "train.early_stopping_patience=null",
-        "train.tensorboard=false",
+        "train.report_to=[]",
         "optim.lr=0.01",
         "model.hidden_size=16",
         "model.embedding_size=16",
@@ -176,7 +176,7 @@ def test_one_folder_holds_one_run(demo_corpus, tmp_path):
         "train.resume=auto",
         "train.overwrite=true",
     )
-    result = run(*args(demo_corpus, out, "train.epochs=1", "train.overwrite=true", "train.tensorboard=true"))
+    result = run(*args(demo_corpus, out, "train.epochs=1", "train.overwrite=true", "train.report_to=[tensorboard]"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "train.log").read_text().count("process(es) on") == 1  # the old run's log is gone, not appended to
     assert len(list((out / "tensorboard").glob("events.*"))) == 1
