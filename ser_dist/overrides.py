@@ -18,7 +18,6 @@ import yaml
 
 from .errors import ConfigError
 
-
 # Keys of earlier versions, and what replaced them (a stored record's are translated: config.stored_settings).
 RENAMED = {"train.tensorboard": "use train.report_to=[tensorboard] (the default) or train.report_to=[] for no tracker"}
 

@@ -118,7 +118,11 @@ class Progress:
         timing = f"{_clock(elapsed)} elapsed, {rate:.3g} {self.unit}s/s"
         if self.total and not done and rate > 0:
             timing += f", ~{_clock((self.total - self.n) / rate)} left"
-        print(f"[{time.strftime('%H:%M:%S')}] {self.desc}: {', '.join(parts)}; {timing}{' (done)' if done else ''}", file=sys.stderr, flush=True)
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {self.desc}: {', '.join(parts)}; {timing}{' (done)' if done else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
         self.lines += 1
         self.last_line = now
         self.last_n = self.n
