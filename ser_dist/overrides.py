@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -135,7 +136,19 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _SettingsLoader(yaml.SafeLoader):
+    """SafeLoader whose booleans are YAML 1.2's (true/false): ``train.progress=off`` stays the text "off"
+    (YAML 1.1 reads off/on/yes/no as booleans); a boolean field still takes those words (``_coerce``)."""
+
+
+_SettingsLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SettingsLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+class _UniqueKeyLoader(_SettingsLoader):
     """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
 
     def construct_mapping(self, node, deep=False):
@@ -187,7 +200,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         elif "=" in arg and not arg.startswith("-"):
             key, _, value = arg.partition("=")
             try:
-                from_cli[key.strip()] = yaml.safe_load(value) if value.strip() else None
+                from_cli[key.strip()] = yaml.load(value, Loader=_SettingsLoader) if value.strip() else None
             except yaml.YAMLError:
                 from_cli[key.strip()] = value
         else:

@@ -110,12 +110,13 @@ class Progress:
     def _line(self, done: bool = False) -> None:
         now = time.monotonic()
         elapsed = now - self.started
-        parts = [f"{self.n}/{self.total} {self.unit}s" if self.total else f"{self.n} {self.unit}s"]
+        units = _plural(self.unit)
+        parts = [f"{self.n}/{self.total} {units}" if self.total else f"{self.n} {units}"]
         if self.total:
             parts[0] += f" ({100 * self.n / self.total:.0f}%)"
         parts += [f"{key} {_short(value)}" for key, value in self.postfix.items()]
         rate = self.n / elapsed if elapsed > 0 else 0.0
-        timing = f"{_clock(elapsed)} elapsed, {rate:.3g} {self.unit}s/s"
+        timing = f"{_clock(elapsed)} elapsed, {rate:.3g} {units}/s"
         if self.total and not done and rate > 0:
             timing += f", ~{_clock((self.total - self.n) / rate)} left"
         print(
@@ -152,3 +153,7 @@ def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _plural(unit: str) -> str:
+    return unit + ("es" if unit.endswith(("s", "sh", "ch", "x")) else "s")

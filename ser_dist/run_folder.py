@@ -39,6 +39,7 @@ RUN_OUTPUTS = (
     "test_predictions.csv",
     "model",
     "tensorboard",
+    "trackers.json",
     "checkpoints",
     "evaluation",
 )

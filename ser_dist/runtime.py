@@ -16,7 +16,8 @@ import torch
 from .errors import TrainingError
 
 
-def make_accelerator(exp):
+def make_accelerator(exp, log_with: list | None = None):
+    """The run's Accelerator; ``log_with``: its trackers (``ser_dist.tracking.log_with``), none for ``ser-dist evaluate``."""
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
 
@@ -36,7 +37,13 @@ def make_accelerator(exp):
         # A frozen part gets no gradients (ser_dist.optim.Freezing), nor a layer LayerDrop skipped: DDP must not wait for them.
         handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
     precision = None if exp.train.mixed_precision == "auto" else exp.train.mixed_precision
-    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=exp.train.grad_accum_steps, kwargs_handlers=handlers)
+    accelerator = Accelerator(
+        mixed_precision=precision,
+        gradient_accumulation_steps=exp.train.grad_accum_steps,
+        kwargs_handlers=handlers,
+        log_with=log_with or None,
+        project_dir=exp.train.output_dir if log_with else None,  # Aim's repository; TensorBoard's folder is set in log_with
+    )
     if distributed and accelerator.distributed_type == "NO":
         # e.g. the GPU config (accelerate_config.yaml) on a machine without GPUs: every process would train alone
         raise TrainingError(

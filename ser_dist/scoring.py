@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Subset
 from .data.dataset import AudioClips, collate_waveforms
 from .errors import TrainingError
 from .metrics import compute_metrics
+from .progress import progress
 from .runtime import deepspeed_input_dtype
 
 METRIC_KEYS = {"ua": "unweighted_accuracy", "wa": "weighted_accuracy", "macro_f1": "macro_f1", "loss": "loss"}
@@ -23,18 +24,20 @@ def eval_loader(clips: AudioClips, durations: list[float], batch_size: int) -> D
 
 
 @torch.no_grad()
-def evaluate(model, loader, criterion, accelerator, label_names: list[str]) -> dict:
-    """Metrics over every clip of ``loader`` exactly once, identical on every rank."""
+def evaluate(model, loader, criterion, accelerator, label_names: list[str], *, desc: str = "evaluate") -> dict:
+    """Metrics over every clip of ``loader`` exactly once, identical on every rank (progress: ``desc``)."""
     model.eval()
     all_logits, all_labels, all_index = [], [], []
     input_dtype = deepspeed_input_dtype(accelerator)
-    for batch in loader:
-        with accelerator.autocast():
-            logits = model(batch["input_values"].to(input_dtype), batch["lengths"]).logits
-        logits, labels, index = accelerator.gather_for_metrics((logits.float(), batch["labels"], batch["index"]))
-        all_logits.append(logits.cpu())
-        all_labels.append(labels.cpu())
-        all_index.append(index.cpu())
+    with progress(total=len(loader), desc=desc, unit="batch") as bar:
+        for batch in loader:
+            with accelerator.autocast():
+                logits = model(batch["input_values"].to(input_dtype), batch["lengths"]).logits
+            logits, labels, index = accelerator.gather_for_metrics((logits.float(), batch["labels"], batch["index"]))
+            all_logits.append(logits.cpu())
+            all_labels.append(labels.cpu())
+            all_index.append(index.cpu())
+            bar.update(1)
     logits, labels = torch.cat(all_logits), torch.cat(all_labels)
     broken = int((~torch.isfinite(logits).all(-1)).sum())
     if broken:  # argmax would silently count them as the first class

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import config as config_module
-from . import run_folder
+from . import progress, run_folder
 from .checkpoint import TrainerState, complete_checkpoints, load_checkpoint, resume_training, run_identity, save_checkpoint
 from .data.sampler import TrainBatchSampler
 from .errors import TrainingError
@@ -39,6 +39,8 @@ from .runtime import (  # noqa: F401  make_accelerator and configure_deepspeed a
     out_of_memory_message,
 )
 from .scoring import METRIC_KEYS, evaluate, is_better, test_summary
+from .tracking import Trackers, epoch_values, log_with, run_hparams, step_values
+from .train_stats import EpochStats
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Run:
     test_loader: DataLoader
     identity: dict
     num_parameters: int
+    trackers: Trackers
+    stats: EpochStats
     state: TrainerState = field(default_factory=TrainerState)
     timing: dict = field(default_factory=dict)
 
@@ -96,7 +100,8 @@ def setup(exp) -> Run:
     # GPUs). The flag is per thread and inherited by threads created later, so it is set before any
     # torch op starts the intra-op thread pool.
     torch.set_flush_denormal(True)
-    accelerator = make_accelerator(exp)
+    accelerator = make_accelerator(exp, log_with=log_with(exp))  # a tracker whose package is missing stops here
+    progress.configure(exp.train.progress, exp.train.progress_seconds, enabled=accelerator.is_main_process)
     from accelerate.utils import set_seed
 
     set_seed(exp.train.seed, deterministic=exp.train.deterministic)
@@ -105,7 +110,7 @@ def setup(exp) -> Run:
         run_folder.claim(out, exp.train, has_checkpoint=bool(complete_checkpoints(out / "checkpoints")))
     accelerator.wait_for_everyone()
     run_folder.check_shared(accelerator, out)
-    log = RunLog(accelerator, out, tensorboard="tensorboard" in exp.train.report_to)
+    log = RunLog(accelerator, out)
     log(f"{exp.name}: {accelerator.num_processes} process(es) on {accelerator.device}, precision {accelerator.mixed_precision}")
     started = time.time()
     data = prepare_and_report_data(exp, accelerator, log)
@@ -122,12 +127,16 @@ def setup(exp) -> Run:
         schedule=run.schedule,
         batches_per_epoch=len(run.sampler.local_batches()),
     )
+    run.trackers.start(
+        run_hparams(exp, run.accelerator, run.num_parameters, data.report), resumed=run.state.global_step > 0 or run.state.epoch > 0
+    )
     return run
 
 
 def build_run(exp, accelerator, log, data) -> Run:
     """Model, loss, optimizer, schedule, freezing and loaders, prepared by Accelerate."""
     clips, durations = split_clips(data)
+    train_durations = durations["train"]
     with built_whole(accelerator):
         model = build_model(exp, len(data.label_names))
     if exp.model.cache_features:  # frozen encoder: run it once per clip, train the head on its output
@@ -160,6 +169,8 @@ def build_run(exp, accelerator, log, data) -> Run:
         test_loader=test_loader,
         identity=run_identity(exp, data),
         num_parameters=num_parameters,
+        trackers=Trackers(accelerator, exp),
+        stats=EpochStats(train_durations),
     )
 
 
@@ -186,15 +197,27 @@ def train_epoch(run: Run, epoch: int) -> set[str]:
     epoch_batches = state.batches_done + len(run.sampler)
     run.model.train()
     input_dtype = deepspeed_input_dtype(run.accelerator)
-    for batch in run.train_loader:
-        batch = {k: v.to(run.accelerator.device, non_blocking=True) for k, v in batch.items()}
-        batch["input_values"] = batch["input_values"].to(input_dtype)
-        stepped = train_step(run, batch, frozen)
-        state.batches_done += 1
-        mid_epoch = state.batches_done < epoch_batches  # the epoch-end checkpoint follows validation anyway
-        if stepped and mid_epoch and exp.train.save_every_steps and state.global_step % exp.train.save_every_steps == 0:
-            run.checkpoint()
+    run.stats.start()
+    with progress.progress(total=len(run.sampler), desc=f"epoch {epoch + 1}/{exp.train.epochs}", unit="batch") as bar:
+        for batch in run.train_loader:
+            run.stats.got_batch(batch)
+            batch = {k: v.to(run.accelerator.device, non_blocking=True) for k, v in batch.items()}
+            batch["input_values"] = batch["input_values"].to(input_dtype)
+            stepped = train_step(run, batch, frozen)
+            state.batches_done += 1
+            mid_epoch = state.batches_done < epoch_batches  # the epoch-end checkpoint follows validation anyway
+            if stepped and mid_epoch and exp.train.save_every_steps and state.global_step % exp.train.save_every_steps == 0:
+                run.checkpoint()
+            bar.update(1, **bar_figures(run))
+            run.stats.done_batch()
     return frozen
+
+
+def bar_figures(run: Run) -> dict:
+    """The epoch bar's running figures: the epoch's mean loss so far, the head's lr, clips per second."""
+    state = run.state
+    loss = state.train_loss_sum / state.train_loss_count if state.train_loss_count else float("nan")
+    return {"loss": loss, "lr": float(run.optimizer.param_groups[0]["lr"]), "clips/s": run.stats.clips_per_second()}
 
 
 def train_step(run: Run, batch: dict, frozen: set[str]) -> bool:
@@ -227,6 +250,7 @@ def optimizer_step(run: Run, loss: torch.Tensor, frozen: set[str]) -> bool:
         state.nonfinite_steps += 1
         state.nonfinite_streak += 1
         run.log(f"step {state.global_step}: non-finite loss or gradients, step skipped ({state.nonfinite_steps} so far)")
+        run.trackers.log({"train/skipped_steps": state.nonfinite_steps}, step=state.global_step)
         if state.nonfinite_streak >= exp.train.max_nonfinite_steps:
             raise TrainingError(
                 f"{state.nonfinite_streak} optimizer steps in a row had non-finite loss or gradients; "
@@ -241,7 +265,9 @@ def optimizer_step(run: Run, loss: torch.Tensor, frozen: set[str]) -> bool:
     run.schedule.after_optimizer_step()
     run.freezing.after_step(frozen)
     if state.global_step % exp.train.log_every_steps == 0:
-        run.log.scalars(state.global_step, {"train/loss": mean_loss, "train/lr": run.optimizer.param_groups[0]["lr"]})
+        # lr: the one the step used (the schedule has moved on to the next step's); so are the others
+        values = step_values(mean_loss, run.optimizer, grad_norm, exp.train.max_grad_norm, state.nonfinite_steps)
+        run.trackers.log(values, step=state.global_step)
     return True
 
 
@@ -249,8 +275,10 @@ def end_epoch(run: Run, epoch: int, frozen: set[str], started: float) -> None:
     """Validate, record the epoch, decide early stopping and checkpoint (every rank decides the same)."""
     state, exp = run.state, run.exp
     metric_key = METRIC_KEYS[exp.train.metric]
-    val = evaluate(run.model, run.val_loader, run.criterion, run.accelerator, run.data.label_names)
+    figures = run.stats.summary(run.accelerator)  # collective: the epoch's cost over every process
+    val = evaluate(run.model, run.val_loader, run.criterion, run.accelerator, run.data.label_names, desc="validate")
     run.timing["epoch_seconds"].append(round(time.time() - started, 3))  # training + validation
+    run.timing.setdefault("epochs", []).append({"epoch": epoch + 1, **{k: round(v, 4) for k, v in figures.items()}})
     run.schedule.after_validation(val[metric_key])
     row = {
         "epoch": epoch + 1,
@@ -277,7 +305,8 @@ def end_epoch(run: Run, epoch: int, frozen: set[str], started: float) -> None:
         f"val UA {100 * val['unweighted_accuracy']:.2f} WA {100 * val['weighted_accuracy']:.2f} "
         f"F1 {100 * val['macro_f1']:.2f}{' *' if improved else ''} ({run.timing['epoch_seconds'][-1]:.1f} s)"
     )
-    run.log.epoch(epoch + 1, row, val, run.data.label_names)
+    run.trackers.log(epoch_values(row, val, figures, run.optimizer, frozen, run.data.label_names), step=epoch + 1)
+    run.trackers.confusion("val/confusion_matrix", val["confusion_matrix"], run.data.label_names, epoch + 1)
     state.epoch, state.batches_done, state.train_loss_sum, state.train_loss_count = epoch + 1, 0, 0.0, 0
     run.checkpoint(best=improved)  # an improving checkpoint names itself the best in its own state file
     if state.stopped_early:
@@ -299,7 +328,7 @@ def finish(run: Run) -> dict:
         )
     if state.best_checkpoint is not None:
         load_checkpoint(accelerator, out / "checkpoints" / state.best_checkpoint)  # the weights; the schedule is done with
-    test = evaluate(run.model, run.test_loader, run.criterion, accelerator, data.label_names)
+    test = evaluate(run.model, run.test_loader, run.criterion, accelerator, data.label_names, desc="test")
     state_dict = accelerator.get_state_dict(run.model)  # collective under ZeRO-3: gathers the full weights
     # torch.compile (accelerate launch --dynamo_backend inductor) prefixes every key with "_orig_mod.".
     # Under ZeRO-3 only rank 0 receives the gathered weights (None elsewhere).
@@ -325,7 +354,7 @@ def finish(run: Run) -> dict:
             test_records=[data.records[i] for i in data.split_indices["test"]],
             timing=run.timing,
         )
-        run.log.test(results, test, data.label_names)
+    run.trackers.finish(test, data.label_names, state.global_step)  # after the reports: MLflow takes them as artifacts
     accelerator.wait_for_everyone()
     t = results["test"]
     run.log(

@@ -281,3 +281,14 @@ def test_a_record_of_an_earlier_version_keeps_its_tracker_setting():
     assert from_dict(old).train.report_to == []
     old["train"]["tensorboard"] = True
     assert from_dict(old).train.report_to == ["tensorboard"]
+
+
+def test_words_yaml_1_1_reads_as_booleans_stay_text_for_text_keys(tmp_path):
+    """train.progress=off is the text "off" (YAML 1.1 would read a boolean), on the command line and in a file;
+    boolean keys still take yes/no/on/off."""
+    exp = cli(base(), ["train.progress=off", "train.deterministic=on"])
+    assert exp.train.progress == "off" and exp.train.deterministic is True
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("train:\n  progress: off\n  deterministic: no\n")
+    exp = cli(base(), ["--config", str(config_file)])
+    assert exp.train.progress == "off" and exp.train.deterministic is False

@@ -3,6 +3,7 @@ decisions taken on the same step everywhere, rank-0-only outputs, collective che
 (non-finite losses, a dying rank, out of memory) that end in a clear message instead of a hang."""
 
 import csv
+import importlib.util
 import json
 import re
 import shutil
@@ -86,10 +87,20 @@ def two_rank_run(odd_corpus, tmp_path_factory):
             "optim.scheduler=plateau",
             "optim.plateau_patience=0",
             "optim.plateau_factor=0.5",
+            *TRACKED,
         ),
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{out.parent / 'mlflow.db'}"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, result
+
+
+# MLflow beside TensorBoard when it is installed; progress as log lines, one per update
+TRACKED = (["train.report_to=[tensorboard,mlflow]"] if importlib.util.find_spec("mlflow") else []) + [
+    "train.progress=log",
+    "train.progress_seconds=0",
+    "train.log_every_steps=1",
+]
 
 
 def test_evaluation_counts_every_clip_once(two_rank_run):
@@ -126,6 +137,20 @@ def test_only_rank_zero_writes_and_checkpoints_hold_every_rank(two_rank_run):
     assert log.count("epoch 1/4:") == 1 and log.count("test (") == 1
     assert result.stdout.count("epoch 1/4:") == 1
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    progress_lines = [line for line in result.stderr.splitlines() if "epoch 1/4: " in line and "batches" in line]
+    assert progress_lines and sum("(100%)" in line for line in progress_lines) == 1  # rank 0's bar alone
+    counts = [re.search(r"epoch 1/4: (\d+)/\d+ batches", line).group(1) for line in progress_lines]
+    assert len(counts) == len(set(counts))  # each batch count once: one process prints
+    if "train.report_to=[tensorboard,mlflow]" in TRACKED:
+        import mlflow
+
+        client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{out.parent / 'mlflow.db'}")
+        (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])  # one run, from rank 0
+        skipped = client.get_metric_history(run.info.run_id, "train/skipped_steps")
+        assert max(m.value for m in skipped) == 2  # the two NaN steps rank 1 saw, skipped on both ranks
+        assert len({m.step for m in client.get_metric_history(run.info.run_id, "train/loss")}) == len(
+            client.get_metric_history(run.info.run_id, "train/loss")
+        )  # each step logged once
     assert {"config.json", "model.safetensors", "ser_dist.json"} <= {p.name for p in (out / "model").iterdir()}
     assert not list(out.glob(".old-*"))
     assert not list(out.glob(".tmp-*")) and not list((out / "checkpoints").glob(".tmp-*"))
