@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+__version__ = "0.1.0"  # pyproject.toml's version (tests/test_cli_help.py keeps them equal); used without package metadata
+
 _LAZY = {
     "EmotionClassifier": "ser_dist.serving.inference",
     "Prediction": "ser_dist.serving.inference",

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .config import Experiment, apply_overrides, parse_args
 from .errors import ConfigError, UserError
+from .progress import configured, progress, write
 from .recipe import Recipe, load_recipe, run_recipe_main, smoke_overrides
 from .results import CV_METRICS, CV_SUMMARY, collect_results, write_results
 
@@ -136,9 +137,10 @@ def check_launch(plan: CVPlan, launcher: str | None) -> None:
         raise UserError(f"--launcher {launcher!r}: {command[0]} is not a program on PATH; install it or give its full path")
 
 
-def run_cv(plan: CVPlan, launcher: str | None = None, log=print, rerun: bool = False) -> dict:
+def run_cv(plan: CVPlan, launcher: str | None = None, log=write, rerun: bool = False) -> dict:
     """Run the folds without a finished run of these settings (a partly run fold resumes from its checkpoint;
-    a fold run with other settings stops the command, or with ``rerun`` retrains)."""
+    a fold run with other settings stops the command, or with ``rerun`` retrains). A ``folds`` progress
+    (``train.progress``) counts the folds done, those finished earlier included."""
     if launcher is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError(
             "ser-dist cv runs several trainings one after another, which a multi-process launch cannot do in one process; "
@@ -146,24 +148,38 @@ def run_cv(plan: CVPlan, launcher: str | None = None, log=print, rerun: bool = F
         )
     check_launch(plan, launcher)
     restart = check_earlier_runs(plan, rerun)
-    for fold in plan.folds:
-        done = plan.fold_dir(fold) / "metrics.json"
-        label = f"{plan.recipe.name} fold {fold or 1}/{len(plan.folds)}"
-        if done.exists() and not restart[fold]:
-            log(f"{label}: finished earlier with the same settings ({done}), not rerun")
-            continue
-        log(f"{label}: {'retraining (settings changed)' if restart[fold] else 'training'} -> {plan.fold_dir(fold)}")
-        if launcher is None:
-            run_recipe_main(plan.recipe.path, plan.fold_overrides(fold, restart[fold]))
-        else:
-            result = subprocess.run(plan.command(fold, launcher, restart[fold]))
-            if result.returncode != 0:
-                raise UserError(
-                    f"{label} failed (exit {result.returncode}); see {plan.fold_dir(fold) / 'train.log'}, then rerun the same command to resume"
-                )
-        if not done.exists():
-            raise UserError(f"{label} ended without {done}; see {plan.fold_dir(fold) / 'train.log'}")
+    with _progress_of(plan), progress(total=len(plan.folds), desc=f"{plan.recipe.name} folds", unit="fold", leave=True) as folds:
+        for fold in plan.folds:
+            label = f"{plan.recipe.name} fold {fold or 1}/{len(plan.folds)}"
+            done = plan.fold_dir(fold) / "metrics.json"
+            if done.exists() and not restart[fold]:
+                log(f"{label}: finished earlier with the same settings ({done}), not rerun")
+            else:
+                log(f"{label}: {'retraining (settings changed)' if restart[fold] else 'training'} -> {plan.fold_dir(fold)}")
+                _run_fold(plan, fold, launcher, restart[fold])
+            folds.update(1)
     return write_cv_summary(plan)
+
+
+def _progress_of(plan: CVPlan):
+    """This process's progress mode for the plan's folds: its ``train.progress`` and ``train.progress_seconds``."""
+    return configured(plan.experiment.train.progress, plan.experiment.train.progress_seconds)
+
+
+def _run_fold(plan: CVPlan, fold: int | None, launcher: str | None, restart: bool) -> None:
+    """Train one fold: through the recipe's ``__main__`` in this process, or as a launcher command."""
+    label = f"{plan.recipe.name} fold {fold or 1}/{len(plan.folds)}"
+    done = plan.fold_dir(fold) / "metrics.json"
+    if launcher is None:
+        run_recipe_main(plan.recipe.path, plan.fold_overrides(fold, restart))
+    else:
+        result = subprocess.run(plan.command(fold, launcher, restart))
+        if result.returncode != 0:
+            raise UserError(
+                f"{label} failed (exit {result.returncode}); see {plan.fold_dir(fold) / 'train.log'}, then rerun the same command to resume"
+            )
+    if not done.exists():
+        raise UserError(f"{label} ended without {done}; see {plan.fold_dir(fold) / 'train.log'}")
 
 
 def write_cv_summary(plan: CVPlan) -> dict:
@@ -292,14 +308,19 @@ def grid_jobs(plans: Sequence[CVPlan], launcher: str | None = None, rerun: bool 
     return jobs
 
 
-def run_grid(plans: Sequence[CVPlan], out_dir: str, launcher: str | None = None, log=print, rerun: bool = False) -> dict[str, Path]:
-    """Run every cell (folds finished with the same settings are skipped), then write the study table and heatmap."""
+def run_grid(plans: Sequence[CVPlan], out_dir: str, launcher: str | None = None, log=write, rerun: bool = False) -> dict[str, Path]:
+    """Run every cell (folds finished with the same settings are skipped), then write the study table and heatmap.
+    A ``cells`` progress (the first cell's ``train.progress``) counts the cells done."""
     for plan in plans:  # every cell's folders are checked before anything trains
         check_launch(plan, launcher)
         check_earlier_runs(plan, rerun)
-    for index, plan in enumerate(plans, 1):
-        log(f"grid cell {index}/{len(plans)}: {plan.recipe.name} ({plan.recipe.backbone} x {plan.recipe.loss}, {len(plan.folds)} fold(s))")
-        run_cv(plan, launcher=launcher, log=log, rerun=rerun)
+    with _progress_of(plans[0]), progress(total=len(plans), desc="grid cells", unit="cell", leave=True) as cells:
+        for index, plan in enumerate(plans, 1):
+            log(
+                f"grid cell {index}/{len(plans)}: {plan.recipe.name} ({plan.recipe.backbone} x {plan.recipe.loss}, {len(plan.folds)} fold(s))"
+            )
+            run_cv(plan, launcher=launcher, log=log, rerun=rerun)
+            cells.update(1, cell=plan.recipe.name)
     paths = write_results(collect_results([plan.out_dir for plan in plans]), out_dir)
     log(f"grid: {len(plans)} cells -> {paths['markdown']}, {paths['csv']}, {paths['heatmap']}")
     return paths

@@ -19,25 +19,18 @@ from .errors import UserError
 def prepare(recipe: str | None, overrides: list[str], data_items: list[str], out: str | None = None):
     """Resolve the config as ``train`` does (recipe < ``--config`` < overrides; ``--data`` keys last), prepare
     its data, print the report; ``out``: also write ``data_report.json`` and ``split.csv`` there."""
-    from .config import Experiment
     from .data.pipeline import write_report
     from .data.report_text import report_text
-    from .overrides import apply_overrides, data_overrides, parse_args
+    from .progress import configured
+    from .recipe import resolved_config
     from .run_data import check_validation_split, prepare_run_data
 
     if recipe is None and not data_items:
         raise UserError(
             "ser-dist prepare needs a recipe (ser-dist prepare recipes/bilstm_mfcc_ce.py data.root=DIR) or --data KEY=VALUE ..."
         )
-    base, config_args = Experiment(), []
-    if recipe is not None and recipe.endswith(".py"):
-        from .recipe import load_recipe
-
-        base = load_recipe(recipe).config
-    elif recipe is not None:
-        config_args = ["--config", recipe]  # a YAML config, as ser-dist train takes one
-    exp = apply_overrides(base, {**parse_args([*config_args, *overrides]), **data_overrides(data_items)}).validate()
-    with _cache_progress_on_stdout():
+    exp = resolved_config(recipe, overrides, data_items).validate()
+    with configured(exp.train.progress, exp.train.progress_seconds), _cache_lines_on_stdout():
         prepared = prepare_run_data(exp)  # as the training run prepares it: same cache entry, same split
     check_validation_split(prepared)  # data training would refuse fails here, with the same line
     if out is not None:
@@ -53,8 +46,9 @@ def prepare(recipe: str | None, overrides: list[str], data_items: list[str], out
 
 
 @contextlib.contextmanager
-def _cache_progress_on_stdout():
-    """The decode cache's lines (a hit, or the decoding progress) on stdout: stderr keeps the one error line."""
+def _cache_lines_on_stdout():
+    """The decode cache's lines (a hit, or what was decoded) on stdout, beside the report; stderr holds the
+    decoding progress (``ser_dist.progress``, as ``train.progress`` says) and an error's one line."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("ser_dist.data")

@@ -1,7 +1,8 @@
 """Recipes: scripts whose ``CONFIG = Experiment(...)`` is a page of settings, read or run by ``ser-dist cv`` / ``grid``.
 
 ``load_recipe`` reads a recipe's ``CONFIG`` without running it; ``run_recipe_main`` runs its ``__main__``
-block in this process (its real entry point). ``smoke_overrides`` are the ``--smoke`` settings
+block in this process (its real entry point). ``resolved_config`` is the experiment ``ser-dist train`` /
+``prepare`` TARGET [overrides] resolves, and ``recipe_help`` what their ``--help`` prints after a TARGET. ``smoke_overrides`` are the ``--smoke`` settings
 (``ser_dist/smoke.yaml``): tiny models and one epoch, to check a setup end to end in minutes on a CPU.
 """
 
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from .config import Experiment
+from .config import Experiment, describe
 from .errors import UserError
+from .overrides import apply_overrides, data_overrides, parse_args
 
 
 @dataclasses.dataclass
@@ -63,6 +65,34 @@ def run_recipe_main(path: Path, overrides: Sequence[str]) -> None:
         runpy.run_path(str(path), run_name="__main__")
     finally:
         sys.argv = saved
+
+
+def resolved_config(target: str | None, overrides: Sequence[str] = (), data_items: Sequence[str] = ()) -> Experiment:
+    """The settings ``ser-dist train|prepare TARGET overrides`` runs with, not yet validated: a recipe's ``CONFIG``
+    (``TARGET`` ends in ``.py``), or the defaults with ``TARGET`` as a YAML config (None: the defaults alone),
+    then ``--config`` files and ``section.key=value`` overrides, then ``--data KEY=VALUE`` items (``prepare``)."""
+    if target is not None and target.endswith(".py"):
+        base, config_args = load_recipe(target).config, []
+    else:
+        base, config_args = Experiment(), ([] if target is None else ["--config", target])
+    return apply_overrides(base, {**parse_args([*config_args, *overrides]), **data_overrides(list(data_items))})
+
+
+def recipe_help(command: str, target: str, overrides: Sequence[str] = (), data_items: Sequence[str] = ()) -> str:
+    """``ser-dist COMMAND TARGET ... --help``: every key with the value this command line gives it (as
+    ``python RECIPE --help`` lists a recipe's, with the overrides applied)."""
+    recipe = target.endswith(".py")
+    given = [*overrides, *(f"--data {item}" for item in data_items)]
+    extra = " [--data KEY=VALUE ...] [--out DIR]" if command == "prepare" else ""
+    lines = [
+        f"usage: ser-dist {command} {target} [--config FILE.yaml] [section.key=value ...]{extra}",
+        f"the settings of {'recipe' if recipe else 'YAML config'} {target}"
+        + (f" with {' '.join(given)}" if given else "")
+        + f" (defaults < {'recipe' if recipe else 'that YAML'} < --config < command line):",
+        "",
+        describe(resolved_config(target, overrides, data_items)),
+    ]
+    return "\n".join(lines)
 
 
 @cache

@@ -249,6 +249,21 @@ def test_all_clips_unreadable_gives_an_empty_dataset_and_full_skip_list(tmp_path
     assert len(AudioClips(dataset, LABELS)) == 0
 
 
+def test_decoding_progress_counts_clips_and_skips_on_stderr(corpus, tmp_path, capsys):
+    from ser_dist.progress import configured
+
+    _, records = corpus
+    with configured("log", seconds=0):
+        build(records, tmp_path / "cache")
+    captured = capsys.readouterr()
+    lines = [line.split("] decode: ")[1].split(";")[0] for line in captured.err.splitlines() if "] decode: " in line]
+    assert lines == [f"{n}/6 clips ({100 * n / 6:.0f}%), skipped {s}" for n, s in zip(range(1, 7), (0, 1, 1, 2, 2, 3))]
+    assert "\r" not in captured.err and "decode" not in captured.out
+    with configured("off"):
+        build(records, tmp_path / "other-cache")
+    assert "decode" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("options, key", [({"sample_rate": 0}, "data.sample_rate"), ({"max_seconds": -1.0}, "data.max_seconds")])
 def test_bad_settings_are_config_errors(corpus, tmp_path, options, key):
     _, records = corpus

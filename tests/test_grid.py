@@ -16,6 +16,7 @@ import sys
 import pytest
 from conftest import SPEAKER_PATTERN, STUDY_BACKBONES, STUDY_LOSSES, STUDY_RECIPES, run_entry_point
 
+from ser_dist import crossval
 from ser_dist.cli import main
 from ser_dist.crossval import CVPlan, check_comparable, plan_cv, plan_grid, run_cv
 from ser_dist.errors import ConfigError, UserError
@@ -320,3 +321,72 @@ def test_cv_out_that_is_a_file_is_one_line(demo_corpus, tmp_path):
     result = cli(*CV_ARGS, *demo_data(demo_corpus, "split=speaker_kfold", "num_folds=2"), "--out", str(tmp_path / "file" / "cv"))
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and f"{tmp_path / 'file'} is a file" in lines[0], result.stderr[-2000:]
+
+
+# --- progress of cv and grid: folds and cells on stderr, the fold lines on stdout -----------------------
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Folds "train" in no time: the recipe's ``__main__`` is replaced by writing the finished run's config.yaml
+    and metrics.json (what cv checks and summarises). Returns the folds trained, in order."""
+    from pathlib import Path
+
+    from ser_dist import config as config_module
+    from ser_dist.config import apply_overrides, parse_args
+
+    trained = []
+
+    def finish_fold(path, overrides):
+        exp = apply_overrides(load_recipe(path).config, parse_args(list(overrides)))
+        out = Path(exp.train.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        config_module.save(exp, out / "config.yaml")
+        metrics = {
+            "config_fingerprint": config_module.fingerprint(exp),
+            "config_fingerprint_without_fold": config_module.fingerprint(exp, ignore=("data.fold",)),
+            "test": {"unweighted_accuracy": 0.5, "weighted_accuracy": 0.6, "macro_f1": 0.4, "num_examples": 12},
+        }
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        trained.append((path.stem, exp.data.fold))
+
+    monkeypatch.setattr("ser_dist.crossval.run_recipe_main", finish_fold)
+    return trained
+
+
+def progress_lines(err: str, desc: str) -> list[str]:
+    """What each ``ser_dist.progress`` log line of step ``desc`` says, up to its timing."""
+    return [line.split(f"] {desc}: ")[1].split(";")[0] for line in err.splitlines() if f"] {desc}: " in line]
+
+
+def test_cv_progress_counts_folds_finished_earlier_as_done(demo_corpus, tmp_path, fake_training, capsys):
+    out = tmp_path / "cv"
+    data = demo_data(demo_corpus, "split=speaker_kfold", "num_folds=2")
+    command = ["cv", "recipes/lstm_ce.py", *data, "--out", str(out)]
+    plan = plan_cv("recipes/lstm_ce.py", [f"data.{item}" for item in data[1:]], out_dir=str(out))
+    crossval.run_recipe_main(plan.recipe.path, plan.fold_overrides(1))  # fold 1 finished earlier
+    main([*command, "train.progress=log", "train.progress_seconds=0"])
+    captured = capsys.readouterr()
+    assert fake_training == [("lstm_ce", 1), ("lstm_ce", 2)]  # fold 2 only, after fold 1 above
+    assert "lstm_ce fold 1/2: finished earlier" in captured.out and f"lstm_ce fold 2/2: training -> {out / 'fold_2'}" in captured.out
+    assert progress_lines(captured.err, "lstm_ce folds") == ["1/2 folds (50%)", "2/2 folds (100%)"]
+    assert "\r" not in captured.err and "folds:" not in captured.out and "mean ± std" in captured.out
+
+    main([*command, 'train.progress="off"'])  # quoted: a bare off reads as YAML's false
+    captured = capsys.readouterr()
+    assert captured.out.count("finished earlier") == 2 and "folds" not in captured.err
+    main([*command, "train.progress=bar"])
+    err = capsys.readouterr().err
+    assert "lstm_ce folds: 100%" in err and "2/2" in err and "\r" in err  # tqdm's bar, left on screen (leave=True)
+
+
+def test_grid_progress_counts_cells_and_each_cells_folds(demo_corpus, tmp_path, fake_training, capsys):
+    out = tmp_path / "grid"
+    recipes = ["recipes/lstm_ce.py", "recipes/lstm_focal.py"]
+    main(["grid", *recipes, *demo_data(demo_corpus, "split=speaker"), "--out", str(out), "train.progress=log", "train.progress_seconds=0"])
+    captured = capsys.readouterr()
+    assert fake_training == [("lstm_ce", 1), ("lstm_focal", 1)]  # the recipes' data.fold (a single-split protocol ignores it)
+    assert progress_lines(captured.err, "grid cells") == ["1/2 cells (50%), cell lstm_ce", "2/2 cells (100%), cell lstm_focal"]
+    assert progress_lines(captured.err, "lstm_ce folds") == progress_lines(captured.err, "lstm_focal folds") == ["1/1 folds (100%)"]
+    assert "grid cell 1/2: lstm_ce" in captured.out and "lstm_focal fold 1/1: training" in captured.out and "\r" not in captured.err
+    assert (out / "results.md").exists()

@@ -143,6 +143,44 @@ def test_long_recording_window_option_on_the_command_line(deploy_run, five_minut
     assert set(row) == {"file", "label", "confidence", "probabilities", "windows"}
 
 
+def progress_lines(err: str, desc: str) -> list[str]:
+    """What each ``ser_dist.progress`` log line of step ``desc`` says, up to its timing."""
+    return [line.split(f"] {desc}: ")[1].split(";")[0] for line in err.splitlines() if f"] {desc}: " in line]
+
+
+def test_predict_progress_log_lines_on_stderr_keep_stdout_json(deploy_run, demo_corpus, five_minute_recording, capsys):
+    run, _ = deploy_run
+    clips = [str(p) for p in sorted((demo_corpus / "Sad").glob("*.wav"))[:5]]
+    args = ["predict", str(run), *clips, str(five_minute_recording), "--json", "--batch-size", "4", "--window-seconds", "10"]
+    out, err = in_process(capsys, *args, "--progress", "log", "--progress-seconds", "0")
+    assert [Path(row["file"]).name for row in json.loads(out)] == [Path(c).name for c in clips] + ["five_minutes.flac"]
+    assert progress_lines(err, "predict") == [f"{n}/6 files ({100 * n / 6:.0f}%)" for n in range(1, 7)]
+    # 30 windows of 10 s, 4 a batch (the first beside the 5th clip): advanced as each batch is scored, the last 2 before the file ends
+    assert progress_lines(err, "windows of five_minutes.flac") == [f"{n}/30 windows ({100 * n / 30:.0f}%)" for n in (*range(3, 28, 4), 30)]
+    assert "\r" not in err
+
+    for quiet in (["--no-progress"], ["--progress", "off"]):
+        out, err = in_process(capsys, *args, *quiet, "--progress-seconds", "0")
+        assert len(json.loads(out)) == 6 and "predict" not in err and "windows of" not in err, quiet
+    out, err = in_process(capsys, *args[:3], "--json", "--progress", "log", "--progress-seconds", "0")
+    assert len(json.loads(out)) == 1 and "predict" not in err  # one batch of work: no progress
+
+    out, err = in_process(capsys, *args, "--progress", "bar")
+    assert len(json.loads(out)) == 6
+    assert "predict:" in err and "/6 [" in err and "windows of five_minutes.flac:" in err and "\r" in err  # tqdm's bars, on stderr
+
+
+def test_predict_progress_through_pipes_is_log_lines(deploy_run, demo_corpus):
+    """``auto`` in a process whose stderr is a pipe: log lines, never a carriage return; stdout is the JSON alone."""
+    run, _ = deploy_run
+    clips = [str(p) for p in sorted((demo_corpus / "Anger").glob("*.wav"))[:3]]
+    result = cli("predict", str(run), *clips, "--json", "--batch-size", "2", "--progress-seconds", "0")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 3
+    assert progress_lines(result.stderr, "predict") == ["1/3 files (33%)", "2/3 files (67%)", "3/3 files (100%)"]
+    assert "\r" not in result.stderr
+
+
 def test_an_empty_input_path_is_refused_rather_than_read_as_the_current_folder(tmp_path):
     from ser_dist.errors import UserError
     from ser_dist.serving.inference import expand_inputs

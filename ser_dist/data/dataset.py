@@ -28,7 +28,8 @@ what is there, and the ``truncated`` column says so, for the data report.
 
 A corpus is decoded in a pool of processes fed a bounded window at a time (``data/decode_pool.py``). Only
 the crop is decoded and resampled (``decode_audio`` reads at most ``max_seconds`` at the clip's own rate), so a long
-or mislabelled clip costs no more memory than a clip of ``max_seconds``.
+or mislabelled clip costs no more memory than a clip of ``max_seconds``. Its progress (clips decoded, and
+skipped so far) is a ``ser_dist.progress`` bar or log line named ``decode``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..progress import progress
 from .audio import decode_audio, decoded_or_reason
 from .cache_entry import build_lock, features, is_complete, load_entry, progress_bars_off, record_batch, remove_stale_builds
 from .decode_pool import decode_all
@@ -229,9 +231,10 @@ def _build_entry(
         kept = 0
         rows: list[tuple[Record, np.ndarray, int, str | None]] = []
         pending_samples = 0
-        with pa.OSFile(str(staging), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        bar = progress(total=len(records), desc="decode", unit="clip")
+        with bar, pa.OSFile(str(staging), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
             decoded = decode_all(decode_clip, _jobs(records, hf, sample_rate, max_samples, min_samples), len(records), num_proc)
-            for number, (rec, (audio, original, reason, truncated)) in enumerate(zip(records, decoded), 1):
+            for rec, (audio, original, reason, truncated) in zip(records, decoded):
                 if audio is None:
                     skipped.append((rec.path, reason))
                 else:
@@ -241,8 +244,7 @@ def _build_entry(
                 if pending_samples >= _BATCH_SAMPLES:
                     writer.write_batch(record_batch(rows, schema, sample_rate))
                     rows, pending_samples = [], 0
-                if number % 1000 == 0:
-                    logger.info("decoding audio: %d/%d clips", number, len(records))
+                bar.update(1, skipped=len(skipped))
             writer.write_batch(record_batch(rows, schema, sample_rate))
         with progress_bars_off():
             # An empty dataset saved with the default sharding has no data file and can't be loaded back.

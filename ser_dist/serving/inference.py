@@ -12,7 +12,6 @@ windows go through the model ``batch_size`` at a time, so a recording of any len
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -131,6 +130,18 @@ class Prediction:
         if self.windows is not None:
             out["windows"] = self.windows
         return out
+
+
+def _progress(show: bool, total: int | None, desc: str, unit: str):
+    """A ``ser_dist.progress`` step in this process's mode when ``show``, else one that shows nothing."""
+    from ..progress import Progress, progress
+
+    return progress(total=total, desc=desc, unit=unit) if show else Progress(total, desc, unit, mode="off", seconds=0)
+
+
+def _short_name(name: str) -> str:
+    """A file's name without its folders for a progress line; a dataset row's record id as it is."""
+    return name if name.startswith("hf://") else Path(name).name
 
 
 def _is_number(value) -> bool:
@@ -269,10 +280,9 @@ class EmotionClassifier:
         progress: bool = False,
     ) -> tuple[list[Prediction], list[tuple[str, str]]]:
         """``predict`` on (name, waveform at ``self.sample_rate``, or the reason it could not be decoded) pairs,
-        taken one at a time: a long one is windowed, a short or silent one fails with its reason. A progress
-        bar (``progress``) is shown when the ``total`` inputs are more than one batch."""
-        from tqdm.auto import tqdm
-
+        taken one at a time: a long one is windowed, a short or silent one fails with its reason. ``progress``:
+        show it (``ser_dist.progress``, on stderr) when the ``total`` inputs are more than one batch, and for a
+        recording whose windows are more than one batch, its windows as they are scored."""
         from ..data.dataset import INT16_SCALE, too_short_reason
 
         window, hop = self._window_samples(window_seconds, hop_seconds)  # before any audio is read
@@ -299,23 +309,33 @@ class EmotionClassifier:
                 return "silent: every sample is the same value at 16-bit precision"
             return None
 
-        show = progress and (total is None or total > batch_size)
-        bar = tqdm(total=total, desc="predict", unit="file", file=sys.stderr, disable=not show)
-        for number, (name, waveform) in enumerate(decoded):
-            names.append(name)
-            reason = waveform if isinstance(waveform, str) else unusable(waveform)
-            bar.update(1)
-            if reason is not None:
-                failures[number] = reason
-                continue
-            spans_of[number] = window_spans(len(waveform), window, hop)
-            window_probs[number] = []
-            for start, end in spans_of[number]:
-                pending.append((number, waveform[start:end]))  # views: no copy until the batch is built
-                if len(pending) >= batch_size:
+        def queue_windows(number: int, name: str, waveform: np.ndarray) -> None:
+            spans = spans_of[number]
+            long = progress and len(spans) > batch_size
+            with _progress(long, len(spans), f"windows of {_short_name(name)}", "window") as windows:
+                for start, end in spans:
+                    pending.append((number, waveform[start:end]))  # views: no copy until the batch is built
+                    if len(pending) >= batch_size:
+                        scored = sum(n == number for n, _ in pending)
+                        flush()
+                        windows.update(scored)
+                if long:  # its last windows now, so that its progress ends before the next file's starts
+                    scored = sum(n == number for n, _ in pending)
                     flush()
-        flush()
-        bar.close()
+                    windows.update(scored)
+
+        with _progress(progress and (total is None or total > batch_size), total, "predict", "file") as files:
+            for number, (name, waveform) in enumerate(decoded):
+                names.append(name)
+                reason = waveform if isinstance(waveform, str) else unusable(waveform)
+                if reason is None:
+                    spans_of[number] = window_spans(len(waveform), window, hop)
+                    window_probs[number] = []
+                    queue_windows(number, name, waveform)
+                else:
+                    failures[number] = reason
+                files.update(1)
+            flush()
 
         predictions = []
         for number, probs in window_probs.items():
