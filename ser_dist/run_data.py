@@ -85,7 +85,7 @@ def cached_features(model, clips: dict, model_cfg, accelerator, log) -> dict:
 
     check_cacheable(model, model_cfg)
     freeze_encoder_for_good(model)
-    clips = {name: cache_encoder_features(model.to(accelerator.device), c, accelerator.device, log) for name, c in clips.items()}
+    clips = {name: cache_encoder_features(model.to(accelerator.device), c, accelerator.device) for name, c in clips.items()}
     log(f"features: cached the frozen encoder's output for {sum(len(c) for c in clips.values())} clips")
     return clips
 

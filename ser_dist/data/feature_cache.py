@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
+from ..progress import progress
 
 
 class FeatureClips(Dataset):
@@ -45,17 +46,17 @@ def check_cacheable(model, model_cfg) -> None:
 
 
 @torch.no_grad()
-def cache_encoder_features(model, clips, device: torch.device, log=None) -> FeatureClips:
+def cache_encoder_features(model, clips, device: torch.device) -> FeatureClips:
     """Features of every clip of an ``AudioClips`` dataset, computed one clip at a time."""
     was_training = model.training
     model.eval()
     features = []
-    for index in range(len(clips)):
-        waveform = clips[index]["waveform"].to(device)[None]
-        hidden, valid = model.encode(waveform, torch.tensor([waveform.shape[1]], device=device))
-        features.append(hidden[0, : int(valid[0])].float().cpu())
-        if log is not None and (index + 1) % 1000 == 0:
-            log(f"features: {index + 1}/{len(clips)} clips")
+    with progress(total=len(clips), desc="encoder features", unit="clip") as bar:
+        for index in range(len(clips)):
+            waveform = clips[index]["waveform"].to(device)[None]
+            hidden, valid = model.encode(waveform, torch.tensor([waveform.shape[1]], device=device))
+            features.append(hidden[0, : int(valid[0])].float().cpu())
+            bar.update(1)
     model.train(was_training)
     return FeatureClips(features, clips.labels)
 
