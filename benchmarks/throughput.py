@@ -155,7 +155,7 @@ def run_ser_dist(args, manifest: Path) -> dict:
             seed=args.seed,
             output_dir=str(args.out / "ser_dist" / "run"),
             overwrite=True,
-            tensorboard=False,
+            report_to=[],
             mixed_precision="bf16" if args.device == "cuda" else "no",
         ),
     )

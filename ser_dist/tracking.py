@@ -7,11 +7,12 @@
   A tracker whose package is missing is one line before anything runs (Accelerate would drop it silently).
 
 What is logged (``ser_dist.trainer`` calls these on every process; only the main process writes):
-per optimizer step every ``train.log_every_steps`` (x = optimizer steps): ``train/loss``, ``train/lr/GROUP``,
-``train/grad_norm`` (before clipping), ``train/clipped``, ``train/skipped_steps``; per epoch (x = epoch):
-``epoch/*`` (losses, validation UA/WA/macro-F1 and recall per class, lr per group, throughput, padding, loader
+per optimizer step every ``train.log_every_steps``: ``train/loss``, ``train/lr/GROUP``, ``train/grad_norm``
+(before clipping), ``train/clipped``, ``train/skipped_steps``; per epoch, at its last step: ``epoch/*`` (its
+number ``epoch/epoch``, losses, validation UA/WA/macro-F1 and recall per class, lr per group, throughput, padding, loader
 wait, peak memory, frozen parts) and the validation confusion matrix as an image; at the end ``test/*`` and the
-test confusion matrix. The resolved config is the run's hyperparameters: TensorBoard's HPARAMS view has them with
+test confusion matrix. Every figure's x axis is the optimizer step (as in Accelerate's and transformers'
+examples; W&B refuses a step lower than one it has seen). The resolved config is the run's hyperparameters: TensorBoard's HPARAMS view has them with
 the test UA/WA/macro-F1 as its metrics; MLflow gets them as params and the run's report files as artifacts.
 """
 
@@ -241,6 +242,7 @@ def epoch_values(row: dict, val: dict, figures: dict, optimizer, frozen: set[str
     values = {
         f"epoch/{key}": row[key] for key in ("train_loss", "val_loss", "val_unweighted_accuracy", "val_weighted_accuracy", "val_macro_f1")
     }
+    values["epoch/epoch"] = row["epoch"]
     values["epoch/nonfinite_steps"] = row["nonfinite_steps"]
     values.update({f"epoch/val_recall/{metric_name(name)}": val["per_class"][name]["recall"] for name in label_names})
     values.update(lr_values("epoch", optimizer))

@@ -305,8 +305,9 @@ def end_epoch(run: Run, epoch: int, frozen: set[str], started: float) -> None:
         f"val UA {100 * val['unweighted_accuracy']:.2f} WA {100 * val['weighted_accuracy']:.2f} "
         f"F1 {100 * val['macro_f1']:.2f}{' *' if improved else ''} ({run.timing['epoch_seconds'][-1]:.1f} s)"
     )
-    run.trackers.log(epoch_values(row, val, figures, run.optimizer, frozen, run.data.label_names), step=epoch + 1)
-    run.trackers.confusion("val/confusion_matrix", val["confusion_matrix"], run.data.label_names, epoch + 1)
+    # x axis: optimizer steps for every figure (W&B takes increasing steps only); epoch/epoch says which epoch
+    run.trackers.log(epoch_values(row, val, figures, run.optimizer, frozen, run.data.label_names), step=state.global_step)
+    run.trackers.confusion("val/confusion_matrix", val["confusion_matrix"], run.data.label_names, state.global_step)
     state.epoch, state.batches_done, state.train_loss_sum, state.train_loss_count = epoch + 1, 0, 0.0, 0
     run.checkpoint(best=improved)  # an improving checkpoint names itself the best in its own state file
     if state.stopped_early:

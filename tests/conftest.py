@@ -22,6 +22,23 @@ TINY_BILSTM = ["model.hidden_size=16", "model.embedding_size=16", "train.batch_s
 TINY_SSL = ["model.backbone=hubert_tiny_random", "model.embedding_size=16", "train.batch_size=8", "data.max_seconds=1.0"]
 
 
+def tiny_ssl_args(corpus, out, *extra: str) -> list[str]:
+    """The HuBERT recipe as a tiny random model whose CNN feature encoder is frozen in epoch 1 of 2: a freeze,
+    an unfreeze and three parameter groups in seconds. ``extra`` overrides come last (they win)."""
+    return [
+        "recipes/hubert_large_ce.py",
+        f"data.root={corpus}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        f"train.output_dir={out}",
+        *TINY_SSL,
+        "model.pretrained=false",
+        "train.epochs=2",
+        "model.freeze_feature_encoder_epochs=1",
+        "train.early_stopping_patience=null",
+        *extra,
+    ]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Never write the decode cache into the user's home during tests. Session-scoped, so it is in

@@ -72,24 +72,9 @@ def test_a_frozen_part_is_bit_identical_while_frozen_and_trains_after(runs, laun
 
 
 def ssl_args(corpus, out, *extra: str) -> list[str]:
-    from conftest import SPEAKER_PATTERN, TINY_SSL
+    from conftest import tiny_ssl_args
 
-    return [
-        "recipes/hubert_large_ce.py",
-        f"data.root={corpus}",
-        f"data.speaker_pattern={SPEAKER_PATTERN}",
-        f"train.output_dir={out}",
-        *TINY_SSL,
-        "model.pretrained=false",
-        "train.batch_size=4",
-        "train.epochs=2",
-        "model.freeze_feature_encoder_epochs=1",
-        "train.save_every_steps=4",
-        "train.keep_last=10",
-        "train.early_stopping_patience=null",
-        "train.report_to=[]",
-        *extra,
-    ]
+    return tiny_ssl_args(corpus, out, "train.batch_size=4", "train.save_every_steps=4", "train.keep_last=10", "train.report_to=[]", *extra)
 
 
 @pytest.fixture(scope="module")
