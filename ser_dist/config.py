@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .config_checks import check_choice, check_component_names, check_numeric_ranges
+from .config_checks import check_choice, check_component_names, check_numeric_ranges, check_opensmile_settings, missing_package
 from .errors import ConfigError, install_excepthook
 from .overrides import apply_overrides, flatten, load_yaml, parse_args, sections
 
@@ -29,6 +29,8 @@ METRICS = ("ua", "wa", "macro_f1", "loss")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 HEADS = ("auto", "last", "mean", "attentive_stats", "weighted_layers")
 PROGRESS = ("auto", "bar", "log", "off")  # ser_dist.progress
+# openSMILE functionals (model.backbone=opensmile): egemaps = eGeMAPSv02 (88-D), compare = ComParE_2016 (6,373-D)
+SMILE_SETS = ("egemaps", "compare")
 # Accelerate's experiment trackers train.report_to may name (ser_dist.tracking), each with its package.
 TRACKERS = ("tensorboard", "mlflow", "wandb", "aim", "comet_ml", "clearml")
 
@@ -127,11 +129,15 @@ class Model:
     mask_time_prob: float = 0.0  # SSL: SpecAugment-style time masking in training (0: off)
     classifier: str = "auto"  # linear | cosine | auto (cosine for the AAM loss)
     attention: str = "auto"  # attention implementation for HF encoders: auto | sdpa | eager
+    smile_set: str = "egemaps"  # opensmile: the functionals, egemaps (eGeMAPSv02, 88-D) | compare (ComParE_2016, 6,373-D)
+    # opensmile: hidden layers (model.hidden_size units, ReLU, model.dropout after each) between the standardised
+    # functionals and the classifier; 0: a linear model on them (logistic regression with loss ce, a linear SVM with svm)
+    mlp_layers: int = 0
 
 
 @dataclass
 class Loss:
-    name: str = "ce"  # ce | label_smoothing | focal | aam | ccc, or an import path
+    name: str = "ce"  # ce | label_smoothing | focal | aam | ccc | svm (multi-class hinge), or an import path
     class_weights: bool = False  # weight classes by inverse frequency in the training split
     label_smoothing: float = 0.1
     gamma: float = 2.0  # focal
@@ -205,6 +211,9 @@ class Experiment:
                 "data.root is required: pass data.root=DIR (a folder with one subfolder per emotion), data.manifest=FILE.csv or data.hf_dataset=ID_OR_DIR"
             )
         check_component_names(self)  # a typo fails here, before the corpus is scanned and decoded
+        missing = missing_package(self.model.backbone)  # an optional extra (opensmile): looked for, not imported
+        if missing:
+            raise ConfigError(missing)
         from .run_folder import file_in_the_way
 
         for key, folder in (("data.cache_dir", self.data.cache_dir), ("train.output_dir", self.train.output_dir)):
@@ -232,6 +241,7 @@ class Experiment:
         check_choice("model.head", self.model.head, HEADS)
         check_choice("model.feature_norm", self.model.feature_norm, ("utterance", "global"))
         check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
+        check_choice("model.smile_set", self.model.smile_set, SMILE_SETS)
         # A value with "/" would be a Hub kernel repository, code transformers downloads and runs.
         check_choice(
             "model.attention", self.model.attention, ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
@@ -256,6 +266,7 @@ class Experiment:
             raise ConfigError(
                 "model.cache_features=true computes each clip's features once, so online augmentation (data.augment) would never be seen; drop one of them"
             )
+        check_opensmile_settings(self.model)
         if self.train.push_to_hub and not self.hub.repo_id:
             raise ConfigError("train.push_to_hub=true needs hub.repo_id=OWNER/NAME (the Hub repository to create or update)")
         if self.train.resume is not None and self.train.overwrite:

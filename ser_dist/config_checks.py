@@ -40,6 +40,7 @@ NUMERIC_RANGES = {
     "model.freeze_backbone_epochs": "[-1, inf)",
     "model.layerdrop": "[0, 1)",
     "model.mask_time_prob": "[0, 1)",
+    "model.mlp_layers": "[0, inf)",
     "loss.label_smoothing": "[0, 1)",
     "loss.gamma": "[0, inf)",
     "loss.alpha": "[0, inf)",
@@ -71,7 +72,10 @@ RANGE_HINTS = {
     "data.max_seconds": "null: keep whole clips",
     "train.early_stopping_patience": "null: no early stopping",
     "train.max_grad_norm": "null or 0: no clipping",
+    "model.mlp_layers": "0: a linear model on the functionals",
 }
+# Backbones whose package is an optional extra of ser-dist: name -> (package, extra).
+OPTIONAL_BACKBONE_PACKAGES = {"opensmile": ("opensmile", "opensmile")}
 
 
 def check_choice(key: str, value: str, choices: tuple) -> None:
@@ -144,3 +148,34 @@ def check_component_names(exp) -> None:
         raise _unknown(key, value, registry.names(), also)
     for name in exp.data.augment:
         AUGMENTATIONS.require(name, "data.augment")
+
+
+def missing_package(backbone: str) -> str | None:
+    """The one line for a backbone whose optional package is not installed, else None. The package is looked
+    for (``importlib.util.find_spec``), not imported: validating a config imports no component."""
+    import importlib.util
+
+    if backbone not in OPTIONAL_BACKBONE_PACKAGES:
+        return None
+    package, extra = OPTIONAL_BACKBONE_PACKAGES[backbone]
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken or half-removed installation
+        found = False
+    if found:
+        return None
+    return f"model.backbone={backbone}: the {package} package is not installed; pip install 'ser-dist[{extra}]' (or pip install {package})"
+
+
+def check_opensmile_settings(model_cfg) -> None:
+    """``model.backbone=opensmile`` trains its head on functionals computed once per clip, standardised with the
+    training clips' statistics, which the feature cache computes: it needs ``model.cache_features=true`` (and so a
+    frozen extractor); ``model.mlp_layers`` shapes only its head."""
+    if model_cfg.backbone == "opensmile":
+        if not model_cfg.cache_features or model_cfg.freeze_backbone_epochs != -1:
+            raise ConfigError(
+                "model.backbone=opensmile computes its functionals once per clip and standardises them with the training clips' "
+                "statistics: set model.cache_features=true and model.freeze_backbone_epochs=-1 (the extractor has no parameters to train)"
+            )
+    elif model_cfg.mlp_layers != 0:
+        raise ConfigError(f"model.mlp_layers is for the opensmile backbone, not {model_cfg.backbone}; leave it out (model.mlp_layers=0)")

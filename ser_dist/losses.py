@@ -1,4 +1,4 @@
-"""Classification losses for the comparative study: CE, label smoothing, focal, AAM-softmax and CCC.
+"""Classification losses for the comparative study: CE, label smoothing, focal, AAM-softmax, CCC and the SVM's hinge.
 
 Every loss is an ``nn.Module`` with ``forward(logits [B, C], labels [B] long) -> scalar`` (a mean
 over the batch) and is listed in ``ser_dist.registry.LOSSES`` under its config name with a
@@ -192,6 +192,30 @@ class ConcordanceLoss(nn.Module):
         return torch.where(count > 0, ccc_loss, fallback)
 
 
+class MulticlassHingeLoss(nn.Module):
+    """The multi-class hinge loss of a linear SVM (Weston and Watkins, 1999), as ``torch.nn.MultiMarginLoss``
+    computes it: per sample, ``sum_{k != y} max(0, 1 - (s_y - s_k)) / K`` over the K classes' scores ``s``.
+
+    Every class that comes within the margin (1) of the target's score adds to the loss, not only the
+    strongest rival (Crammer and Singer's max). With a linear classifier and L2 on its weights (``optim.weight_decay``
+    with ``optim.name=adam`` or ``sgd``, which add ``weight_decay * W`` to the gradient: a penalty
+    ``weight_decay / 2 * ||W||^2``; biases are not decayed) the mean over N training clips plus that penalty is
+    ``weight_decay`` times the soft-margin SVM objective ``1/2 ||W||^2 + C * sum_i sum_{k != y_i} hinge_ik`` with
+    ``C = 1 / (weight_decay * N * K)``: the same minimum. The batch loss is the mean over samples, or the
+    ``w_y``-weighted mean with class weights (as for cross-entropy). The scores are the logits as they are:
+    predictions are their argmax, and ``ser-dist predict``'s probabilities a softmax of them (a ranking of the
+    classes, not calibrated probabilities).
+    """
+
+    def __init__(self, class_weight: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("class_weight", class_weight, persistent=False)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        per_sample = F.multi_margin_loss(logits.float(), labels, p=1, margin=1.0, reduction="none")
+        return _weighted_mean(per_sample, labels, self.class_weight)
+
+
 def _per_class_weights(values: Sequence[float] | None, key: str, num_classes: int) -> torch.Tensor | None:
     if values is None:
         return None
@@ -227,6 +251,11 @@ def build_additive_angular_margin(cfg: Loss, num_classes: int, class_counts: lis
     return AdditiveAngularMarginLoss(margin=cfg.margin, scale=cfg.scale, class_weight=weight)
 
 
+def build_multiclass_hinge(cfg: Loss, num_classes: int, class_counts: list[int] | None = None) -> MulticlassHingeLoss:
+    weight = inverse_frequency_weights(class_counts, num_classes) if cfg.class_weights else None
+    return MulticlassHingeLoss(class_weight=weight)
+
+
 def build_concordance(cfg: Loss, num_classes: int, class_counts: list[int] | None = None) -> ConcordanceLoss:
     if cfg.class_weights:
         # The CCC is averaged over classes, so every class already counts the same.
@@ -241,6 +270,7 @@ __all__ = [
     "ConcordanceLoss",
     "CrossEntropyLoss",
     "FocalLoss",
+    "MulticlassHingeLoss",
     "build_loss",
     "inverse_frequency_weights",
     "uses_cosine_classifier",

@@ -135,6 +135,8 @@ BACKBONES = Registry(
         "hubert_tiny_random": "ser_dist.models.ssl_presets:hubert_tiny_random",
         "wav2vec2_tiny_random": "ser_dist.models.ssl_presets:wav2vec2_tiny_random",
         "wavlm_tiny_random": "ser_dist.models.ssl_presets:wavlm_tiny_random",
+        # openSMILE functionals (model.smile_set) + a linear model or small MLP: pip install 'ser-dist[opensmile]'
+        "opensmile": "ser_dist.models.smile:opensmile",
     },
 )
 LOSSES = Registry(
@@ -146,6 +148,8 @@ LOSSES = Registry(
         "focal": "ser_dist.losses:build_focal",
         "aam": "ser_dist.losses:build_additive_angular_margin",
         "ccc": "ser_dist.losses:build_concordance",
+        # the multi-class hinge of a linear SVM (torch.nn.MultiMarginLoss); L2 through optim.weight_decay
+        "svm": "ser_dist.losses:build_multiclass_hinge",
     },
 )
 CORPORA = Registry(

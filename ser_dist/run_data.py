@@ -9,6 +9,7 @@ validation and test loaders. The training loop (``ser_dist.trainer``) calls thes
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from . import config as config_module
 from .data.augment import augmented_training_data
-from .data.dataset import AudioClips, collate_waveforms
+from .data.dataset import AudioClips, collate_waveforms, default_cache_dir
 from .data.pipeline import first_problems, prepare_data, summary_line, write_report
 from .data.sampler import TrainBatchSampler
 from .errors import TrainingError
@@ -79,14 +80,27 @@ def split_clips(data) -> tuple[dict[str, AudioClips], dict[str, list[float]]]:
     return clips, durations
 
 
-def cached_features(model, clips: dict, model_cfg, accelerator, log) -> dict:
-    """``model.cache_features``: the encoder, frozen for good, runs once per clip; the head trains on its output."""
-    from .data.feature_cache import cache_encoder_features, check_cacheable, freeze_encoder_for_good
+def cached_features(model, clips: dict, exp, accelerator, log) -> dict:
+    """``model.cache_features``: the encoder, frozen for good, runs once per clip; the head trains on its output.
 
-    check_cacheable(model, model_cfg)
+    A fixed extractor's features (openSMILE) also go to disk under the decode cache (``data.cache_dir``), so later
+    runs and folds read them back; the main process computes them first, the others read its files. A model
+    that standardises its inputs (``fit_standardisation``) gets the statistics of the training split only."""
+    from .data.feature_cache import cache_encoder_features, check_cacheable, feature_store, freeze_encoder_for_good
+
+    check_cacheable(model, exp.model)
     freeze_encoder_for_good(model)
-    clips = {name: cache_encoder_features(model.to(accelerator.device), c, accelerator.device) for name, c in clips.items()}
-    log(f"features: cached the frozen encoder's output for {sum(len(c) for c in clips.values())} clips")
+    store = feature_store(model, exp.data.cache_dir or default_cache_dir())
+    device = accelerator.device
+    with accelerator.main_process_first() if store is not None else contextlib.nullcontext():
+        clips = {name: cache_encoder_features(model.to(device), c, device, store) for name, c in clips.items()}
+    total = sum(len(c) for c in clips.values())
+    stored = f" ({sum(c.from_store for c in clips.values())} of them read back from {store.folder})" if store is not None else ""
+    log(f"features: cached the frozen encoder's output for {total} clips{stored}")
+    if hasattr(model, "fit_standardisation"):
+        train = clips["train"]
+        model.fit_standardisation(torch.cat([train[i]["waveform"] for i in range(len(train))]).to(device))
+        log(f"features: standardised with the mean and standard deviation of the {len(train)} training clips alone")
     return clips
 
 

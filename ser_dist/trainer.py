@@ -140,7 +140,7 @@ def build_run(exp, accelerator, log, data) -> Run:
     with built_whole(accelerator):
         model = build_model(exp, len(data.label_names))
     if exp.model.cache_features:  # frozen encoder: run it once per clip, train the head on its output
-        clips = cached_features(model, clips, exp.model, accelerator, log)
+        clips = cached_features(model, clips, exp, accelerator, log)
     criterion = build_loss(exp.loss, len(data.label_names), data.class_counts("train"))
     optimizer = build_optimizer(model, exp.optim)
     loaders = build_loaders(exp, accelerator, clips, durations, log)

@@ -26,6 +26,7 @@ BACKBONES = {
     "hubert_tiny_random": ({"model.embedding_size": 16}, 400),  # conv kernels 10,3,3,3,3,2,2 and strides 5,2,2,2,2,2,2
     "wav2vec2_tiny_random": ({"model.embedding_size": 16}, 400),
     "wavlm_tiny_random": ({"model.embedding_size": 16}, 400),
+    "opensmile": ({"model.mlp_layers": 1, "model.hidden_size": 16}, 960),  # openSMILE's 60 ms analysis window
 }
 
 
@@ -136,7 +137,7 @@ def test_prediction_uses_the_training_minimum_and_models_tolerate_shorter_input(
         files[3]: "silent: every sample is the same value at 16-bit precision",
     }
     # A model trained with data.min_seconds=0 predicts them: its forward zero-pads to its receptive field.
-    for backbone in ("bilstm", "hubert_tiny_random"):
+    for backbone in ("bilstm", "hubert_tiny_random", "opensmile"):
         predictions, failed = classifier_for(tiny_model(backbone).eval(), min_seconds=0).predict(files[:3])
         assert not failed and len(predictions) == 3, failed
 

@@ -1,4 +1,4 @@
-"""The study stays comparable while each of its 20 recipes spells out its own settings.
+"""The study stays comparable while each of its 20 recipes spells out its own settings (and so do the openSMILE baselines).
 
 Over ``recipes/{lstm,vggish,wav2vec2_base,hubert_large}_{ce,label_smoothing,focal,aam,ccc}.py``: one
 data protocol for all 20, one model / optimiser / training setting per backbone row (but where a run
@@ -74,3 +74,21 @@ def test_a_drift_names_the_recipe_the_key_and_both_values(tmp_path):
         "recipes/vggish_focal.py: train.epochs=40, but recipes/vggish_ce.py has 50 (the vggish row)",
         "recipes/vggish_focal.py: loss.gamma=1.0, but recipes/lstm_focal.py has 2.0 (the focal column)",
     ]
+
+
+# The openSMILE baselines are not study cells (their protocol is EmoDB's leave-one-speaker-out); they share their
+# data protocol and training settings, and the eGeMAPS SVM and logistic regression form one grid row (backbone
+# opensmile, columns svm and ce), so `ser-dist grid` can put them side by side.
+OPENSMILE_RECIPES = ("opensmile_egemaps_svm", "opensmile_egemaps_logreg", "opensmile_egemaps_mlp", "opensmile_compare_svm")
+
+
+def test_the_opensmile_baselines_share_data_and_training_and_the_egemaps_row_its_model():
+    configs = {name: load_recipe(ROOT / "recipes" / f"{name}.py").config for name in OPENSMILE_RECIPES}
+    reference = settings(configs["opensmile_egemaps_svm"], ["data", "train"])
+    for name, config in configs.items():
+        ours = settings(config, ["data", "train"])
+        assert ours == reference, (name, [key for key in ours if ours[key] != reference[key]])
+        assert (config.model.backbone, config.model.cache_features, config.model.freeze_backbone_epochs) == ("opensmile", True, -1)
+    svm, logreg = (settings(configs[name], ROW_SECTIONS) for name in ("opensmile_egemaps_svm", "opensmile_egemaps_logreg"))
+    assert svm == logreg, [key for key in svm if svm[key] != logreg[key]]
+    assert (configs["opensmile_egemaps_svm"].loss.name, configs["opensmile_egemaps_logreg"].loss.name) == ("svm", "ce")

@@ -223,10 +223,13 @@ def render(meta: dict, repo_id: str | None = None, has_confusion_image: bool = T
             f"{summary.get('num_used', 'n/a')} clips used; {summary.get('skipped_files', 0)} unreadable files skipped and {summary.get('set_aside_files', 0)} set aside (listed in the run's `data_report.json`).",
             "",
         ]
+    functionals = ""
+    if model["backbone"] == "opensmile":
+        functionals = f" (`model.smile_set={model.get('smile_set')}`, `model.mlp_layers={model.get('mlp_layers')}`)"
     lines += [
         "## Training",
         "",
-        f"- model: `model.backbone={model['backbone']}`, head `{model.get('head')}`, classifier `{model.get('classifier')}`",
+        f"- model: `model.backbone={model['backbone']}`{functionals}, head `{model.get('head')}`, classifier `{model.get('classifier')}`",
         f"- loss: `{loss['name']}`; optimizer `{optim['name']}` lr {optim['lr']:g}, scheduler `{optim['scheduler']}`",
         f"- {train['epochs']} epochs max, batch {train['batch_size']} per process, early stopping patience {train['early_stopping_patience']}, best epoch chosen on validation `{train['metric']}`, seed {train['seed']}",
         f"- audio: {data['sample_rate']} Hz, clips cut to {data.get('max_seconds')} s",
@@ -244,6 +247,12 @@ def render(meta: dict, repo_id: str | None = None, has_confusion_image: bool = T
         f"- The label set is fixed ({', '.join(labels)}); every recording gets one of them, even when none applies.",
         "",
     ]
+    if model["backbone"] == "opensmile":
+        lines[-1:-1] = [
+            f"- Features: openSMILE's `{model.get('smile_set')}` functionals, computed by audEERING's openSMILE, whose licence "
+            "(the audEERING Research License Agreement in the `opensmile` package) allows non-commercial use only (research, "
+            "teaching, personal use); using it, or models and features made with it, in a product needs a commercial licence from audEERING."
+        ]
     content = "---\n" + card_data(meta, repo_id).to_yaml() + "\n---\n\n" + "\n".join(lines)
     return str(ModelCard(content))
 
