@@ -235,6 +235,8 @@ class Experiment:
         check_choice("train.mixed_precision", self.train.mixed_precision, PRECISIONS)
         check_choice("train.progress", self.train.progress, PROGRESS)
         for tracker in self.train.report_to:
+            if str(tracker).lower() in ("none", "null", "off", "false", ""):  # transformers' report_to="none"
+                raise ConfigError(f"train.report_to={tracker!r}: for no tracker write train.report_to=[]")
             check_choice("train.report_to", tracker, TRACKERS)
         if len(set(self.train.report_to)) < len(self.train.report_to):
             raise ConfigError(f"train.report_to={','.join(self.train.report_to)} names a tracker twice; name each once")

@@ -50,7 +50,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()] if value.strip() not in ("", "[]") else []
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}={value!r} must be a list (comma-separated on the command line)")
+            raise ConfigError(f"{key}={value!r} must be a list (comma-separated on the command line, [] for an empty one)")
         return [_coerce(key, v, item) for v in value]
     if annotation is bool:
         if isinstance(value, bool):

@@ -3,7 +3,7 @@
 
 - ``tensorboard`` (the default) writes ``OUTPUT_DIR/tensorboard``: ``tensorboard --logdir OUTPUT_DIR/tensorboard``.
 - ``mlflow``, ``wandb``, ``aim``, ``comet_ml``, ``clearml`` take their usual configuration (``MLFLOW_TRACKING_URI``,
-  ``WANDB_MODE=offline``, API keys, ...); their project is ``train.project`` and the run's name is its output folder's.
+  ``WANDB_MODE=offline``, API keys, ...); their project is ``train.project`` and the run's name is its output folder's (``run_name``).
   A tracker whose package is missing is one line before anything runs (Accelerate would drop it silently).
 
 What is logged (``ser_dist.trainer`` calls these on every process; only the main process writes):
@@ -18,6 +18,7 @@ the test UA/WA/macro-F1 as its metrics; MLflow gets them as params and the run's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -82,7 +83,10 @@ def log_with(exp) -> list:
 
 
 def run_name(exp) -> str:
-    return Path(exp.train.output_dir).resolve().name
+    """The output folder's name; a ``ser-dist cv`` fold's (``OUT/fold_K``) with its cv folder's, ``OUT/fold_K``: every
+    cv run and grid cell has folds ``fold_1`` ... ``fold_K``, which alone would not say whose fold a run is."""
+    out = Path(exp.train.output_dir).resolve()
+    return f"{out.parent.name}/{out.name}" if re.fullmatch(r"fold_\d+", out.name) and out.parent.name else out.name
 
 
 class Trackers:
@@ -110,11 +114,17 @@ class Trackers:
         try:
             accelerator.init_trackers(self.exp.train.project, config=None, init_kwargs=init_kwargs)
         except Exception as err:  # a tracker's own setup (its URI, login, server): one line, before training starts
+            self.abort(err)  # the trackers that did start (an MLflow run) end here, not RUNNING
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrainingError(
                 f"train.report_to={','.join(self.exp.train.report_to)}: a tracker failed to start: {reason}; fix its setup "
                 "(e.g. MLFLOW_TRACKING_URI=sqlite:///mlflow.db, WANDB_MODE=offline) or leave it out of train.report_to"
             ) from None
+        with self.closed_on_error():
+            self._write_start(hparams, resumed, state)
+
+    def _write_start(self, hparams: dict, resumed: bool, state: dict) -> None:
+        accelerator = self.accelerator
         if not accelerator.is_main_process:
             return
         values = hparam_values(hparams)
@@ -126,6 +136,32 @@ class Trackers:
                 tracker.store_init_configuration(values)
             if tracker.name == "mlflow":
                 (self.out / STATE_FILE).write_text(json.dumps({"mlflow_run_id": tracker.active_run.info.run_id}))
+
+    @contextlib.contextmanager
+    def closed_on_error(self):
+        """A run that raises (or is interrupted) ends its trackers on the way out (``abort``)."""
+        try:
+            yield
+        except BaseException as err:
+            self.abort(err)
+            raise
+
+    def abort(self, err: BaseException) -> None:
+        """End the trackers of a run that failed: its MLflow run FAILED (KILLED on Ctrl-C) rather than left
+        RUNNING, which MLflow marks FINISHED at exit and which makes the next run in this process (the next
+        ``ser-dist cv`` fold, a notebook's next ``train``) fail to start; TensorBoard's events written out."""
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        for tracker in list(self.accelerator.trackers):
+            try:
+                if tracker.name == "mlflow":
+                    import mlflow
+
+                    mlflow.end_run(status=status)
+                else:
+                    tracker.finish()
+            except Exception:  # noqa: BLE001  a tracker that never started, or whose own end fails: the run's error matters
+                pass
+        self.accelerator.trackers.clear()
 
     def _saved_state(self) -> dict:
         try:

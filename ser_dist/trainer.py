@@ -87,8 +87,9 @@ class Run:
 
 def train(exp) -> dict:
     run = setup(exp)
-    fit(run)
-    return finish(run)
+    with run.trackers.closed_on_error():  # a run that fails ends its trackers (MLflow: FAILED, not RUNNING)
+        fit(run)
+        return finish(run)
 
 
 # ---- set-up ------------------------------------------------------------------------------------------------
@@ -127,9 +128,8 @@ def setup(exp) -> Run:
         schedule=run.schedule,
         batches_per_epoch=len(run.sampler.local_batches()),
     )
-    run.trackers.start(
-        run_hparams(exp, run.accelerator, run.num_parameters, data.report), resumed=run.state.global_step > 0 or run.state.epoch > 0
-    )
+    resumed = run.state.global_step > 0 or run.state.epoch > 0
+    run.trackers.start(run_hparams(exp, run.accelerator, run.num_parameters, data.report), resumed=resumed)
     return run
 
 

@@ -68,6 +68,19 @@ def hf_offline(tmp_path, monkeypatch):
     datasets.disable_progress_bars()
 
 
+def mlflow_env(folder: Path) -> dict:
+    """``MLFLOW_TRACKING_URI`` for a run's MLflow store in ``folder``. A sqlite store keeps artifacts in ``./mlruns`` of
+    the working folder (the repository here) unless the experiment says otherwise: ``ser-dist`` is created first, with
+    its artifacts in ``folder`` too."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        return {"MLFLOW_TRACKING_URI": uri}
+    MlflowClient(tracking_uri=uri).create_experiment("ser-dist", artifact_location=(folder / "mlflow-artifacts").as_uri())
+    return {"MLFLOW_TRACKING_URI": uri}
+
+
 def run_entry_point(args: list[str], timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=full_env)

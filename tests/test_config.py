@@ -61,6 +61,8 @@ def test_precedence_defaults_recipe_file_cli(tmp_path):
         (["train.deterministic=maybe"], "must be true or false"),
         (["train.report_to=[tensorbord]"], "train.report_to='tensorbord' is not one of tensorboard, mlflow"),
         (["train.report_to=[mlflow,mlflow]"], "names a tracker twice"),
+        (["train.report_to=none"], "train.report_to='none': for no tracker write train.report_to=[]"),  # transformers' spelling
+        (["train.report_to="], "must be a list (comma-separated on the command line, [] for an empty one)"),
         (["train.progress=bars"], "train.progress='bars' is not one of auto, bar, log, off"),
         (["train.tensorboard=false"], "train.tensorboard is gone: use train.report_to=[tensorboard]"),
         (["data.split=random"], "data.split='random' is not one of"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DIST_ENV, SPEAKER_PATTERN, TINY_BILSTM, run_entry_point, run_torchrun
+from conftest import DIST_ENV, SPEAKER_PATTERN, TINY_BILSTM, mlflow_env, run_entry_point, run_torchrun
 
 RECIPE = "recipes/bilstm_mfcc_ce.py"
 INJECT = "tests/dist/inject_fault.py"
@@ -89,7 +89,7 @@ def two_rank_run(odd_corpus, tmp_path_factory):
             "optim.plateau_factor=0.5",
             *TRACKED,
         ),
-        env={"MLFLOW_TRACKING_URI": f"sqlite:///{out.parent / 'mlflow.db'}"},
+        env=mlflow_env(out.parent),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, result

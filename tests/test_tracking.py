@@ -8,7 +8,7 @@ import json
 import math
 
 import pytest
-from conftest import DIST_ENV, SPEAKER_PATTERN, assert_one_line_error, run_entry_point, run_recipe, tiny_ssl_args
+from conftest import DIST_ENV, SPEAKER_PATTERN, assert_one_line_error, mlflow_env, run_entry_point, run_recipe, tiny_ssl_args
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("tensorboard")
@@ -33,7 +33,7 @@ def tracked_args(corpus, out, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def tracked_run(demo_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("tracked")
-    env = {**DIST_ENV, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    env = {**DIST_ENV, **mlflow_env(root)}
     out = root / "run"
     result = run_entry_point(tracked_args(demo_corpus, out), env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -149,7 +149,7 @@ def test_a_pipe_gets_progress_log_lines_not_bars(tracked_run):
 
 
 def test_a_resumed_run_continues_its_mlflow_run(demo_corpus, tmp_path):
-    env = {**DIST_ENV, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {**DIST_ENV, **mlflow_env(tmp_path)}
     out = tmp_path / "run"
     first = run_entry_point(tracked_args(demo_corpus, out, "train.epochs=1", "optim.scheduler=none", "train.progress=off"), env=env)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -161,6 +161,42 @@ def test_a_resumed_run_continues_its_mlflow_run(demo_corpus, tmp_path):
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [m.value for m in client.get_metric_history(run.info.run_id, "epoch/epoch")] == [1, 2]  # both epochs in one run
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one per process that ran: TensorBoard joins them
+
+
+FAILING_RUNS = """
+import sys
+sys.path.insert(0, "recipes")
+from ser_dist import trainer
+from ser_dist.config import cli
+import bilstm_mfcc_ce as recipe
+
+def broken(run, epoch, *rest):
+    raise RuntimeError("broken epoch")
+
+fit = trainer.end_epoch
+trainer.end_epoch = broken
+try:
+    trainer.train(cli(recipe.CONFIG, [*sys.argv[2:], f"train.output_dir={sys.argv[1]}-failed"]))
+except RuntimeError:
+    pass
+trainer.end_epoch = fit
+trainer.train(cli(recipe.CONFIG, [*sys.argv[2:], f"train.output_dir={sys.argv[1]}-next"]))
+"""
+
+
+def test_a_failed_run_ends_its_mlflow_run_failed_and_the_next_run_in_the_process_starts(demo_corpus, tmp_path):
+    """A run that raises ends its MLflow run FAILED (not left RUNNING, then FINISHED at exit), and the next run in the
+    same process (a ``ser-dist cv`` fold, a notebook's next ``train``) gets its own run instead of "already active"."""
+    env = {**DIST_ENV, **mlflow_env(tmp_path)}
+    script = tmp_path / "two_runs.py"
+    script.write_text(FAILING_RUNS)
+    args = [str(tmp_path / "run"), f"data.root={demo_corpus}", f"data.speaker_pattern={SPEAKER_PATTERN}", "train.epochs=1"]
+    args += ["model.hidden_size=16", "model.embedding_size=16", "data.max_seconds=1.0", "train.report_to=[tensorboard,mlflow]"]
+    result = run_entry_point([str(script), *args], env={**env, "PYTHONPATH": "."})
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.tracking.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted((run.info.run_name, run.info.status) for run in runs) == [("run-failed", "FAILED"), ("run-next", "FINISHED")]
 
 
 @pytest.mark.parametrize("tracker, package", [("wandb", "wandb"), ("aim", "aim"), ("comet_ml", "comet_ml"), ("clearml", "clearml")])
@@ -200,3 +236,17 @@ def test_step_figures_and_hyperparameter_values():
     assert step_values(1.5, Optimizer(), 0.5, 1.0, 0)["train/clipped"] == 0.0
     assert step_values(1.5, Optimizer(), 5.0, None, 0)["train/clipped"] == 0.0  # no clipping configured
     assert "train/grad_norm" not in step_values(1.5, Optimizer(), None, 1.0, 0)
+
+
+def test_a_cv_fold_run_is_named_with_its_cv_folder(tmp_path):
+    """Every ``ser-dist cv`` (and grid cell) has folds fold_1 ... fold_K: the trackers' run name says whose fold it is."""
+    from types import SimpleNamespace
+
+    from ser_dist.tracking import run_name
+
+    def named(out):
+        return run_name(SimpleNamespace(train=SimpleNamespace(output_dir=str(out))))
+
+    assert named(tmp_path / "bilstm_ce" / "fold_3") == "bilstm_ce/fold_3"
+    assert named(tmp_path / "runs" / "bilstm_ce") == "bilstm_ce"
+    assert named(tmp_path / "fold_notes") == "fold_notes"
