@@ -117,7 +117,7 @@ class Progress:
         parts += [f"{key} {_short(value)}" for key, value in self.postfix.items()]
         rate = self.n / elapsed if elapsed > 0 else 0.0
         timing = f"{_clock(elapsed)} elapsed, {rate:.3g} {units}/s"
-        if self.total and not done and rate > 0:
+        if self.total and not done and rate > 0 and self.n < self.total:
             timing += f", ~{_clock((self.total - self.n) / rate)} left"
         print(
             f"[{time.strftime('%H:%M:%S')}] {self.desc}: {', '.join(parts)}; {timing}{' (done)' if done else ''}",
