@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import SPEAKER_PATTERN, assert_predict_reproduces_test_predictions, run_recipe
+from conftest import ROOT, SPEAKER_PATTERN, assert_predict_reproduces_test_predictions, run_recipe
 
 from ser_dist.config import Data, Experiment, cli
 from ser_dist.errors import ConfigError
@@ -22,7 +22,7 @@ def built(*overrides: str, num_classes: int = 4):
 
 
 def test_the_recipe_model_is_cpu_sized():
-    config = load_recipe("recipes/crnn_logmel_ce.py").config
+    config = load_recipe(ROOT / "recipes" / "crnn_logmel_ce.py").config
     model = build_model(config, num_classes=4)
     assert isinstance(model, CRNNSER) and model.head == "attentive_stats"
     assert 300_000 <= sum(p.numel() for p in model.parameters()) <= 1_000_000
@@ -55,6 +55,16 @@ def test_spec_augment_changes_nothing_in_eval_mode():
     torch.testing.assert_close(augmented(wave, lengths).logits, plain(wave, lengths).logits)
     for backbone in ("bilstm", "lstm"):  # the recurrent backbones take the same module
         assert built(f"model.backbone={backbone}", "model.hidden_size=8", "model.spec_augment=true").spec_augment.freq_masks == 2
+
+
+@pytest.mark.parametrize("backbone", ["crnn", "bilstm"])
+def test_spec_augment_masks_in_training_mode_only(backbone):
+    torch.manual_seed(0)
+    on = built(f"model.backbone={backbone}", "model.hidden_size=8", "model.dropout=0", "model.spec_augment=true", "model.freq_masks=4")
+    off = built(f"model.backbone={backbone}", "model.hidden_size=8", "model.dropout=0")
+    off.load_state_dict(on.state_dict())
+    wave, lengths = torch.randn(2, 16000) * 0.1, torch.tensor([16000, 9000])
+    assert not torch.allclose(on.train()(wave, lengths).logits, off.train()(wave, lengths).logits)
 
 
 def runs(mask_row: torch.Tensor) -> list[tuple[int, int]]:
