@@ -17,7 +17,14 @@ from typing import Any
 
 import yaml
 
-from .config_checks import check_choice, check_component_names, check_numeric_ranges, check_opensmile_settings, missing_package
+from .config_checks import (
+    check_choice,
+    check_component_names,
+    check_numeric_ranges,
+    check_opensmile_settings,
+    check_spec_augment,
+    missing_package,
+)
 from .errors import ConfigError, install_excepthook
 from .overrides import apply_overrides, flatten, load_yaml, parse_args, sections
 
@@ -121,7 +128,14 @@ class Model:
     dropout: float = 0.3
     pretrained: bool = True  # SSL encoders: load pretrained weights (False: random init from the config)
     checkpoint: str | None = None  # optional local weights for the backbone (e.g. VGGish)
-    cnn_width: float = 1.0  # VGGish: multiplies its conv channels (64-128-256-512); < 1 only for tiny test models
+    cnn_width: float = 1.0  # VGGish, CRNN: multiplies their conv channels (VGGish 64-128-256-512; CRNN 16-32-64-64)
+    # SpecAugment on the normalised features of crnn / bilstm / lstm, in training mode only: per clip, freq_masks bands of
+    # 0..freq_mask_width features and time_masks spans of 0..time_mask_ratio x the clip's valid frames, set to 0
+    spec_augment: bool = False
+    freq_masks: int = 2
+    freq_mask_width: int = 8
+    time_masks: int = 2
+    time_mask_ratio: float = 0.1
     freeze_feature_encoder_epochs: int = 0  # SSL: CNN feature encoder frozen for the first N epochs (-1: always)
     freeze_backbone_epochs: int = 0  # SSL: whole encoder frozen for the first N epochs (-1: always)
     cache_features: bool = False  # SSL with freeze_backbone_epochs=-1: run the encoder once per clip, train the head on cached features
@@ -269,6 +283,7 @@ class Experiment:
                 "model.cache_features=true computes each clip's features once, so online augmentation (data.augment) would never be seen; drop one of them"
             )
         check_opensmile_settings(self.model)
+        check_spec_augment(self.model)
         if self.train.push_to_hub and not self.hub.repo_id:
             raise ConfigError("train.push_to_hub=true needs hub.repo_id=OWNER/NAME (the Hub repository to create or update)")
         if self.train.resume is not None and self.train.overwrite:

@@ -41,6 +41,10 @@ NUMERIC_RANGES = {
     "model.layerdrop": "[0, 1)",
     "model.mask_time_prob": "[0, 1)",
     "model.mlp_layers": "[0, inf)",
+    "model.freq_masks": "[0, inf)",
+    "model.freq_mask_width": "[0, inf)",
+    "model.time_masks": "[0, inf)",
+    "model.time_mask_ratio": "[0, 1]",
     "loss.label_smoothing": "[0, 1)",
     "loss.gamma": "[0, inf)",
     "loss.alpha": "[0, inf)",
@@ -74,6 +78,8 @@ RANGE_HINTS = {
     "train.max_grad_norm": "null or 0: no clipping",
     "model.mlp_layers": "0: a linear model on the functionals",
 }
+# Backbones whose front end computes features that model.spec_augment masks (a user's import path may read it too).
+SPEC_AUGMENT_BACKBONES = ("crnn", "bilstm", "lstm")
 # Backbones whose package is an optional extra of ser-dist: name -> (package, extra).
 OPTIONAL_BACKBONE_PACKAGES = {"opensmile": ("opensmile", "opensmile")}
 
@@ -179,3 +185,14 @@ def check_opensmile_settings(model_cfg) -> None:
             )
     elif model_cfg.mlp_layers != 0:
         raise ConfigError(f"model.mlp_layers is for the opensmile backbone, not {model_cfg.backbone}; leave it out (model.mlp_layers=0)")
+
+
+def check_spec_augment(model_cfg) -> None:
+    """``model.spec_augment`` masks the features a feature backbone computes; on another registered backbone
+    (an SSL encoder has ``model.mask_time_prob``) it fails rather than being ignored."""
+    backbone = model_cfg.backbone
+    if model_cfg.spec_augment and backbone not in SPEC_AUGMENT_BACKBONES and ":" not in backbone:
+        raise ConfigError(
+            f"model.spec_augment is for the {', '.join(SPEC_AUGMENT_BACKBONES)} backbones, not {backbone}"
+            + ("; an SSL encoder masks with model.mask_time_prob" if backbone not in ("vggish", "opensmile") else "")
+        )

@@ -123,6 +123,8 @@ BACKBONES = Registry(
         "bilstm": "ser_dist.models.recurrent:bilstm",
         "lstm": "ser_dist.models.recurrent:lstm",
         "vggish": "ser_dist.models.vggish:vggish",
+        # log-mel -> 4 conv blocks -> BiLSTM -> attentive statistics pooling, from scratch (~0.6 M parameters)
+        "crnn": "ser_dist.models.crnn:crnn",
         # Any Hub id or save_pretrained folder of the wav2vec2 / HuBERT / WavLM family; the presets below call it.
         "ssl_encoder": "ser_dist.models.ssl:ssl_encoder",
         "hubert_base": "ser_dist.models.ssl_presets:hubert_base",

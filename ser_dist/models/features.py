@@ -1,4 +1,4 @@
-"""Acoustic front ends computed inside the model, on the model's device, in float32."""
+"""Acoustic front ends computed inside the model, on the model's device, in float32, and SpecAugment on their output."""
 
 from __future__ import annotations
 
@@ -80,6 +80,97 @@ class GlobalNormalize(nn.Module):
         return (features - self.mean.to(features.dtype)) * scale * mask
 
 
+def normalizer(norm: str, size: int) -> GlobalNormalize | None:
+    """``model.feature_norm``: None for ``utterance`` (``masked_normalize``), a GlobalNormalize for ``global``."""
+    if norm not in FEATURE_NORMS:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"model.feature_norm={norm!r} is not one of {', '.join(FEATURE_NORMS)}")
+    return GlobalNormalize(size) if norm == "global" else None
+
+
+class LogMelFrontend(nn.Module):
+    """Log-mel energies, normalised: [B, T] -> ([B, frames, n_mels], valid frames [B]).
+
+    25 ms windows, 10 ms hop, centred STFT (as the MFCC front end), ``n_mels`` bands from 20 Hz to Nyquist,
+    ``log(power + 1e-6)``; ``norm`` as MFCCFrontend's. Frames past ``frame_lengths`` are zero.
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_mels: int = 64, win_ms: float = 25.0, hop_ms: float = 10.0, norm: str = "utterance"):
+        super().__init__()
+        self.global_norm = normalizer(norm, n_mels)
+        self.hop_length = int(round(sample_rate * hop_ms / 1000))
+        win_length = int(round(sample_rate * win_ms / 1000))
+        self.n_fft = 1 << (win_length - 1).bit_length()
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=self.n_fft,
+            win_length=win_length,
+            hop_length=self.hop_length,
+            n_mels=n_mels,
+            f_min=20.0,
+            f_max=sample_rate / 2,
+        )
+        self.output_size = n_mels
+        make_buffers_non_persistent(self.mel)
+
+    @property
+    def min_input_samples(self) -> int:
+        return self.n_fft // 2 + 1  # the centred STFT's reflect padding
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            if waveforms.shape[1] < self.min_input_samples:
+                waveforms = nn.functional.pad(waveforms, (0, self.min_input_samples - waveforms.shape[1]))
+            features = torch.log(self.mel(waveforms.float()) + 1e-6).transpose(1, 2)  # [B, T, n_mels]
+            frames = frame_lengths(lengths, self.hop_length, self.n_fft).clamp(max=features.shape[1])
+            if self.global_norm is not None:
+                return self.global_norm(features, frames), frames
+            return masked_normalize(features, frames), frames
+
+
+class SpecAugment(nn.Module):
+    """SpecAugment's masking (Park et al., 2019) on normalised features [B, T, D], in training mode only.
+
+    Each clip gets its own ``freq_masks`` bands of 0..``freq_mask_width`` features and ``time_masks`` spans
+    of 0..``time_mask_ratio`` x its valid frames, placed within its valid frames, set to 0 (the normalised
+    mean). torchaudio's FrequencyMasking / TimeMasking know no per-clip lengths, so a short clip in a batch
+    of long ones would lose its whole tail; this draws from torch's RNG, so ``train.seed`` reproduces it.
+    """
+
+    def __init__(self, freq_masks: int = 0, freq_mask_width: int = 0, time_masks: int = 0, time_mask_ratio: float = 0.0):
+        super().__init__()
+        self.freq_masks, self.freq_mask_width = int(freq_masks), int(freq_mask_width)
+        self.time_masks, self.time_mask_ratio = int(time_masks), float(time_mask_ratio)
+
+    def forward(self, features: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        if not self.training or not (self.freq_masks or self.time_masks):
+            return features
+        batch, num_frames, size = features.shape
+        device = features.device
+        keep = torch.ones(batch, num_frames, size, dtype=torch.bool, device=device)
+        bins = torch.arange(size, device=device)[None, :]
+        for _ in range(self.freq_masks):
+            width = torch.randint(0, min(self.freq_mask_width, size) + 1, (batch, 1), device=device)
+            start = (torch.rand(batch, 1, device=device) * (size - width + 1)).long()
+            keep &= ~((bins >= start) & (bins < start + width))[:, None, :]
+        steps = torch.arange(num_frames, device=device)[None, :]
+        valid = frames.to(device)
+        longest = (valid.to(torch.float32) * self.time_mask_ratio).floor().long()
+        for _ in range(self.time_masks):
+            width = (torch.rand(batch, device=device) * (longest + 1)).long()
+            start = (torch.rand(batch, device=device) * (valid - width + 1)).long()
+            keep &= ~((steps >= start[:, None]) & (steps < (start + width)[:, None]))[:, :, None]
+        return features * keep
+
+
+def spec_augment(model_cfg) -> SpecAugment:
+    """The ``model.spec_augment`` settings as a module (one that changes nothing when they are off)."""
+    if not model_cfg.spec_augment:
+        return SpecAugment()
+    return SpecAugment(model_cfg.freq_masks, model_cfg.freq_mask_width, model_cfg.time_masks, model_cfg.time_mask_ratio)
+
+
 class MFCCFrontend(nn.Module):
     """MFCC (``n_mfcc``) + delta + delta-delta, normalised: [B, T] -> [B, frames, 3 * n_mfcc].
 
@@ -97,11 +188,7 @@ class MFCCFrontend(nn.Module):
         norm: str = "utterance",
     ):
         super().__init__()
-        if norm not in FEATURE_NORMS:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"model.feature_norm={norm!r} is not one of {', '.join(FEATURE_NORMS)}")
-        self.global_norm = GlobalNormalize(3 * n_mfcc) if norm == "global" else None
+        self.global_norm = normalizer(norm, 3 * n_mfcc)
         self.hop_length = int(round(sample_rate * hop_ms / 1000))
         win_length = int(round(sample_rate * win_ms / 1000))
         n_fft = 1 << (win_length - 1).bit_length()

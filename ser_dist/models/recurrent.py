@@ -7,7 +7,7 @@ from torch import nn
 
 from .base import SERModel, SEROutput
 from .classifier import build_classifier
-from .features import MFCCFrontend
+from .features import MFCCFrontend, SpecAugment, spec_augment
 from .heads import AttentiveStatsPooling, frame_mask, masked_mean, resolve_head
 
 RECURRENT_HEADS = ("last", "mean", "attentive_stats")  # the first is what model.head=auto means
@@ -102,11 +102,13 @@ class RecurrentSER(SERModel):
         classifier_scale: float = 30.0,
         head: str = "auto",
         frame_stride: int = 1,
+        augment: SpecAugment | None = None,
     ):
         super().__init__()
         self.frame_stride = int(frame_stride)
         self.head = head = resolve_head(head, RECURRENT_HEADS, "(Bi)LSTM backbones")
         self.frontend = MFCCFrontend(sample_rate=sample_rate, n_mfcc=n_mfcc, norm=feature_norm)
+        self.spec_augment = augment if augment is not None else SpecAugment()  # model.spec_augment, training mode only
         # The seed's stacks (an LSTM of 2 layers, then one of 1) are one stack of 3 layers with dropout between each.
         self.lstm = MaskedLSTM(self.frontend.output_size, hidden_size, num_layers, bidirectional, dropout)
         self.dropout = nn.Dropout(dropout)
@@ -120,7 +122,8 @@ class RecurrentSER(SERModel):
         return self.frontend.min_input_samples
 
     def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
-        features, frames = average_frames(*self.frontend(input_values, lengths), self.frame_stride)
+        features, frames = self.frontend(input_values, lengths)
+        features, frames = average_frames(self.spec_augment(features, frames), frames, self.frame_stride)
         outputs, pooled = self.lstm(features, frames)
         if self.head != "last":
             valid = frame_mask(frames, outputs.shape[1])
@@ -147,6 +150,7 @@ def _recurrent(
         num_layers=model_cfg.num_layers if model_cfg.num_layers is not None else num_layers,
         bidirectional=bidirectional,
         frame_stride=model_cfg.frame_stride,
+        augment=spec_augment(model_cfg),
     )
 
 
