@@ -19,10 +19,9 @@ import torch
 from torch import nn
 
 from .base import SERModel, SEROutput, reject_recurrent_options
-from .classifier import build_classifier
 from .features import LogMelFrontend, SpecAugment, spec_augment
-from .heads import AttentiveStatsPooling, frame_mask, masked_mean, resolve_head
-from .recurrent import MaskedLSTM
+from .heads import frame_mask, resolve_head
+from .recurrent import LSTMHead, MaskedLSTM
 
 CRNN_HEADS = ("attentive_stats", "mean", "last")  # the first is what model.head=auto means
 CONV_CHANNELS = (16, 32, 64, 64)
@@ -49,7 +48,7 @@ class ConvBlock(nn.Module):
         return self.dropout(self.pool(x)), frames
 
 
-class CRNNSER(SERModel):
+class CRNNSER(LSTMHead, SERModel):
     """Log-mel -> SpecAugment (training) -> 4 conv blocks -> BiLSTM -> attentive statistics pooling -> dense -> classifier."""
 
     def __init__(
@@ -78,11 +77,7 @@ class CRNNSER(SERModel):
         )
         bands = NUM_MELS >> len(CONV_CHANNELS)
         self.lstm = MaskedLSTM(channels[-1] * bands, hidden_size, num_layers=1, bidirectional=True, dropout=0.0)
-        self.pooling = AttentiveStatsPooling(self.lstm.output_size) if head == "attentive_stats" else None
-        pooled_size = self.pooling.output_size if self.pooling is not None else self.lstm.output_size
-        self.dropout = nn.Dropout(dropout)
-        self.dense = nn.Sequential(nn.Linear(pooled_size, embedding_size), nn.ReLU())
-        self.classifier = build_classifier(embedding_size, num_classes, classifier, classifier_scale)
+        self.build_head(self.lstm.output_size, embedding_size, num_classes, dropout, classifier, classifier_scale)
 
     @property
     def min_input_samples(self) -> int:
@@ -95,12 +90,8 @@ class CRNNSER(SERModel):
         for block in self.blocks:
             x, frames = block(x, frames)
         x = x.permute(0, 2, 1, 3).flatten(2)  # [B, T', C * bands]: each frame's channels and remaining bands
-        outputs, pooled = self.lstm(x, frames)
-        if self.head != "last":
-            valid = frame_mask(frames, outputs.shape[1])
-            pooled = self.pooling(outputs, valid) if self.pooling is not None else masked_mean(outputs, valid)
-        embedding = self.dense(self.dropout(pooled))
-        return SEROutput(logits=self.classifier(self.dropout(embedding)), embedding=embedding)
+        outputs, final = self.lstm(x, frames)
+        return self.head_output(outputs, final, frames)
 
 
 def crnn(model_cfg, num_classes: int, sample_rate: int, classifier: str = "linear", classifier_scale: float = 30.0) -> CRNNSER:

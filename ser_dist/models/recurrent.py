@@ -74,7 +74,30 @@ def average_frames(features: torch.Tensor, frames: torch.Tensor, stride: int) ->
     return summed / counts.clamp(min=1.0), -(-frames // stride)
 
 
-class RecurrentSER(SERModel):
+class LSTMHead:
+    """The utterance head after a masked LSTM, for ``RecurrentSER`` and the CRNN (``models/crnn.py``): the
+    final states (``head=last``), or the mean / attentive statistics of the outputs over the valid frames,
+    then dropout -> dense ``embedding_size`` (ReLU) -> dropout -> classifier. Its modules keep the attribute
+    names (``pooling``, ``dropout``, ``dense``, ``classifier``) that exported weights are stored under."""
+
+    def build_head(self, input_size: int, embedding_size: int, num_classes: int, dropout: float, classifier: str, classifier_scale: float):
+        self.dropout = nn.Dropout(dropout)
+        self.pooling = AttentiveStatsPooling(input_size) if self.head == "attentive_stats" else None
+        pooled_size = self.pooling.output_size if self.pooling is not None else input_size
+        self.dense = nn.Sequential(nn.Linear(pooled_size, embedding_size), nn.ReLU())
+        self.classifier = build_classifier(embedding_size, num_classes, classifier, classifier_scale)
+
+    def head_output(self, outputs: torch.Tensor, final: torch.Tensor, frames: torch.Tensor) -> SEROutput:
+        """``outputs`` [B, T, H] and ``final`` [B, H] of ``MaskedLSTM`` over clips of ``frames`` valid frames."""
+        pooled = final
+        if self.head != "last":
+            valid = frame_mask(frames, outputs.shape[1])
+            pooled = self.pooling(outputs, valid) if self.pooling is not None else masked_mean(outputs, valid)
+        embedding = self.dense(self.dropout(pooled))
+        return SEROutput(logits=self.classifier(self.dropout(embedding)), embedding=embedding)
+
+
+class RecurrentSER(LSTMHead, SERModel):
     """MFCC front end -> stacked (Bi)LSTM layers -> dense embedding -> classifier.
 
     The seed's BiLSTM: Bi-LSTM 256 x 2 layers -> Bi-LSTM 256 -> dense 128 -> classes, dropout 0.3.
@@ -111,11 +134,7 @@ class RecurrentSER(SERModel):
         self.spec_augment = augment if augment is not None else SpecAugment()  # model.spec_augment, training mode only
         # The seed's stacks (an LSTM of 2 layers, then one of 1) are one stack of 3 layers with dropout between each.
         self.lstm = MaskedLSTM(self.frontend.output_size, hidden_size, num_layers, bidirectional, dropout)
-        self.dropout = nn.Dropout(dropout)
-        self.pooling = AttentiveStatsPooling(self.lstm.output_size) if head == "attentive_stats" else None
-        pooled_size = self.pooling.output_size if self.pooling is not None else self.lstm.output_size
-        self.dense = nn.Sequential(nn.Linear(pooled_size, embedding_size), nn.ReLU())
-        self.classifier = build_classifier(embedding_size, num_classes, classifier, classifier_scale)
+        self.build_head(self.lstm.output_size, embedding_size, num_classes, dropout, classifier, classifier_scale)
 
     @property
     def min_input_samples(self) -> int:
@@ -124,12 +143,8 @@ class RecurrentSER(SERModel):
     def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
         features, frames = self.frontend(input_values, lengths)
         features, frames = average_frames(self.spec_augment(features, frames), frames, self.frame_stride)
-        outputs, pooled = self.lstm(features, frames)
-        if self.head != "last":
-            valid = frame_mask(frames, outputs.shape[1])
-            pooled = self.pooling(outputs, valid) if self.pooling is not None else masked_mean(outputs, valid)
-        embedding = self.dense(self.dropout(pooled))
-        return SEROutput(logits=self.classifier(self.dropout(embedding)), embedding=embedding)
+        outputs, final = self.lstm(features, frames)
+        return self.head_output(outputs, final, frames)
 
 
 def _recurrent(
