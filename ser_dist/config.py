@@ -120,7 +120,9 @@ class Model:
     # pooling: auto (SSL: mean; (Bi)LSTM: last) | last ((Bi)LSTM final states) | mean | attentive_stats | weighted_layers (SSL)
     head: str = "auto"
     n_mfcc: int = 40
-    feature_norm: str = "utterance"  # MFCC backbones: utterance (the seed's per-clip mean/var) | global (training-data statistics)
+    # bilstm / lstm / crnn: utterance (the seed's per-clip mean/var) | global (training-data statistics); all of these and
+    # opensmile: speaker (each speaker's own statistics, test speakers' unlabelled audio included: transductive)
+    feature_norm: str = "utterance"
     hidden_size: int = 256
     num_layers: int | None = None  # (Bi)LSTM: recurrent layers (default: the backbone's own, BiLSTM 3 = the seed's 2 + 1, LSTM 2)
     frame_stride: int = 1  # (Bi)LSTM: average each N consecutive MFCC frames before the LSTM (N times fewer recurrent steps)
@@ -178,6 +180,7 @@ class Train:
     batch_size: int = 32  # per process
     grad_accum_steps: int = 1
     max_grad_norm: float | None = 1.0
+    mixup_alpha: float = 0.0  # > 0: mixup of training clips and their labels, lam ~ Beta(alpha, alpha) per batch (ser_dist.mixup)
     early_stopping_patience: int | None = 5
     metric: str = "ua"  # validation metric for early stopping and the best checkpoint
     seed: int = 42
@@ -255,7 +258,7 @@ class Experiment:
         if len(set(self.train.report_to)) < len(self.train.report_to):
             raise ConfigError(f"train.report_to={','.join(self.train.report_to)} names a tracker twice; name each once")
         check_choice("model.head", self.model.head, HEADS)
-        check_choice("model.feature_norm", self.model.feature_norm, ("utterance", "global"))
+        check_choice("model.feature_norm", self.model.feature_norm, ("utterance", "global", "speaker"))
         check_choice("model.classifier", self.model.classifier, ("auto", "linear", "cosine"))
         check_choice("model.smile_set", self.model.smile_set, SMILE_SETS)
         # A value with "/" would be a Hub kernel repository, code transformers downloads and runs.

@@ -60,6 +60,7 @@ NUMERIC_RANGES = {
     "train.batch_size": "[1, inf)",
     "train.grad_accum_steps": "[1, inf)",
     "train.max_grad_norm": "[0, inf)",
+    "train.mixup_alpha": "[0, inf)",
     "train.early_stopping_patience": "[1, inf)",
     "train.seed": "[0, 4294967295]",
     "train.save_every_steps": "[0, inf)",

@@ -8,11 +8,13 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from . import config as config_module
 from .data.dataset import AudioClips, collate_waveforms
 from .errors import TrainingError
 from .metrics import compute_metrics
 from .progress import progress
 from .runtime import deepspeed_input_dtype
+from .speaker_norm import TRANSDUCTIVE_NOTE, speaker_inputs
 
 METRIC_KEYS = {"ua": "unweighted_accuracy", "wa": "weighted_accuracy", "macro_f1": "macro_f1", "loss": "loss"}
 
@@ -24,15 +26,16 @@ def eval_loader(clips: AudioClips, durations: list[float], batch_size: int) -> D
 
 
 @torch.no_grad()
-def evaluate(model, loader, criterion, accelerator, label_names: list[str], *, desc: str = "evaluate") -> dict:
-    """Metrics over every clip of ``loader`` exactly once, identical on every rank (progress: ``desc``)."""
+def evaluate(model, loader, criterion, accelerator, label_names: list[str], *, desc: str = "evaluate", speakers=None, split="") -> dict:
+    """Metrics over every clip of ``loader`` exactly once, identical on every rank (progress: ``desc``);
+    ``speakers``: ``model.feature_norm=speaker``'s rows per split (``ser_dist.speaker_norm``), ``split`` this loader's."""
     model.eval()
     all_logits, all_labels, all_index = [], [], []
     input_dtype = deepspeed_input_dtype(accelerator)
     with progress(total=len(loader), desc=desc, unit="batch") as bar:
         for batch in loader:
             with accelerator.autocast():
-                logits = model(batch["input_values"].to(input_dtype), batch["lengths"]).logits
+                logits = model(batch["input_values"].to(input_dtype), batch["lengths"], **speaker_inputs(speakers, split, batch)).logits
             logits, labels, index = accelerator.gather_for_metrics((logits.float(), batch["labels"], batch["index"]))
             all_logits.append(logits.cpu())
             all_labels.append(labels.cpu())
@@ -63,3 +66,30 @@ def is_better(value: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
     return value < best if metric == "loss" else value > best
+
+
+def run_results(run, test: dict) -> dict:
+    """metrics.json: a function of the config and the data only (wall times go to timing.json)."""
+    exp, state, data = run.exp, run.state, run.data
+    return {
+        "experiment": exp.name,
+        "test": test_summary(test),
+        "best_epoch": state.best_epoch,
+        "best_val_" + METRIC_KEYS[exp.train.metric]: state.best_metric,
+        "epochs_run": len(state.history),
+        "stopped_early": state.stopped_early,
+        "nonfinite_steps": state.nonfinite_steps,
+        "num_parameters": run.num_parameters,
+        "num_processes": run.accelerator.num_processes,
+        "protocol": TRANSDUCTIVE_NOTE if run.speakers is not None else "speaker-independent features: no test clip is seen before testing",
+        # What cv, grid and report check before reusing or pooling this run (ser_dist.config.fingerprint).
+        "config_fingerprint": config_module.fingerprint(exp),
+        "config_fingerprint_without_fold": config_module.fingerprint(exp, ignore=("data.fold",)),
+        "data": {
+            "num_used": data.report["num_used"],
+            "skipped_files": len(data.report["skipped_files"]),
+            "set_aside_files": len(data.report["set_aside_files"]),
+            "warnings": data.report.get("warnings", []),
+            "split": data.report["splits"],
+        },
+    }

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from . import config as config_module
 from . import progress, run_folder
 from .checkpoint import TrainerState, complete_checkpoints, load_checkpoint, resume_training, run_identity, save_checkpoint
 from .data.sampler import TrainBatchSampler
 from .errors import TrainingError
 from .losses import build_loss
+from .mixup import training_loss
 from .models import build_model
 from .optim import Freezing, Schedule, build_optimizer
 from .reports import write_training_reports
@@ -38,7 +38,8 @@ from .runtime import (  # noqa: F401  make_accelerator and configure_deepspeed a
     make_accelerator,
     out_of_memory_message,
 )
-from .scoring import METRIC_KEYS, evaluate, is_better, test_summary
+from .scoring import METRIC_KEYS, evaluate, is_better, run_results
+from .speaker_norm import fit_speaker_norm, speaker_inputs
 from .tracking import Trackers, epoch_values, log_with, run_hparams, step_values
 from .train_stats import EpochStats
 
@@ -65,6 +66,7 @@ class Run:
     num_parameters: int
     trackers: Trackers
     stats: EpochStats
+    speakers: dict | None = None  # model.feature_norm=speaker: each split's speaker rows (ser_dist.speaker_norm)
     state: TrainerState = field(default_factory=TrainerState)
     timing: dict = field(default_factory=dict)
 
@@ -141,6 +143,7 @@ def build_run(exp, accelerator, log, data) -> Run:
         model = build_model(exp, len(data.label_names))
     if exp.model.cache_features:  # frozen encoder: run it once per clip, train the head on its output
         clips = cached_features(model, clips, exp, accelerator, log)
+    speakers = fit_speaker_norm(model, data, clips, exp, accelerator.device, log)  # None unless model.feature_norm=speaker
     criterion = build_loss(exp.loss, len(data.label_names), data.class_counts("train"))
     optimizer = build_optimizer(model, exp.optim)
     loaders = build_loaders(exp, accelerator, clips, durations, log)
@@ -171,6 +174,7 @@ def build_run(exp, accelerator, log, data) -> Run:
         num_parameters=num_parameters,
         trackers=Trackers(accelerator, exp),
         stats=EpochStats(train_durations),
+        speakers=speakers,
     )
 
 
@@ -226,7 +230,9 @@ def train_step(run: Run, batch: dict, frozen: set[str]) -> bool:
     with accelerator.accumulate(run.model):
         try:
             with accelerator.autocast():
-                loss = run.criterion(run.model(batch["input_values"], batch["lengths"]).logits, batch["labels"])
+                loss = training_loss(
+                    run.model, run.criterion, batch, run.exp.train.mixup_alpha, speaker_inputs(run.speakers, "train", batch)
+                )
             accelerator.backward(loss)
         except torch.OutOfMemoryError:
             raise TrainingError(out_of_memory_message(batch, run.exp, accelerator.device)) from None
@@ -276,7 +282,9 @@ def end_epoch(run: Run, epoch: int, frozen: set[str], started: float) -> None:
     state, exp = run.state, run.exp
     metric_key = METRIC_KEYS[exp.train.metric]
     figures = run.stats.summary(run.accelerator)  # collective: the epoch's cost over every process
-    val = evaluate(run.model, run.val_loader, run.criterion, run.accelerator, run.data.label_names, desc="validate")
+    val = evaluate(
+        run.model, run.val_loader, run.criterion, run.accelerator, run.data.label_names, desc="validate", speakers=run.speakers, split="val"
+    )
     run.timing["epoch_seconds"].append(round(time.time() - started, 3))  # training + validation
     run.timing.setdefault("epochs", []).append({"epoch": epoch + 1, **{k: round(v, 4) for k, v in figures.items()}})
     run.schedule.after_validation(val[metric_key])
@@ -329,7 +337,9 @@ def finish(run: Run) -> dict:
         )
     if state.best_checkpoint is not None:
         load_checkpoint(accelerator, out / "checkpoints" / state.best_checkpoint)  # the weights; the schedule is done with
-    test = evaluate(run.model, run.test_loader, run.criterion, accelerator, data.label_names, desc="test")
+    test = evaluate(
+        run.model, run.test_loader, run.criterion, accelerator, data.label_names, desc="test", speakers=run.speakers, split="test"
+    )
     state_dict = accelerator.get_state_dict(run.model)  # collective under ZeRO-3: gathers the full weights
     # torch.compile (accelerate launch --dynamo_backend inductor) prefixes every key with "_orig_mod.".
     # Under ZeRO-3 only rank 0 receives the gathered weights (None elsewhere).
@@ -372,29 +382,3 @@ def finish(run: Run) -> dict:
         url = push_to_hub(out, exp.hub.repo_id, private=exp.hub.private, revision=exp.hub.revision)
         print(f"pushed {out / 'model'} to {url}", flush=True)
     return results
-
-
-def run_results(run: Run, test: dict) -> dict:
-    """metrics.json: a function of the config and the data only (wall times go to timing.json)."""
-    exp, state, data = run.exp, run.state, run.data
-    return {
-        "experiment": exp.name,
-        "test": test_summary(test),
-        "best_epoch": state.best_epoch,
-        "best_val_" + METRIC_KEYS[exp.train.metric]: state.best_metric,
-        "epochs_run": len(state.history),
-        "stopped_early": state.stopped_early,
-        "nonfinite_steps": state.nonfinite_steps,
-        "num_parameters": run.num_parameters,
-        "num_processes": run.accelerator.num_processes,
-        # What cv, grid and report check before reusing or pooling this run (ser_dist.config.fingerprint).
-        "config_fingerprint": config_module.fingerprint(exp),
-        "config_fingerprint_without_fold": config_module.fingerprint(exp, ignore=("data.fold",)),
-        "data": {
-            "num_used": data.report["num_used"],
-            "skipped_files": len(data.report["skipped_files"]),
-            "set_aside_files": len(data.report["set_aside_files"]),
-            "warnings": data.report.get("warnings", []),
-            "split": data.report["splits"],
-        },
-    }

@@ -1,7 +1,8 @@
 """The SER model contract every backbone builder returns.
 
 ``forward(input_values [B, T] float waveforms at the data sample rate, lengths [B] in samples)``
-returns ``SEROutput(logits [B, C], embedding [B, D])``. Padding never reaches the prediction: each
+returns ``SEROutput(logits [B, C], embedding [B, D])``. Models with ``model.feature_norm=speaker`` also take
+``speakers`` [B] (rows of their ``speaker_normaliser``; None: the pooled statistics). Padding never reaches the prediction: each
 model masks or packs using ``lengths``. Any input of 1 sample or more runs: a batch shorter than the
 model's receptive field (``min_input_samples``) is zero-padded to it inside ``forward``.
 """
@@ -36,6 +37,15 @@ class SERModel(nn.Module):
         """Named, disjoint groups covering every parameter. ``head`` is trained with ``optim.lr``;
         ``feature_encoder`` and ``encoder`` (pretrained parts) with ``optim.backbone_lr`` and can be frozen."""
         return {"head": list(self.parameters())}
+
+    def speaker_normaliser(self) -> nn.Module | None:
+        """The ``SpeakerNormalize`` of ``model.feature_norm=speaker`` when this model has one (its forward then
+        takes ``speakers``, and ``unnormalised_features`` gives what it normalises)."""
+        return None
+
+    def unnormalised_features(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, T, D] features before the speaker normalisation, and their valid frames [B]."""
+        raise NotImplementedError(f"{type(self).__name__} has no speaker normalisation")
 
     def set_frozen(self, feature_encoder: bool, encoder: bool) -> None:
         """Freeze pretrained parts: their parameters stop requiring grad (``ser_dist.optim.Freezing`` also

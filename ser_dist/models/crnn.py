@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .base import SERModel, SEROutput, reject_recurrent_options
-from .features import LogMelFrontend, SpecAugment, spec_augment
+from .features import FrontendSpeakerNorm, LogMelFrontend, SpecAugment, spec_augment
 from .heads import frame_mask, resolve_head
 from .recurrent import LSTMHead, MaskedLSTM
 
@@ -48,7 +48,7 @@ class ConvBlock(nn.Module):
         return self.dropout(self.pool(x)), frames
 
 
-class CRNNSER(LSTMHead, SERModel):
+class CRNNSER(FrontendSpeakerNorm, LSTMHead, SERModel):
     """Log-mel -> SpecAugment (training) -> 4 conv blocks -> BiLSTM -> attentive statistics pooling -> dense -> classifier."""
 
     def __init__(
@@ -83,8 +83,8 @@ class CRNNSER(LSTMHead, SERModel):
     def min_input_samples(self) -> int:
         return self.frontend.min_input_samples
 
-    def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
-        features, frames = self.frontend(input_values, lengths)  # [B, T, 64], zero past frames
+    def forward(self, input_values: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None) -> SEROutput:
+        features, frames = self.frontend(input_values, lengths, speakers)  # [B, T, 64], zero past frames
         x = self.spec_augment(features, frames).unsqueeze(1)  # [B, 1, T, 64]
         x = x.to(self.blocks[0].conv.weight.dtype)
         for block in self.blocks:

@@ -42,7 +42,12 @@ def masked_normalize(features: torch.Tensor, lengths: torch.Tensor, eps: float =
     return ((features - mean) / torch.sqrt(var + eps)) * mask
 
 
-FEATURE_NORMS = ("utterance", "global")
+FEATURE_NORMS = ("utterance", "global", "speaker")
+
+
+def valid_frame_mask(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, T, 1] True on each clip's valid frames."""
+    return (torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None]).unsqueeze(-1)
 
 
 class GlobalNormalize(nn.Module):
@@ -62,8 +67,8 @@ class GlobalNormalize(nn.Module):
         self.register_buffer("mean", torch.zeros(size, dtype=torch.float64))
         self.register_buffer("sum_squares", torch.zeros(size, dtype=torch.float64))  # sum of squared deviations
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = (torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None) -> torch.Tensor:
+        mask = valid_frame_mask(features, lengths)
         if self.training:
             with torch.no_grad():
                 valid = features.double()[mask.expand_as(features)].view(-1, features.shape[-1])
@@ -80,13 +85,86 @@ class GlobalNormalize(nn.Module):
         return (features - self.mean.to(features.dtype)) * scale * mask
 
 
-def normalizer(norm: str, size: int) -> GlobalNormalize | None:
-    """``model.feature_norm``: None for ``utterance`` (``masked_normalize``), a GlobalNormalize for ``global``."""
+class SpeakerNormalize(nn.Module):
+    """``model.feature_norm=speaker``: each clip's features standardised with its own speaker's mean and
+    standard deviation over all of that speaker's valid frames, in every split (Schuller et al.'s speaker
+    normalisation). The test speakers' statistics come from their unlabelled audio: a transductive protocol.
+
+    ``fit`` (``ser_dist.speaker_norm``, before the first step) sets the per-speaker rows, which are not saved
+    (they are refitted from the data at every start, resume included), and the pooled statistics of the
+    training speakers' frames, which are: a clip of no known speaker (``speakers=None``: ``ser-dist predict``,
+    an export) is standardised with those, as ``global`` would.
+    """
+
+    def __init__(self, size: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(size))
+        self.register_buffer("scale", torch.ones(size))
+        self.register_buffer("speaker_mean", torch.zeros(0, size), persistent=False)
+        self.register_buffer("speaker_scale", torch.ones(0, size), persistent=False)
+
+    def fit(self, moments: torch.Tensor, train_rows: torch.Tensor) -> None:
+        """``moments`` [S, 3, D] float64: per speaker, the count, sum and sum of squares of its valid frames
+        (``speaker_moments``); ``train_rows``: the training speakers' rows, pooled for the fallback."""
+
+        def mean_scale(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            count = m[..., 0, :].clamp(min=1.0)
+            mean = m[..., 1, :] / count
+            variance = (m[..., 2, :] / count - mean**2).clamp(min=0.0)
+            return mean.float(), torch.rsqrt(variance + self.eps).float()
+
+        device = self.mean.device
+        self.speaker_mean, self.speaker_scale = (t.to(device) for t in mean_scale(moments))
+        pooled_mean, pooled_scale = mean_scale(moments[train_rows].sum(0))
+        self.mean.copy_(pooled_mean)
+        self.scale.copy_(pooled_scale)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None) -> torch.Tensor:
+        mask = valid_frame_mask(features, lengths)
+        if speakers is None:
+            mean, scale = self.mean[None, None, :], self.scale[None, None, :]
+        else:
+            if self.speaker_mean.shape[0] == 0:
+                raise RuntimeError("SpeakerNormalize: speakers given before fit() set their statistics")
+            mean, scale = self.speaker_mean[speakers][:, None, :], self.speaker_scale[speakers][:, None, :]
+        return (features - mean.to(features.dtype)) * scale.to(features.dtype) * mask
+
+
+class FrontendSpeakerNorm:
+    """``speaker_normaliser`` / ``unnormalised_features`` of a model whose ``frontend`` normalises its features."""
+
+    def speaker_normaliser(self):
+        norm = self.frontend.global_norm
+        return norm if isinstance(norm, SpeakerNormalize) else None
+
+    def unnormalised_features(self, input_values, lengths):
+        return self.frontend.raw(input_values, lengths)
+
+
+def speaker_moments(features: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor, num_speakers: int) -> torch.Tensor:
+    """[num_speakers, 3, D] float64: count, sum and sum of squares of each speaker's valid frames in this batch."""
+    mask = valid_frame_mask(features, lengths).double()
+    values = features.double() * mask
+    per_clip = torch.stack([mask.expand_as(values).sum(1), values.sum(1), (values**2).sum(1)], dim=1)  # [B, 3, D]
+    out = torch.zeros(num_speakers, 3, features.shape[-1], dtype=torch.float64, device=features.device)
+    return out.index_add_(0, speakers.to(features.device), per_clip)
+
+
+def normalizer(norm: str, size: int) -> GlobalNormalize | SpeakerNormalize | None:
+    """``model.feature_norm``: None for ``utterance`` (``masked_normalize``), a GlobalNormalize for ``global``,
+    a SpeakerNormalize for ``speaker``."""
     if norm not in FEATURE_NORMS:
         from ..errors import ConfigError
 
         raise ConfigError(f"model.feature_norm={norm!r} is not one of {', '.join(FEATURE_NORMS)}")
-    return GlobalNormalize(size) if norm == "global" else None
+    return {"global": GlobalNormalize, "speaker": SpeakerNormalize}[norm](size) if norm != "utterance" else None
+
+
+def normalise(norm: nn.Module | None, features: torch.Tensor, frames: torch.Tensor, speakers: torch.Tensor | None) -> torch.Tensor:
+    """A front end's ``model.feature_norm`` (``normalizer``'s module, or per utterance when None), in float32."""
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        return masked_normalize(features, frames) if norm is None else norm(features, frames, speakers)
 
 
 class LogMelFrontend(nn.Module):
@@ -118,15 +196,19 @@ class LogMelFrontend(nn.Module):
     def min_input_samples(self) -> int:
         return self.n_fft // 2 + 1  # the centred STFT's reflect padding
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def raw(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The log-mel energies before normalisation, float32, and the valid frames."""
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             if waveforms.shape[1] < self.min_input_samples:
                 waveforms = nn.functional.pad(waveforms, (0, self.min_input_samples - waveforms.shape[1]))
             features = torch.log(self.mel(waveforms.float()) + 1e-6).transpose(1, 2)  # [B, T, n_mels]
-            frames = frame_lengths(lengths, self.hop_length, self.n_fft).clamp(max=features.shape[1])
-            if self.global_norm is not None:
-                return self.global_norm(features, frames), frames
-            return masked_normalize(features, frames), frames
+            return features, frame_lengths(lengths, self.hop_length, self.n_fft).clamp(max=features.shape[1])
+
+    def forward(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        features, frames = self.raw(waveforms, lengths)
+        return normalise(self.global_norm, features, frames, speakers), frames
 
 
 class SpecAugment(nn.Module):
@@ -213,7 +295,8 @@ class MFCCFrontend(nn.Module):
         """The centred STFT reflect-pads n_fft // 2 samples on each side, which needs a longer input."""
         return self.n_fft // 2 + 1
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def raw(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """MFCC + deltas before normalisation, float32, and the valid frames."""
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             if waveforms.shape[1] < self.min_input_samples:  # as batch padding would: zeros after the clip
                 waveforms = nn.functional.pad(waveforms, (0, self.min_input_samples - waveforms.shape[1]))
@@ -222,7 +305,10 @@ class MFCCFrontend(nn.Module):
             delta2 = torchaudio.functional.compute_deltas(delta)
             features = torch.cat([mfcc, delta, delta2], dim=1).transpose(1, 2)  # [B, T, 3 * n_mfcc]
             # Each delta pass looks 2 frames ahead (compute_deltas' win_length=5), two passes: 4 frames.
-            frames = frame_lengths(lengths, self.hop_length, self.n_fft, context=4).clamp(max=features.shape[1])
-            if self.global_norm is not None:
-                return self.global_norm(features, frames), frames
-            return masked_normalize(features, frames), frames
+            return features, frame_lengths(lengths, self.hop_length, self.n_fft, context=4).clamp(max=features.shape[1])
+
+    def forward(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        features, frames = self.raw(waveforms, lengths)
+        return normalise(self.global_norm, features, frames, speakers), frames

@@ -7,7 +7,7 @@ from torch import nn
 
 from .base import SERModel, SEROutput
 from .classifier import build_classifier
-from .features import MFCCFrontend, SpecAugment, spec_augment
+from .features import FrontendSpeakerNorm, MFCCFrontend, SpecAugment, spec_augment
 from .heads import AttentiveStatsPooling, frame_mask, masked_mean, resolve_head
 
 RECURRENT_HEADS = ("last", "mean", "attentive_stats")  # the first is what model.head=auto means
@@ -97,7 +97,7 @@ class LSTMHead:
         return SEROutput(logits=self.classifier(self.dropout(embedding)), embedding=embedding)
 
 
-class RecurrentSER(LSTMHead, SERModel):
+class RecurrentSER(FrontendSpeakerNorm, LSTMHead, SERModel):
     """MFCC front end -> stacked (Bi)LSTM layers -> dense embedding -> classifier.
 
     The seed's BiLSTM: Bi-LSTM 256 x 2 layers -> Bi-LSTM 256 -> dense 128 -> classes, dropout 0.3.
@@ -140,8 +140,8 @@ class RecurrentSER(LSTMHead, SERModel):
     def min_input_samples(self) -> int:
         return self.frontend.min_input_samples
 
-    def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
-        features, frames = self.frontend(input_values, lengths)
+    def forward(self, input_values: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None) -> SEROutput:
+        features, frames = self.frontend(input_values, lengths, speakers)
         features, frames = average_frames(self.spec_augment(features, frames), frames, self.frame_stride)
         outputs, final = self.lstm(features, frames)
         return self.head_output(outputs, final, frames)

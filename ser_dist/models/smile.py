@@ -32,6 +32,7 @@ from ..config_checks import missing_package
 from ..errors import ConfigError, UserError
 from .base import SERModel, SEROutput, reject_recurrent_options
 from .classifier import build_classifier
+from .features import SpeakerNormalize
 
 # model.smile_set -> (opensmile.FeatureSet name, number of functionals)
 SMILE_SETS = {"egemaps": ("eGeMAPSv02", 88), "compare": ("ComParE_2016", 6373)}
@@ -97,6 +98,7 @@ class OpenSmileSER(SERModel):
         dropout: float = 0.3,
         classifier: str = "linear",
         classifier_scale: float = 30.0,
+        feature_norm: str = "global",
     ):
         super().__init__()
         self.extractor = OpenSmileFunctionals(smile_set, sample_rate)
@@ -104,6 +106,8 @@ class OpenSmileSER(SERModel):
         # Identity until fit_standardisation: persistent, so the export carries the training statistics.
         self.register_buffer("feature_mean", torch.zeros(size))
         self.register_buffer("feature_std", torch.ones(size))
+        # model.feature_norm=speaker: each speaker's own statistics instead (ser_dist.speaker_norm fits them)
+        self.speaker_norm = SpeakerNormalize(size) if feature_norm == "speaker" else None
         layers: list[nn.Module] = []
         for index in range(mlp_layers):
             layers += [nn.Linear(size if index == 0 else hidden_size, hidden_size), nn.ReLU(), nn.Dropout(dropout)]
@@ -141,10 +145,24 @@ class OpenSmileSER(SERModel):
         self.feature_mean.copy_(mean.to(self.feature_mean.dtype))
         self.feature_std.copy_(std.to(self.feature_std.dtype))
 
-    def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
-        """``input_values``: waveforms [B, T] with ``lengths`` in samples, or the cached features [B, 1, D]."""
+    def speaker_normaliser(self) -> SpeakerNormalize | None:
+        return self.speaker_norm
+
+    def unnormalised_features(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The functionals [B, 1, D] (non-finite ones as 0) and one valid "frame" per clip."""
         features = self.encode(input_values, lengths)[0] if input_values.dim() == 2 else input_values
-        standardised = (features[:, 0, :].float() - self.feature_mean.float()) / self.feature_std.float()
+        ones = torch.ones(features.shape[0], dtype=torch.long, device=features.device)
+        return torch.nan_to_num(features.float(), nan=0.0, posinf=0.0, neginf=0.0), ones
+
+    def forward(self, input_values: torch.Tensor, lengths: torch.Tensor, speakers: torch.Tensor | None = None) -> SEROutput:
+        """``input_values``: waveforms [B, T] with ``lengths`` in samples, or the cached features [B, 1, D];
+        ``speakers``: rows of the speaker normalisation (``model.feature_norm=speaker``; None: pooled statistics)."""
+        features = self.encode(input_values, lengths)[0] if input_values.dim() == 2 else input_values
+        if self.speaker_norm is not None:
+            ones = torch.ones(features.shape[0], dtype=torch.long, device=features.device)
+            standardised = self.speaker_norm(features.float(), ones, speakers)[:, 0, :]
+        else:
+            standardised = (features[:, 0, :].float() - self.feature_mean.float()) / self.feature_std.float()
         standardised = torch.nan_to_num(standardised, nan=0.0, posinf=0.0, neginf=0.0)
         embedding = self.hidden(standardised.to(self.classifier.weight.dtype))
         return SEROutput(logits=self.classifier(embedding), embedding=embedding)
@@ -170,4 +188,5 @@ def opensmile(model_cfg, num_classes: int, sample_rate: int, classifier: str = "
         dropout=model_cfg.dropout,
         classifier=classifier,
         classifier_scale=classifier_scale,
+        feature_norm=model_cfg.feature_norm,
     )
