@@ -1,7 +1,10 @@
-"""The classical baseline benchmark runs on a finished run's own split and reports it beside the run's model."""
+"""The benchmark scripts run end to end on tiny inputs: the classical baseline on a finished run's own split, the
+best from-scratch setting over every fold, the MFU and data-preparation measurements."""
 
 import json
+import os
 
+import pytest
 from conftest import run_entry_point
 
 
@@ -136,3 +139,61 @@ def test_prepare_scale_benchmark_runs_on_a_tiny_corpus(tmp_path):
     assert set(forms) == ({"manifest", "hf", "hf_core"} if report["hf_dataset_supported"] else {"manifest", "hf_core"})
     assert all(row["clips_used"] == 40 and row["peak_rss_mb"] > 0 for row in forms.values())
     assert "| manifest | 40 |" in result.stdout
+
+
+def test_best_from_scratch_script_trains_every_fold_of_any_corpus_and_writes_metrics(demo_corpus, tmp_path):
+    """benchmarks/best_from_scratch.sh on the demo corpus (its overrides replace the EmoDB defaults), a tiny CRNN,
+    2 speaker folds of 1 epoch: the settings file reaches every fold, and metrics.json holds each fold's test speakers
+    and scores and the mean and sd over the folds."""
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import ROOT, SPEAKER_PATTERN
+
+    script = ROOT / "benchmarks" / "best_from_scratch.sh"
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=ROOT)
+    assert usage.returncode == 2 and "bash benchmarks/best_from_scratch.sh OUT_DIR" in usage.stdout
+
+    out = tmp_path / "best"
+    overrides = [
+        "data.corpus=folder",
+        f"data.root={demo_corpus}",
+        f"data.speaker_pattern={SPEAKER_PATTERN}",
+        "data.split=speaker_kfold",
+        "data.num_folds=2",
+        "data.max_seconds=2.0",
+        "train.epochs=1",
+        "train.batch_size=8",
+        "model.cnn_width=0.25",
+        "model.hidden_size=8",
+        "model.embedding_size=8",
+    ]
+    result = subprocess.run(
+        ["bash", str(script), str(out), *overrides],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"recipe", "config", "config_settings", "overrides", "num_folds", "folds", "test"}
+    assert metrics["recipe"] == "recipes/crnn_logmel_ce.py" and metrics["config"] == "benchmarks/best_from_scratch.yaml"
+    assert metrics["config_settings"] == yaml.safe_load((ROOT / "benchmarks" / "best_from_scratch.yaml").read_text())
+    assert metrics["overrides"][0] == "data.split=leave_one_speaker_out" and metrics["overrides"][-len(overrides) :] == overrides
+    assert metrics["num_folds"] == len(metrics["folds"]) == 2
+    tested = [speaker for fold in metrics["folds"] for speaker in fold["test_speakers"]]
+    assert sorted(tested) == ["spk01", "spk02", "spk03", "spk04"]  # each speaker tested once, in one fold
+    for fold in metrics["folds"]:
+        scores = [fold["test"][key] for key in ("unweighted_accuracy", "weighted_accuracy", "macro_f1")]
+        assert all(0.0 <= score <= 1.0 for score in [*scores, fold["best_val_unweighted_accuracy"]])
+        assert fold["test"]["num_examples"] > 0
+        resolved = yaml.safe_load((out / f"fold_{fold['fold']}" / "config.yaml").read_text())
+        assert resolved["model"]["backbone"] == "crnn" and resolved["model"]["feature_norm"] == "global"
+        assert resolved["data"]["augment"] == ["speed"] and resolved["optim"]["plateau_patience"] == 4
+    ua = metrics["test"]["unweighted_accuracy"]
+    folds_ua = [fold["test"]["unweighted_accuracy"] for fold in metrics["folds"]]
+    assert ua["mean"] == pytest.approx(sum(folds_ua) / 2) and ua["sd"] >= 0.0
+    assert "best from-scratch setting, 2 fold(s): test UA" in result.stdout
