@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The best from-scratch setting (recipes/crnn_logmel_ce.py with benchmarks/best_from_scratch.yaml), trained
+# The best from-scratch setting (recipes/bilstm_mfcc_ce.py with benchmarks/best_from_scratch.yaml), trained
 # speaker-independently through `ser-dist cv`, every fold of the protocol one after another.
 #
 #   bash benchmarks/best_from_scratch.sh OUT_DIR [section.key=value ...]
@@ -23,7 +23,7 @@ out="$1"
 shift
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python}"
-recipe="recipes/crnn_logmel_ce.py"
+recipe="recipes/bilstm_mfcc_ce.py"
 config="benchmarks/best_from_scratch.yaml"
 
 for arg in "$@"; do

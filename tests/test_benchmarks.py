@@ -91,7 +91,7 @@ def test_mfu_benchmark_runs_end_to_end_on_cpu(tmp_path):
 
 
 def test_the_documented_emodb_bilstm_settings_train_through_the_recipe(demo_corpus, tmp_path):
-    """docs/benchmarks.md's EmoDB command (`--config benchmarks/emodb_bilstm.yaml`), on the demo corpus for 2 epochs:
+    """docs/benchmarks.md's EmoDB command (`--config benchmarks/best_from_scratch.yaml`), on the demo corpus for 2 epochs:
     the file's settings reach the run, and the saved model (30 ms frames) predicts what the run logged."""
     import yaml
     from conftest import ROOT, SPEAKER_PATTERN, assert_predict_reproduces_test_predictions, run_recipe
@@ -100,7 +100,7 @@ def test_the_documented_emodb_bilstm_settings_train_through_the_recipe(demo_corp
     result = run_recipe(
         "bilstm_mfcc_ce.py",
         "--config",
-        str(ROOT / "benchmarks" / "emodb_bilstm.yaml"),
+        str(ROOT / "benchmarks" / "best_from_scratch.yaml"),
         "data.corpus=folder",
         f"data.root={demo_corpus}",
         f"data.speaker_pattern={SPEAKER_PATTERN}",
@@ -142,7 +142,7 @@ def test_prepare_scale_benchmark_runs_on_a_tiny_corpus(tmp_path):
 
 
 def test_best_from_scratch_script_trains_every_fold_of_any_corpus_and_writes_metrics(demo_corpus, tmp_path):
-    """benchmarks/best_from_scratch.sh on the demo corpus (its overrides replace the EmoDB defaults), a tiny CRNN,
+    """benchmarks/best_from_scratch.sh on the demo corpus (its overrides replace the EmoDB defaults), a tiny BiLSTM,
     2 speaker folds of 1 epoch: the settings file reaches every fold, and metrics.json holds each fold's test speakers
     and scores and the mean and sd over the folds."""
     import subprocess
@@ -165,7 +165,6 @@ def test_best_from_scratch_script_trains_every_fold_of_any_corpus_and_writes_met
         "data.max_seconds=2.0",
         "train.epochs=1",
         "train.batch_size=8",
-        "model.cnn_width=0.25",
         "model.hidden_size=8",
         "model.embedding_size=8",
     ]
@@ -180,7 +179,7 @@ def test_best_from_scratch_script_trains_every_fold_of_any_corpus_and_writes_met
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"recipe", "config", "config_settings", "overrides", "num_folds", "folds", "test"}
-    assert metrics["recipe"] == "recipes/crnn_logmel_ce.py" and metrics["config"] == "benchmarks/best_from_scratch.yaml"
+    assert metrics["recipe"] == "recipes/bilstm_mfcc_ce.py" and metrics["config"] == "benchmarks/best_from_scratch.yaml"
     assert metrics["config_settings"] == yaml.safe_load((ROOT / "benchmarks" / "best_from_scratch.yaml").read_text())
     assert metrics["overrides"][0] == "data.split=leave_one_speaker_out" and metrics["overrides"][-len(overrides) :] == overrides
     assert metrics["num_folds"] == len(metrics["folds"]) == 2
@@ -191,9 +190,50 @@ def test_best_from_scratch_script_trains_every_fold_of_any_corpus_and_writes_met
         assert all(0.0 <= score <= 1.0 for score in [*scores, fold["best_val_unweighted_accuracy"]])
         assert fold["test"]["num_examples"] > 0
         resolved = yaml.safe_load((out / f"fold_{fold['fold']}" / "config.yaml").read_text())
-        assert resolved["model"]["backbone"] == "crnn" and resolved["model"]["feature_norm"] == "global"
-        assert resolved["data"]["augment"] == ["speed"] and resolved["optim"]["plateau_patience"] == 4
+        assert resolved["model"]["backbone"] == "bilstm" and resolved["model"]["feature_norm"] == "global"
+        assert resolved["data"]["augment"] == ["speed"] and resolved["model"]["frame_stride"] == 3
     ua = metrics["test"]["unweighted_accuracy"]
     folds_ua = [fold["test"]["unweighted_accuracy"] for fold in metrics["folds"]]
     assert ua["mean"] == pytest.approx(sum(folds_ua) / 2) and ua["sd"] >= 0.0
     assert "best from-scratch setting, 2 fold(s): test UA" in result.stdout
+
+
+def fake_cv(folder, uas, val_uas, speakers, protocol="speaker-independent features"):
+    """A finished ser-dist cv as benchmarks/paired_table.py reads it: cv_summary.json and each fold's metrics.json."""
+    folds = []
+    for fold, (ua, val, speaker) in enumerate(zip(uas, val_uas, speakers), start=1):
+        (folder / f"fold_{fold}").mkdir(parents=True)
+        metrics = {"best_val_unweighted_accuracy": val, "protocol": protocol, "data": {"split": {"test": {"speakers": [speaker]}}}}
+        (folder / f"fold_{fold}" / "metrics.json").write_text(json.dumps(metrics))
+        folds.append({"fold": fold, "unweighted_accuracy": ua})
+    (folder / "cv_summary.json").write_text(json.dumps({"folds": folds}))
+    return folder
+
+
+def test_paired_table_pairs_each_fold_with_the_baselines_and_refuses_other_folds(tmp_path, capsys):
+    import math
+    import statistics
+
+    from conftest import ROOT
+
+    sys_path = str(ROOT / "benchmarks")
+    import sys
+
+    sys.path.insert(0, sys_path)
+    try:
+        import paired_table
+    finally:
+        sys.path.remove(sys_path)
+    base = fake_cv(tmp_path / "base", [0.5, 0.6, 0.7], [0.4, 0.5, 0.6], ["a", "b", "c"])
+    model = fake_cv(tmp_path / "model", [0.55, 0.58, 0.9], [0.5, 0.5, 0.5], ["a", "b", "c"], protocol="... transductive ...")
+    assert paired_table.main(["--baseline", "base", f"base={base}", f"model={model}", "--out", str(tmp_path / "t.md")]) == 0
+    text = (tmp_path / "t.md").read_text()
+    diffs = [5.0, -2.0, 20.0]
+    d_mean, d_sd = statistics.mean(diffs), statistics.stdev(diffs)
+    row = next(line for line in text.splitlines() if line.startswith("| model | transductive"))
+    assert "transductive (speaker norm)" in row and "67.67 ±" in row and "| 50.00 |" in row
+    assert f"{d_mean:+.2f} ± {d_sd:.2f}" in row and f"{d_mean / (d_sd / math.sqrt(3)):.2f}" in row and "2 of 3" in row
+    assert "| 3 | c | 70.00 | 90.00 |" in text and text == capsys.readouterr().out
+    other = fake_cv(tmp_path / "other", [0.5, 0.6, 0.7], [0.4, 0.5, 0.6], ["a", "b", "z"])
+    with pytest.raises(SystemExit, match="fold 3 of other tests other speakers"):
+        paired_table.main(["--baseline", "base", f"base={base}", f"other={other}"])
