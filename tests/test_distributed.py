@@ -67,7 +67,8 @@ def recipe_args(corpus: Path, out: Path, *extra: str) -> list[str]:
 def two_rank_run(odd_corpus, tmp_path_factory):
     """2 ranks; rank 1's loss is NaN at its batches 2 and 3. A tiny lr keeps predictions (and UA) fixed,
     so UA never improves: the plateau halves the lr after epoch 2 and early stopping (patience 1) ends
-    the run after epoch 2 of 4."""
+    the run after epoch 2 of 4. Per-speaker normalisation and mixup on: each rank fits the same statistics
+    and looks up its own clips' speakers."""
     out = tmp_path_factory.mktemp("ddp") / "run"
     result = run_torchrun(
         INJECT,
@@ -87,6 +88,8 @@ def two_rank_run(odd_corpus, tmp_path_factory):
             "optim.scheduler=plateau",
             "optim.plateau_patience=0",
             "optim.plateau_factor=0.5",
+            "model.feature_norm=speaker",
+            "train.mixup_alpha=0.2",
             *TRACKED,
         ),
         env=mlflow_env(out.parent),
@@ -108,7 +111,7 @@ def test_evaluation_counts_every_clip_once(two_rank_run):
     metrics = json.loads((out / "metrics.json").read_text())
     split = read_csv(out / "split.csv")
     test_paths = sorted(r["path"] for r in split if r["split"] == "test")
-    assert metrics["num_processes"] == 2
+    assert metrics["num_processes"] == 2 and "transductive" in metrics["protocol"]
     assert len(test_paths) % 2 == 1  # odd: the last batch is padded on one rank and must be dropped
     assert metrics["test"]["num_examples"] == len(test_paths) == sum(map(sum, metrics["test"]["confusion_matrix"]))
     predicted = sorted(r["path"] for r in read_csv(out / "test_predictions.csv"))
