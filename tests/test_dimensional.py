@@ -360,3 +360,38 @@ def test_a_speaker_pattern_still_works_with_a_manifest_without_speakers(demo_cor
     manifest = rated_manifest(demo_corpus, tmp_path / "clips.csv", drop_speakers)
     data = Data(manifest=str(manifest), targets="dimensional", speaker_pattern=SPEAKER_PATTERN, cache_dir=str(tmp_path / "cache"))
     assert {rec.speaker for rec in prepare_data(data, seed=0).records} == {"spk01", "spk02", "spk03", "spk04"}
+
+
+def test_cv_pools_the_ccc_of_every_fold(demo_corpus, tmp_path):
+    manifest = rated_manifest(demo_corpus, tmp_path / "clips.csv")
+    out = tmp_path / "cv"
+    result = ser_dist_cli(
+        "cv",
+        "recipes/bilstm_mfcc_dimensional.py",
+        f"data.manifest={manifest}",
+        "data.split=speaker_kfold",
+        "data.num_folds=2",
+        "train.epochs=1",
+        "train.report_to=[]",
+        *TINY_BILSTM,
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = json.loads((out / "cv_summary.json").read_text())
+    assert summary["num_folds"] == 2 and len(summary["ccc_mean"]["folds"]) == 2
+    assert "| fold | test clips | CCC arousal | CCC valence | CCC dominance | CCC mean |" in (out / "cv_summary.md").read_text()
+
+
+def test_the_ratings_baseline_benchmark_runs_on_a_small_demo_corpus(demo_corpus, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "demo_ratings_baseline", Path(__file__).parents[1] / "benchmarks" / "demo_ratings_baseline.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main([str(demo_corpus), "--folds", "2", "--seed", "1"])
+    assert set(results) == {"ridge", "class_means", "noiseless"}
+    assert results["noiseless"]["ccc_arousal"] > 0.8  # the raters' noise is what keeps it from 1
+    assert "72 clips, 4 speakers, 2 speaker-independent folds" in capsys.readouterr().out
