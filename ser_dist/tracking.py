@@ -44,6 +44,7 @@ REPORT_FILES = (
     "classification_report.txt",
     "training_curves.png",
     "config.yaml",
+    "dimensions_scatter.png",  # data.targets=dimensional|both; a file a run does not write is skipped
 )  # the MLflow run a resumed run continues
 
 
