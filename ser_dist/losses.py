@@ -329,15 +329,15 @@ def objective_loss(criterion: nn.Module, output, labels: torch.Tensor, dimension
 DIMENSION_LOSSES = {"ccc": DimensionalConcordanceLoss, "mse": DimensionalSquaredErrorLoss}
 
 
-def build_objective(cfg: Loss, targets: str, num_classes: int, class_counts: Sequence[int] | None = None) -> TargetLoss:
-    """The run's ``TargetLoss`` for ``data.targets``: ``build_loss`` for the classes (unless ``dimensional``) and
-    ``loss.dimension_loss`` for the dimensions (unless ``categorical``), weighted by ``loss.dimension_weight``."""
-    categorical = build_loss(cfg, num_classes, class_counts) if targets != "dimensional" else None
+def build_objective(cfg: Loss, targets: str, categorical: nn.Module | None) -> TargetLoss:
+    """The run's ``TargetLoss`` for ``data.targets``: ``categorical`` (the classes' loss, ``build_loss``; None under
+    ``dimensional``) and ``loss.dimension_loss`` for the dimensions (unless ``categorical``), weighted by
+    ``loss.dimension_weight``."""
     if targets == "categorical":
         return TargetLoss(categorical)
     if cfg.dimension_loss not in DIMENSION_LOSSES:
         raise ConfigError(f"loss.dimension_loss={cfg.dimension_loss!r} is not one of {', '.join(DIMENSION_LOSSES)}")
-    return TargetLoss(categorical, DIMENSION_LOSSES[cfg.dimension_loss](), cfg.dimension_weight)
+    return TargetLoss(categorical if targets == "both" else None, DIMENSION_LOSSES[cfg.dimension_loss](), cfg.dimension_weight)
 
 
 __all__ = [

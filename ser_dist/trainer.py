@@ -22,7 +22,7 @@ from . import progress, run_folder
 from .checkpoint import TrainerState, complete_checkpoints, load_checkpoint, resume_training, run_identity, save_checkpoint
 from .data.sampler import TrainBatchSampler
 from .errors import TrainingError
-from .losses import build_objective
+from .losses import build_loss, build_objective
 from .mixup import training_loss
 from .models import build_model
 from .optim import Freezing, Schedule, build_optimizer
@@ -144,7 +144,8 @@ def build_run(exp, accelerator, log, data) -> Run:
     if exp.model.cache_features:  # frozen encoder: run it once per clip, train the head on its output
         clips = cached_features(model, clips, exp, accelerator, log)
     speakers = fit_speaker_norm(model, data, clips, exp, accelerator.device, log)  # None unless model.feature_norm=speaker
-    criterion = build_objective(exp.loss, exp.data.targets, len(data.label_names), data.class_counts("train"))
+    classes = build_loss(exp.loss, len(data.label_names), data.class_counts("train")) if data.label_names else None
+    criterion = build_objective(exp.loss, exp.data.targets, classes)  # with the dimensions' loss under dimensional|both
     optimizer = build_optimizer(model, exp.optim)
     loaders = build_loaders(exp, accelerator, clips, durations, log)
     steps_per_epoch = math.ceil(len(loaders.sampler.local_batches()) / exp.train.grad_accum_steps)

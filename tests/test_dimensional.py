@@ -17,7 +17,7 @@ from conftest import SPEAKER_PATTERN, TINY_BILSTM, assert_one_line_error, run_re
 from ser_dist.config import Data, Experiment, Loss, Train, cli
 from ser_dist.data.records import DataError
 from ser_dist.errors import ConfigError
-from ser_dist.losses import DimensionalConcordanceLoss, TargetLoss, build_objective, concordance_correlation
+from ser_dist.losses import DimensionalConcordanceLoss, TargetLoss, build_loss, build_objective, concordance_correlation
 from ser_dist.metrics import concordance, dimension_metrics, pearson
 from ser_dist.models import SEROutput
 
@@ -84,12 +84,13 @@ def test_the_objective_of_each_target_kind():
     ce = torch.nn.functional.cross_entropy(logits, labels)
     ccc = 1 - concordance_correlation(predicted, truth).mean()
     mse = torch.nn.functional.mse_loss(predicted, truth)
-    assert build_objective(Loss(), "categorical", 2)(output, labels).item() == pytest.approx(ce.item())
-    assert build_objective(Loss(), "dimensional", 0)(output, labels, truth).item() == pytest.approx(ccc.item(), abs=1e-6)
-    both = build_objective(Loss(dimension_weight=0.5), "both", 2)(output, labels, truth)
+    classes = build_loss(Loss(), 2)
+    assert build_objective(Loss(), "categorical", classes)(output, labels).item() == pytest.approx(ce.item())
+    assert build_objective(Loss(), "dimensional", None)(output, labels, truth).item() == pytest.approx(ccc.item(), abs=1e-6)
+    both = build_objective(Loss(dimension_weight=0.5), "both", classes)(output, labels, truth)
     assert both.item() == pytest.approx(ce.item() + 0.5 * ccc.item(), abs=1e-6)
-    assert build_objective(Loss(dimension_loss="mse"), "dimensional", 0)(output, labels, truth).item() == pytest.approx(mse.item())
-    assert isinstance(build_objective(Loss(), "both", 2), TargetLoss)
+    assert build_objective(Loss(dimension_loss="mse"), "dimensional", None)(output, labels, truth).item() == pytest.approx(mse.item())
+    assert isinstance(build_objective(Loss(), "both", classes), TargetLoss)
 
 
 @pytest.mark.parametrize(
