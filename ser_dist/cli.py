@@ -91,7 +91,8 @@ def cmd_predict(args) -> None:
         if keys is not None:  # the dataset's rows after the files
             rows, failed_rows = classifier.predict_dataset(keys.pop("hf_dataset"), args.split, columns=keys, **options)
             predictions, failed = predictions + rows, failed + failed_rows
-    write_predictions(predictions, classifier.labels, "json" if args.json else "csv" if args.csv else "table", args.top_k)
+    fmt = "json" if args.json else "csv" if args.csv else "table"
+    write_predictions(predictions, classifier.labels, fmt, args.top_k, dimensions=classifier.dimensions)
     for file, reason in set_aside + failed:  # every entry of a given folder (every row of a dataset) is predicted or listed here
         print(f"ser-dist: skipped {file}: {reason}", file=sys.stderr)
     if failed and not predictions:

@@ -23,6 +23,7 @@ from .config_checks import (
     check_numeric_ranges,
     check_opensmile_settings,
     check_spec_augment,
+    check_targets,
     missing_package,
 )
 from .errors import ConfigError, install_excepthook
@@ -32,7 +33,7 @@ SPLITS = ("stratified", "speaker", "leave_one_speaker_out", "leave_one_session_o
 SEEDED_SPLITS = ("stratified", "speaker", "speaker_kfold")  # the protocols whose split data.split_seed (or train.seed) draws
 SCHEDULERS = ("plateau", "linear_warmup", "cosine_warmup", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-METRICS = ("ua", "wa", "macro_f1", "loss")
+METRICS = ("ua", "wa", "macro_f1", "ccc_mean", "loss")  # ccc_mean: data.targets=dimensional|both
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 HEADS = ("auto", "last", "mean", "attentive_stats", "weighted_layers")
 PROGRESS = ("auto", "bar", "log", "off")  # ser_dist.progress
@@ -96,6 +97,11 @@ class Data:
     speaker_column: str | None = None  # None: "speaker" when the dataset has it
     session_column: str | None = None  # None: "session" when the dataset has it
     labels: list[str] | None = None  # keep (and order) only these classes; None: all found
+    # what a clip teaches: categorical (its class), dimensional (its ratings in data.dimension_columns) or both
+    targets: str = "categorical"
+    # data.targets=dimensional|both: the manifest's (or dataset's) columns of each clip's ratings, one model output each
+    dimension_columns: list[str] = field(default_factory=lambda: ["arousal", "valence", "dominance"])
+    dimension_range: list[float] | None = None  # the ratings' scale [low, high], mapped to [0, 1] (e.g. [1, 5]); None: kept as given
     split: str = "speaker"  # speaker-independent unless told otherwise
     fold: int | None = None  # for the fold-based protocols (1-based)
     num_folds: int = 5  # for speaker_kfold
@@ -160,6 +166,9 @@ class Loss:
     alpha: list[float] | None = None  # focal: per-class weights
     margin: float = 0.2  # AAM
     scale: float = 30.0  # AAM
+    # data.targets=dimensional|both: ccc (mean over dimensions of 1 - CCC over the batch, Lin 1989) | mse
+    dimension_loss: str = "ccc"
+    dimension_weight: float = 1.0  # data.targets=both: loss = categorical loss + dimension_weight * dimensional loss
 
 
 @dataclass
@@ -287,6 +296,7 @@ class Experiment:
             )
         check_opensmile_settings(self.model)
         check_spec_augment(self.model)
+        check_targets(self)
         if self.train.push_to_hub and not self.hub.repo_id:
             raise ConfigError("train.push_to_hub=true needs hub.repo_id=OWNER/NAME (the Hub repository to create or update)")
         if self.train.resume is not None and self.train.overwrite:

@@ -29,6 +29,7 @@ NUMERIC_RANGES = {
     "data.num_workers": "[0, 256]",
     "data.augment_prob": "[0, 1]",
     "data.min_seconds": "[0, inf)",
+    "data.dimension_range": "[-1000000, 1000000]",
     "model.n_mfcc": "[1, 64]",
     "model.hidden_size": "[1, inf)",
     "model.num_layers": "[1, inf)",
@@ -50,6 +51,7 @@ NUMERIC_RANGES = {
     "loss.alpha": "[0, inf)",
     "loss.margin": "[0, 1.5707963)",
     "loss.scale": "(0, inf)",
+    "loss.dimension_weight": "(0, inf)",
     "optim.lr": "(0, inf)",
     "optim.backbone_lr": "(0, inf)",
     "optim.weight_decay": "[0, inf)",
@@ -78,6 +80,7 @@ RANGE_HINTS = {
     "train.early_stopping_patience": "null: no early stopping",
     "train.max_grad_norm": "null or 0: no clipping",
     "model.mlp_layers": "0: a linear model on the functionals",
+    "data.dimension_range": "the ratings' scale [low, high], e.g. [1, 5]",
 }
 # Backbones whose front end computes features that model.spec_augment masks (a user's import path may read it too).
 SPEC_AUGMENT_BACKBONES = ("crnn", "bilstm", "lstm")
@@ -196,4 +199,57 @@ def check_spec_augment(model_cfg) -> None:
         raise ConfigError(
             f"model.spec_augment is for the {', '.join(SPEC_AUGMENT_BACKBONES)} backbones, not {backbone}"
             + ("; an SSL encoder masks with model.mask_time_prob" if backbone not in ("vggish", "opensmile") else "")
+        )
+
+
+TARGETS = ("categorical", "dimensional", "both")
+DIMENSION_LOSSES = ("ccc", "mse")
+CLASS_METRICS = ("ua", "wa", "macro_f1")  # train.metric values that score classes
+# A manifest's own columns, which can't also hold a dimension's ratings (ser_dist.data.manifest reads them).
+RESERVED_COLUMNS = ("path", "label", "speaker", "session", "source", "duration")
+
+
+def check_targets(exp) -> None:
+    """``data.targets`` and the dimensional settings: choices, the columns and their range, and the settings that
+    only make sense for the targets chosen (a class metric without classes, a dimension metric without dimensions)."""
+    data, loss, train = exp.data, exp.loss, exp.train
+    check_choice("data.targets", data.targets, TARGETS)
+    check_choice("loss.dimension_loss", loss.dimension_loss, DIMENSION_LOSSES)
+    columns = [str(name).strip() for name in data.dimension_columns]
+    if not columns or not all(columns):
+        raise ConfigError(
+            f"data.dimension_columns={data.dimension_columns!r} must name at least one column, e.g. arousal,valence,dominance"
+        )
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"data.dimension_columns names {repeated[0]!r} twice; name each column once")
+    reserved = [name for name in columns if name in RESERVED_COLUMNS]
+    if reserved:
+        raise ConfigError(f"data.dimension_columns: {reserved[0]!r} is a manifest's own column, not ratings; name the ratings' columns")
+    value_range = data.dimension_range
+    if value_range is not None and (len(value_range) != 2 or not value_range[0] < value_range[1]):
+        raise ConfigError(
+            f"data.dimension_range={value_range} must be [low, high] with low < high (the ratings' scale, e.g. [1, 5]), or null to keep them as given"
+        )
+    targets = data.targets
+    if targets == "categorical" and train.metric == "ccc_mean":
+        raise ConfigError(
+            "train.metric=ccc_mean scores dimensions: set data.targets=dimensional or both, or use train.metric=ua|wa|macro_f1|loss"
+        )
+    if targets == "dimensional":
+        if train.metric in CLASS_METRICS:
+            raise ConfigError(
+                f"train.metric={train.metric} scores classes, and data.targets=dimensional has none: use train.metric=ccc_mean or loss"
+            )
+        if loss.class_weights:
+            raise ConfigError("loss.class_weights=true weighs classes, and data.targets=dimensional has none; leave it out")
+    if targets != "both" and loss.dimension_weight != 1.0:
+        raise ConfigError(
+            f"loss.dimension_weight={loss.dimension_weight} weighs the dimensional loss against the categorical one, under "
+            "data.targets=both only; leave it out (1.0)"
+        )
+    if targets != "categorical" and (loss.name == "aam" or exp.model.classifier == "cosine"):
+        raise ConfigError(
+            f"data.targets={targets}: the dimensions are regression outputs beside the classes, and a cosine classifier "
+            "(loss.name=aam, model.classifier=cosine) bounds every output to a scaled cosine; use another loss.name and model.classifier=auto"
         )

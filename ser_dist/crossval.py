@@ -183,13 +183,14 @@ def _run_fold(plan: CVPlan, fold: int | None, launcher: str | None, restart: boo
 
 
 def write_cv_summary(plan: CVPlan) -> dict:
-    folds = []
+    folds, keys = [], ()
     for fold in plan.folds:
         metrics = json.loads((plan.fold_dir(fold) / "metrics.json").read_text())
+        keys = summary_keys(metrics["test"])
         folds.append(
             {
                 "fold": fold or 1,
-                **{key: metrics["test"][key] for key in CV_METRICS},
+                **{key: metrics["test"][key] for key in keys},
                 "num_examples": metrics["test"]["num_examples"],
                 "config_fingerprint_without_fold": metrics.get("config_fingerprint_without_fold"),
             }
@@ -202,7 +203,7 @@ def write_cv_summary(plan: CVPlan) -> dict:
         "overrides": plan.overrides,
         "num_folds": len(folds),
         "folds": folds,
-        **{key: _mean_std([fold[key] for fold in folds]) for key in CV_METRICS},
+        **{key: _mean_std([fold[key] for fold in folds]) for key in keys},
     }
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     (plan.out_dir / CV_SUMMARY).write_text(json.dumps(summary, indent=2))
@@ -217,22 +218,35 @@ def _mean_std(values: list[float]) -> dict:
     return {"mean": mean, "std": std, "folds": values}
 
 
+def summary_keys(test: dict) -> tuple[str, ...]:
+    """The test scores a cv summary pools: UA / WA / macro-F1 with classes, each dimension's CCC and their mean with
+    dimensional targets."""
+    dimensions = [f"ccc_{name}" for name in [*test.get("dimensions", []), "mean"]] if test.get("dimensions") else []
+    return tuple(key for key in CV_METRICS if key in test) + tuple(dimensions)
+
+
 def cv_summary_markdown(summary: dict) -> str:
     names = {"unweighted_accuracy": "UA", "weighted_accuracy": "WA", "macro_f1": "macro-F1"}
+    keys = [key for key in summary["folds"][0] if key in names or key.startswith("ccc_")]  # summary_keys' order
     lines = [
         f"# {summary['experiment']}: {summary['num_folds']} fold(s)",
         "",
-        "| fold | test clips | " + " | ".join(names[k] for k in CV_METRICS) + " |",
-        "| --- | --- |" + " --- |" * len(CV_METRICS),
+        "| fold | test clips | " + " | ".join(names.get(k, k.replace("ccc_", "CCC ")) for k in keys) + " |",
+        "| --- | --- |" + " --- |" * len(keys),
     ]
     for fold in summary["folds"]:
-        lines.append(f"| {fold['fold']} | {fold['num_examples']} | " + " | ".join(f"{100 * fold[k]:.2f}" for k in CV_METRICS) + " |")
-    lines.append("| **mean ± std** | | " + " | ".join(_pm(summary[k]) for k in CV_METRICS) + " |")
+        lines.append(f"| {fold['fold']} | {fold['num_examples']} | " + " | ".join(_value(k, fold[k]) for k in keys) + " |")
+    lines.append("| **mean ± std** | | " + " | ".join(_pm(summary[k], k) for k in keys) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _pm(stat: dict) -> str:
-    return f"{100 * stat['mean']:.2f}" + ("" if stat["std"] is None else f" ± {100 * stat['std']:.2f}")
+def _value(key: str, value: float) -> str:
+    """A class score in percent, a CCC as it is."""
+    return f"{value:.3f}" if key.startswith("ccc_") else f"{100 * value:.2f}"
+
+
+def _pm(stat: dict, key: str = "") -> str:
+    return _value(key, stat["mean"]) + ("" if stat["std"] is None else f" ± {_value(key, stat['std'])}")
 
 
 # --- the grid ------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Classification losses for the comparative study: CE, label smoothing, focal, AAM-softmax, CCC and the SVM's hinge.
+"""Classification losses for the comparative study: CE, label smoothing, focal, AAM-softmax, CCC and the SVM's hinge;
+and the dimensional losses (``data.targets=dimensional|both``: 1 - CCC over the batch, or MSE, per dimension),
+which ``TargetLoss`` combines with the categorical one.
 
 Every loss is an ``nn.Module`` with ``forward(logits [B, C], labels [B] long) -> scalar`` (a mean
 over the batch) and is listed in ``ser_dist.registry.LOSSES`` under its config name with a
@@ -265,13 +267,92 @@ def build_concordance(cfg: Loss, num_classes: int, class_counts: list[int] | Non
     return ConcordanceLoss(num_classes)
 
 
+# --- dimensional emotion (data.targets=dimensional|both) -----------------------------------------------
+
+
+def concordance_correlation(predictions: torch.Tensor, targets: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Lin's (1989) concordance correlation coefficient of each column [K] over the rows [N, K], in float32:
+    ``2 cov(p, y) / (var(p) + var(y) + (mean(p) - mean(y))^2 + eps)`` with population moments. 1 is perfect
+    agreement; a shift or a change of scale lowers it (Pearson's r would not notice); a constant prediction gives 0."""
+    p, y = predictions.float(), targets.float()
+    mean_p, mean_y = p.mean(0), y.mean(0)
+    cov = ((p - mean_p) * (y - mean_y)).mean(0)
+    return 2 * cov / (((p - mean_p) ** 2).mean(0) + ((y - mean_y) ** 2).mean(0) + (mean_p - mean_y) ** 2 + eps)
+
+
+class DimensionalConcordanceLoss(nn.Module):
+    """``loss.dimension_loss=ccc``: the mean over dimensions of ``1 - CCC``, the CCC computed over the batch (the
+    objective of the MSP-Podcast / AVEC dimensional challenges; 0 for perfect agreement, up to 2).
+
+    The CCC is a statistic of a set of clips, so a batch's loss depends on the batch: small batches estimate the
+    means and variances poorly (a batch of 1 has no variance, so its loss is 1 and gives no gradient), and the
+    model is pulled toward each batch's own spread. Batches of 16-64 clips are usual; validation and test score the
+    whole split at once (the CCC over all its clips, which the metrics report too)."""
+
+    def forward(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return (1.0 - concordance_correlation(predictions, targets)).mean()
+
+
+class DimensionalSquaredErrorLoss(nn.Module):
+    """``loss.dimension_loss=mse``: the mean squared error over clips and dimensions (per clip: no batch effect)."""
+
+    def forward(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(predictions.float(), targets.float())
+
+
+class TargetLoss(nn.Module):
+    """A run's objective on the model's ``SEROutput``, for every ``data.targets``: the categorical loss on ``logits``
+    (``categorical``), the dimensional loss on ``dimensions`` (``dimensional``: ratings [B, K] as targets), or under
+    ``both`` their weighted sum ``categorical + dimension_weight * dimensional``. With categorical targets only it is
+    the categorical loss itself, called as ever (``loss(logits, labels)``)."""
+
+    def __init__(self, categorical: nn.Module | None, dimensional: nn.Module | None = None, dimension_weight: float = 1.0):
+        super().__init__()
+        self.categorical, self.dimensional, self.dimension_weight = categorical, dimensional, float(dimension_weight)
+
+    def forward(self, output, labels: torch.Tensor, dimensions: torch.Tensor | None = None) -> torch.Tensor:
+        if self.dimensional is None:
+            return self.categorical(output.logits, labels)
+        loss = self.dimensional(output.dimensions, dimensions)
+        if self.categorical is None:
+            return loss
+        return self.categorical(output.logits, labels) + self.dimension_weight * loss
+
+
+def objective_loss(criterion: nn.Module, output, labels: torch.Tensor, dimensions: torch.Tensor | None = None) -> torch.Tensor:
+    """``criterion`` on a model's ``SEROutput``: a ``TargetLoss`` takes it whole, a plain categorical loss its logits."""
+    if isinstance(criterion, TargetLoss):
+        return criterion(output, labels, dimensions)
+    return criterion(output.logits, labels)
+
+
+DIMENSION_LOSSES = {"ccc": DimensionalConcordanceLoss, "mse": DimensionalSquaredErrorLoss}
+
+
+def build_objective(cfg: Loss, targets: str, categorical: nn.Module | None) -> TargetLoss:
+    """The run's ``TargetLoss`` for ``data.targets``: ``categorical`` (the classes' loss, ``build_loss``; None under
+    ``dimensional``) and ``loss.dimension_loss`` for the dimensions (unless ``categorical``), weighted by
+    ``loss.dimension_weight``."""
+    if targets == "categorical":
+        return TargetLoss(categorical)
+    if cfg.dimension_loss not in DIMENSION_LOSSES:
+        raise ConfigError(f"loss.dimension_loss={cfg.dimension_loss!r} is not one of {', '.join(DIMENSION_LOSSES)}")
+    return TargetLoss(categorical if targets == "both" else None, DIMENSION_LOSSES[cfg.dimension_loss](), cfg.dimension_weight)
+
+
 __all__ = [
     "AdditiveAngularMarginLoss",
     "ConcordanceLoss",
     "CrossEntropyLoss",
+    "DimensionalConcordanceLoss",
+    "DimensionalSquaredErrorLoss",
     "FocalLoss",
     "MulticlassHingeLoss",
+    "TargetLoss",
     "build_loss",
+    "build_objective",
+    "objective_loss",
+    "concordance_correlation",
     "inverse_frequency_weights",
     "uses_cosine_classifier",
 ]

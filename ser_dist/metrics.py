@@ -1,4 +1,5 @@
-"""Speech-emotion-recognition metrics: UA, WA, macro/weighted F1, per-class scores, confusion matrix.
+"""Speech-emotion-recognition metrics: UA, WA, macro/weighted F1, per-class scores, confusion matrix; and for
+dimensional emotion (arousal, valence, dominance) CCC, Pearson's r and MAE per dimension (``dimension_metrics``).
 
 Two ways in, same numbers:
 
@@ -189,6 +190,38 @@ def __getattr__(name: str):
         globals()["SERMetrics"] = _metric_class(evaluate)
         return globals()["SERMetrics"]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def concordance(predictions, targets) -> float:
+    """Lin's (1989) concordance correlation coefficient of two 1-D arrays, with population moments:
+    ``2 cov / (var_p + var_y + (mean_p - mean_y)^2)``; 1 when both are the same constant, 0 when only one is."""
+    p, y = np.asarray(predictions, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    denominator = p.var() + y.var() + (p.mean() - y.mean()) ** 2
+    if denominator == 0:
+        return 1.0
+    return float(2 * np.mean((p - p.mean()) * (y - y.mean())) / denominator)
+
+
+def pearson(predictions, targets) -> float:
+    """Pearson's r of two 1-D arrays; 0 when either is constant (undefined there)."""
+    p, y = np.asarray(predictions, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    spread = p.std() * y.std()
+    return float(np.mean((p - p.mean()) * (y - y.mean())) / spread) if spread > 0 else 0.0
+
+
+def dimension_metrics(predictions, targets, names: Sequence[str]) -> dict:
+    """Dimensional emotion scores over every clip: ``ccc_<name>``, ``pearson_<name>``, ``mae_<name>`` for each column
+    of ``predictions`` / ``targets`` [N, K] (in ``names`` order), and their means ``ccc_mean``, ``pearson_mean``,
+    ``mae_mean``. The CCC is over the whole set, as the dimensional challenges score it (not a mean of batch CCCs)."""
+    p, y = np.asarray(predictions, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    if p.shape != y.shape or p.ndim != 2 or p.shape[1] != len(names):
+        raise ValueError(f"predictions {p.shape} and targets {y.shape} must both be [N, {len(names)}] (one column per dimension)")
+    scores = {}
+    for kind, score in (("ccc", concordance), ("pearson", pearson), ("mae", lambda a, b: float(np.mean(np.abs(a - b))))):
+        values = [score(p[:, k], y[:, k]) for k in range(len(names))]
+        scores.update({f"{kind}_{name}": value for name, value in zip(names, values)})
+        scores[f"{kind}_mean"] = float(np.mean(values))
+    return scores
 
 
 def _as_class_indices(values, name: str) -> np.ndarray:

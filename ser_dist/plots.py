@@ -1,4 +1,5 @@
-"""The figures in a run's and a study's reports: training curves, confusion matrix, the study's heatmap.
+"""The figures in a run's and a study's reports: training curves, confusion matrix, predicted vs true dimensions,
+the study's heatmap.
 
 Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg canvas rather than through
 ``pyplot``: no global backend is switched at import or call time (safe on headless nodes and in
@@ -58,6 +59,10 @@ def training_curves_figure(rows: Sequence[dict]) -> Figure:
         (title, [(label, np.array([_as_float(row.get(key)) for row in rows])) for key, label in series if any(key in row for row in rows)])
         for title, series in _CURVE_PANELS
     ]
+    ccc_keys = [key for key in dict.fromkeys(k for row in rows for k in row) if key.startswith("val_ccc_")]
+    if ccc_keys:  # dimensional targets: the validation CCC of each dimension and their mean, before the lr
+        ccc = [(key.removeprefix("val_ccc_"), np.array([_as_float(row.get(key)) for row in rows])) for key in ccc_keys]
+        panels.insert(len(panels) - 1, ("validation CCC", ccc))
     panels = [(title, series) for title, series in panels if series]
     if not panels:
         raise ValueError("history rows have none of train_loss, val_loss, val_unweighted_accuracy, val_weighted_accuracy, val_macro_f1, lr")
@@ -137,6 +142,30 @@ def confusion_matrix_figure(
     if title:
         axis.set_title(title)
     figure.colorbar(image, ax=axis, label="share of the true class" if normalize else "clips")
+    return figure
+
+
+# --- dimensions ------------------------------------------------------------------------------
+
+
+def dimension_scatter_figure(predicted: np.ndarray, true: np.ndarray, names: Sequence[str], scores: dict | None = None) -> Figure:
+    """Predicted against true value of each dimension (one panel each, one point per clip), with the identity
+    line; a panel's title has its CCC, Pearson's r and MAE when ``scores`` (``metrics.dimension_metrics``) has them."""
+    predicted, true = np.asarray(predicted, dtype=float), np.asarray(true, dtype=float)
+    figure = new_figure(figsize=(3.8 * len(names), 3.8))
+    axes = figure.subplots(1, len(names), squeeze=False)[0]
+    for k, (axis, name) in enumerate(zip(axes, names)):
+        axis.scatter(true[:, k], predicted[:, k], s=10, alpha=0.6)
+        values = np.concatenate([true[:, k], predicted[:, k]])
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+        axis.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
+        title = name
+        if scores and f"ccc_{name}" in scores:
+            title += f"\nCCC {scores[f'ccc_{name}']:.3f}, r {scores[f'pearson_{name}']:.3f}, MAE {scores[f'mae_{name}']:.3f}"
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("true")
+        axis.set_ylabel("predicted")
+        axis.grid(alpha=0.3)
     return figure
 
 

@@ -1,7 +1,8 @@
 """Every report file ser-dist writes, and the text tables in them. Only the main process calls these.
 
 - a training run (``write_training_reports``): metrics.json, confusion_matrix.png, classification_report.txt,
-  test_predictions.csv, training_history.csv, training_curves.png and timing.json;
+  test_predictions.csv, training_history.csv, training_curves.png and timing.json (with dimensional targets,
+  dimensions_scatter.png, and no confusion matrix or classification report without classes);
 - ``ser-dist evaluate`` (``write_evaluation_reports``): the same test reports and its data_report.json;
 - an export's model card image (``plot_confusion_matrix``) and the study's results heatmap.
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import UserError
-from .plots import MISSING_CELL, confusion_matrix_figure, study_heatmap_figure, training_curves_figure
+from .plots import MISSING_CELL, confusion_matrix_figure, dimension_scatter_figure, study_heatmap_figure, training_curves_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -75,15 +76,46 @@ def write_test_reports(out: PathLike, results: dict, test: dict, label_names: li
     """
     out = Path(out)
     write_json(out / "metrics.json", results)
+    dimensions = test.get("dimensions") or []
+    if dimensions:
+        save_figure(dimension_scatter_figure(test["predicted_dimensions"], test["true_dimensions"], dimensions, test), out / DIMENSION_PLOT)
+    if not label_names:  # dimensional targets alone: no classes to confuse
+        write_dimension_predictions(out / "test_predictions.csv", test, test_records)
+        return
     plot_confusion_matrix(test["confusion_matrix"], label_names, out / "confusion_matrix.png")
     (out / "classification_report.txt").write_text(classification_report_text(results["test"], label_names))
+    rated = [f"{kind}_{name}" for name in dimensions for kind in ("true", "pred")]
+    ratings = _dimension_cells(test)
     with open(out / "test_predictions.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names]])
+        writer.writerow(["path", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names], *rated])
         for index, probs in sorted(zip(test["index"].tolist(), test["probabilities"]), key=lambda item: item[0]):
             rec = test_records[index]
             best = int(probs.argmax())
-            writer.writerow([rec.path, rec.label, label_names[best], f"{probs[best]:.6f}", *[f"{p:.6f}" for p in probs]])
+            cells = [rec.path, rec.label, label_names[best], f"{probs[best]:.6f}", *[f"{p:.6f}" for p in probs]]
+            writer.writerow(cells + ratings.get(index, []))
+
+
+DIMENSION_PLOT = "dimensions_scatter.png"
+
+
+def _dimension_cells(test: dict) -> dict[int, list[str]]:
+    """Per clip (``index``), its true and predicted value of each dimension, as test_predictions.csv writes them."""
+    if not test.get("dimensions"):
+        return {}
+    pairs = zip(test["index"].tolist(), test["true_dimensions"], test["predicted_dimensions"])
+    return {index: [f"{v:.6f}" for pair in zip(true, predicted) for v in pair] for index, true, predicted in pairs}
+
+
+def write_dimension_predictions(path: Path, test: dict, test_records: list) -> None:
+    """test_predictions.csv of a dimensional run: each clip's path, label (its class, if the data has one), and the
+    true and predicted value of each dimension (on the model's scale: [0, 1] with data.dimension_range)."""
+    ratings = _dimension_cells(test)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", *[f"{kind}_{name}" for name in test["dimensions"] for kind in ("true", "pred")]])
+        for index in sorted(ratings):
+            writer.writerow([test_records[index].path, test_records[index].label, *ratings[index]])
 
 
 def write_json(path: PathLike, value) -> None:

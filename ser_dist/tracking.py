@@ -9,9 +9,10 @@
 What is logged (``ser_dist.trainer`` calls these on every process; only the main process writes):
 per optimizer step every ``train.log_every_steps``: ``train/loss``, ``train/lr/GROUP``, ``train/grad_norm``
 (before clipping), ``train/clipped``, ``train/skipped_steps``; per epoch, at its last step: ``epoch/*`` (its
-number ``epoch/epoch``, losses, validation UA/WA/macro-F1 and recall per class, lr per group, throughput, padding, loader
-wait, peak memory, frozen parts) and the validation confusion matrix as an image; at the end ``test/*`` and the
-test confusion matrix. Every figure's x axis is the optimizer step (as in Accelerate's and transformers'
+number ``epoch/epoch``, losses, validation UA/WA/macro-F1 and recall per class, with dimensional targets the validation
+CCC per dimension and their mean (``epoch/val_ccc_NAME``), lr per group, throughput, padding, loader
+wait, peak memory, frozen parts) and the validation confusion matrix as an image; at the end ``test/*`` (CCC, Pearson
+and MAE per dimension too) and the test confusion matrix. Every figure's x axis is the optimizer step (as in Accelerate's and transformers'
 examples; W&B refuses a step lower than one it has seen). The resolved config is the run's hyperparameters: TensorBoard's HPARAMS view has them with
 the test UA/WA/macro-F1 as its metrics; MLflow gets them as params and the run's report files as artifacts.
 """
@@ -43,6 +44,7 @@ REPORT_FILES = (
     "classification_report.txt",
     "training_curves.png",
     "config.yaml",
+    "dimensions_scatter.png",  # data.targets=dimensional|both; a file a run does not write is skipped
 )  # the MLflow run a resumed run continues
 
 
@@ -131,7 +133,7 @@ class Trackers:
         for tracker in accelerator.trackers:
             if tracker.name == "tensorboard":
                 if not resumed:  # the interrupted run's events already hold the session's start
-                    _write_hparams(tracker.writer, values, end=False)
+                    _write_hparams(tracker.writer, values, end=False, metrics=hparam_metrics(self.exp))
             elif not (tracker.name == "mlflow" and state.get("mlflow_run_id")):  # MLflow params can't change in a run
                 tracker.store_init_configuration(values)
             if tracker.name == "mlflow":
@@ -197,7 +199,8 @@ class Trackers:
         if not self.active:
             return
         self.log(test_values(test, label_names), step)
-        self.confusion("test/confusion_matrix", test["confusion_matrix"], label_names, step)
+        if label_names:
+            self.confusion("test/confusion_matrix", test["confusion_matrix"], label_names, step)
         artifacts = [self.out / name for name in REPORT_FILES]
         if self.accelerator.is_main_process:
             for tracker in self.accelerator.trackers:
@@ -233,12 +236,20 @@ def hparam_values(hparams: dict) -> dict:
     return values
 
 
-def _write_hparams(writer, values: dict, end: bool) -> None:
+def hparam_metrics(exp) -> tuple[str, ...]:
+    """The test metrics TensorBoard's HPARAMS view lists for the run: UA / WA / macro-F1 with classes, the CCC of each
+    dimension and their mean with dimensional targets."""
+    targets = exp.data.targets
+    dimensions = tuple(f"ccc_{name}" for name in [*exp.data.dimension_columns, "mean"]) if targets != "categorical" else ()
+    return (TEST_METRICS if targets != "dimensional" else ()) + dimensions
+
+
+def _write_hparams(writer, values: dict, end: bool, metrics: tuple[str, ...] = TEST_METRICS) -> None:
     """TensorBoard's HPARAMS view: the session's start (its hyperparameters, and the test metrics it will
     report), or its end. The metrics' values are the ``test/*`` scalars of the same run folder."""
     from torch.utils.tensorboard.summary import hparams
 
-    experiment, start, finished = hparams(values or {"name": ""}, {f"test/{key}": 0.0 for key in TEST_METRICS})
+    experiment, start, finished = hparams(values or {"name": ""}, {f"test/{metric_name(key)}": 0.0 for key in metrics})
     if end:
         writer.file_writer.add_summary(finished)
     else:
@@ -275,9 +286,9 @@ def step_values(loss: float, optimizer, grad_norm, max_grad_norm: float | None, 
 
 def epoch_values(row: dict, val: dict, figures: dict, optimizer, frozen: set[str], label_names: list[str]) -> dict:
     """An epoch's figures: losses, validation scores and recall per class, lr per group, cost, frozen parts."""
-    values = {
-        f"epoch/{key}": row[key] for key in ("train_loss", "val_loss", "val_unweighted_accuracy", "val_weighted_accuracy", "val_macro_f1")
-    }
+    keys = ("train_loss", "val_loss", "val_unweighted_accuracy", "val_weighted_accuracy", "val_macro_f1")
+    values = {f"epoch/{key}": row[key] for key in keys if key in row}
+    values.update({f"epoch/{metric_name(key)}": value for key, value in row.items() if key.startswith("val_ccc_")})
     values["epoch/epoch"] = row["epoch"]
     values["epoch/nonfinite_steps"] = row["nonfinite_steps"]
     values.update({f"epoch/val_recall/{metric_name(name)}": val["per_class"][name]["recall"] for name in label_names})
@@ -289,7 +300,9 @@ def epoch_values(row: dict, val: dict, figures: dict, optimizer, frozen: set[str
 
 
 def test_values(test: dict, label_names: list[str]) -> dict:
-    values = {f"test/{key}": test[key] for key in TEST_METRICS}
+    values = {f"test/{key}": test[key] for key in TEST_METRICS if key in test}
     values["test/loss"] = test["loss"]
+    names = [*test.get("dimensions", []), "mean"] if test.get("dimensions") else []
+    values.update({f"test/{metric_name(f'{kind}_{name}')}": test[f"{kind}_{name}"] for name in names for kind in ("ccc", "pearson", "mae")})
     values.update({f"test/recall/{metric_name(name)}": test["per_class"][name]["recall"] for name in label_names})
     return values

@@ -22,7 +22,7 @@ from . import progress, run_folder
 from .checkpoint import TrainerState, complete_checkpoints, load_checkpoint, resume_training, run_identity, save_checkpoint
 from .data.sampler import TrainBatchSampler
 from .errors import TrainingError
-from .losses import build_loss
+from .losses import build_loss, build_objective
 from .mixup import training_loss
 from .models import build_model
 from .optim import Freezing, Schedule, build_optimizer
@@ -38,7 +38,7 @@ from .runtime import (  # noqa: F401  make_accelerator and configure_deepspeed a
     make_accelerator,
     out_of_memory_message,
 )
-from .scoring import METRIC_KEYS, evaluate, is_better, run_results
+from .scoring import METRIC_KEYS, evaluate, history_row, is_better, run_results, score_text
 from .speaker_norm import fit_speaker_norm, speaker_inputs
 from .tracking import Trackers, epoch_values, log_with, run_hparams, step_values
 from .train_stats import EpochStats
@@ -144,7 +144,8 @@ def build_run(exp, accelerator, log, data) -> Run:
     if exp.model.cache_features:  # frozen encoder: run it once per clip, train the head on its output
         clips = cached_features(model, clips, exp, accelerator, log)
     speakers = fit_speaker_norm(model, data, clips, exp, accelerator.device, log)  # None unless model.feature_norm=speaker
-    criterion = build_loss(exp.loss, len(data.label_names), data.class_counts("train"))
+    classes = build_loss(exp.loss, len(data.label_names), data.class_counts("train")) if data.label_names else None
+    criterion = build_objective(exp.loss, exp.data.targets, classes)  # with the dimensions' loss under dimensional|both
     optimizer = build_optimizer(model, exp.optim)
     loaders = build_loaders(exp, accelerator, clips, durations, log)
     steps_per_epoch = math.ceil(len(loaders.sampler.local_batches()) / exp.train.grad_accum_steps)
@@ -153,7 +154,7 @@ def build_run(exp, accelerator, log, data) -> Run:
         configure_deepspeed(accelerator.state.deepspeed_plugin, exp)
     num_parameters = sum(p.numel() for p in model.parameters())  # before ZeRO-3 partitions them
     model, optimizer, val_loader, test_loader = accelerator.prepare(model, optimizer, loaders.val, loaders.test)
-    log(f"model: {exp.model.backbone}, {num_parameters / 1e6:.2f} M parameters; loss {exp.loss.name}; {steps_per_epoch} steps/epoch")
+    log(f"model: {exp.model.backbone}, {num_parameters / 1e6:.2f} M parameters; loss {objective_name(exp)}; {steps_per_epoch} steps/epoch")
     log_deepspeed(accelerator, log)
     return Run(
         exp=exp,
@@ -176,6 +177,13 @@ def build_run(exp, accelerator, log, data) -> Run:
         stats=EpochStats(train_durations),
         speakers=speakers,
     )
+
+
+def objective_name(exp) -> str:
+    """The loss as the log names it: ``ce``; ``ccc over arousal, valence`` (dimensional); ``ce + 0.5 x ccc over ...``."""
+    targets, loss = exp.data.targets, exp.loss
+    dimensional = f"{loss.dimension_loss} over {', '.join(exp.data.dimension_columns)}"
+    return {"categorical": loss.name, "dimensional": dimensional}.get(targets, f"{loss.name} + {loss.dimension_weight:g} x {dimensional}")
 
 
 # ---- fit ----------------------------------------------------------------------------------------------------
@@ -282,23 +290,12 @@ def end_epoch(run: Run, epoch: int, frozen: set[str], started: float) -> None:
     state, exp = run.state, run.exp
     metric_key = METRIC_KEYS[exp.train.metric]
     figures = run.stats.summary(run.accelerator)  # collective: the epoch's cost over every process
-    val = evaluate(
-        run.model, run.val_loader, run.criterion, run.accelerator, run.data.label_names, desc="validate", speakers=run.speakers, split="val"
-    )
+    val = evaluate(run.model, run.val_loader, run.criterion, run.accelerator, run.data.label_names, **scored(run, "val", "validate"))
     run.timing["epoch_seconds"].append(round(time.time() - started, 3))  # training + validation
     run.timing.setdefault("epochs", []).append({"epoch": epoch + 1, **{k: round(v, 4) for k, v in figures.items()}})
     run.schedule.after_validation(val[metric_key])
-    row = {
-        "epoch": epoch + 1,
-        "train_loss": state.train_loss_sum / max(1, state.train_loss_count),
-        "val_loss": val["loss"],
-        "val_unweighted_accuracy": val["unweighted_accuracy"],
-        "val_weighted_accuracy": val["weighted_accuracy"],
-        "val_macro_f1": val["macro_f1"],
-        "lr": run.optimizer.param_groups[0]["lr"],
-        "frozen": "+".join(sorted(frozen)) or "none",
-        "nonfinite_steps": state.nonfinite_steps,
-    }
+    train_loss = state.train_loss_sum / max(1, state.train_loss_count)
+    row = history_row(epoch + 1, train_loss, val, run.optimizer, frozen=frozen, nonfinite_steps=state.nonfinite_steps)
     state.history.append(row)
     improved = is_better(val[metric_key], state.best_metric, exp.train.metric)
     if improved:
@@ -310,16 +307,21 @@ def end_epoch(run: Run, epoch: int, frozen: set[str], started: float) -> None:
     check_ranks_agree(run.accelerator, state, run.optimizer, frozen)
     run.log(
         f"epoch {epoch + 1}/{exp.train.epochs}: train loss {row['train_loss']:.4f}, val loss {val['loss']:.4f}, "
-        f"val UA {100 * val['unweighted_accuracy']:.2f} WA {100 * val['weighted_accuracy']:.2f} "
-        f"F1 {100 * val['macro_f1']:.2f}{' *' if improved else ''} ({run.timing['epoch_seconds'][-1]:.1f} s)"
+        f"val {score_text(val)}{' *' if improved else ''} ({run.timing['epoch_seconds'][-1]:.1f} s)"
     )
     # x axis: optimizer steps for every figure (W&B takes increasing steps only); epoch/epoch says which epoch
     run.trackers.log(epoch_values(row, val, figures, run.optimizer, frozen, run.data.label_names), step=state.global_step)
-    run.trackers.confusion("val/confusion_matrix", val["confusion_matrix"], run.data.label_names, state.global_step)
+    if run.data.label_names:
+        run.trackers.confusion("val/confusion_matrix", val["confusion_matrix"], run.data.label_names, state.global_step)
     state.epoch, state.batches_done, state.train_loss_sum, state.train_loss_count = epoch + 1, 0, 0.0, 0
     run.checkpoint(best=improved)  # an improving checkpoint names itself the best in its own state file
     if state.stopped_early:
         run.log(f"early stopping: no {exp.train.metric} improvement for {patience} epochs (best epoch {state.best_epoch})")
+
+
+def scored(run: Run, split: str, desc: str) -> dict:
+    """``evaluate``'s keywords for one of the run's splits: its progress name, speakers and dimensions."""
+    return {"desc": desc, "speakers": run.speakers, "split": split, "dimensions": run.data.dimension_names}
 
 
 # ---- finish -------------------------------------------------------------------------------------------------
@@ -337,9 +339,7 @@ def finish(run: Run) -> dict:
         )
     if state.best_checkpoint is not None:
         load_checkpoint(accelerator, out / "checkpoints" / state.best_checkpoint)  # the weights; the schedule is done with
-    test = evaluate(
-        run.model, run.test_loader, run.criterion, accelerator, data.label_names, desc="test", speakers=run.speakers, split="test"
-    )
+    test = evaluate(run.model, run.test_loader, run.criterion, accelerator, data.label_names, **scored(run, "test", "test"))
     state_dict = accelerator.get_state_dict(run.model)  # collective under ZeRO-3: gathers the full weights
     # torch.compile (accelerate launch --dynamo_backend inductor) prefixes every key with "_orig_mod.".
     # Under ZeRO-3 only rank 0 receives the gathered weights (None elsewhere).
@@ -368,10 +368,7 @@ def finish(run: Run) -> dict:
     run.trackers.finish(test, data.label_names, state.global_step)  # after the reports: MLflow takes them as artifacts
     accelerator.wait_for_everyone()
     t = results["test"]
-    run.log(
-        f"test ({t['num_examples']} clips, best epoch {state.best_epoch}): UA {100 * t['unweighted_accuracy']:.2f}  "
-        f"WA {100 * t['weighted_accuracy']:.2f}  macro-F1 {100 * t['macro_f1']:.2f}  -> {out}"
-    )
+    run.log(f"test ({t['num_examples']} clips, best epoch {state.best_epoch}): {score_text(t, test=True)}  -> {out}")
     run.log.close()
     accelerator.end_training()
     run_folder.release(out)

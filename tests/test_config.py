@@ -160,7 +160,7 @@ def test_every_numeric_setting_has_a_range():
 
 @pytest.mark.parametrize("key, kind", numeric_fields())
 def test_out_of_range_or_non_finite_values_fail_in_one_line_naming_the_key(key, kind):
-    value_as_cli = lambda v: f"[{v}]" if key == "loss.alpha" else str(v)  # noqa: E731
+    value_as_cli = lambda v: f"[{v}]" if key in ("loss.alpha", "data.dimension_range") else str(v)  # noqa: E731
     bad = outside_values(key, kind)
     assert bad, f"{key}: a range with no bound"
     for value in bad:

@@ -18,24 +18,26 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def features():
-    """The entry's columns; ``audio`` holds int16 samples (``dataset.INT16_SCALE``), read back zero-copy."""
+def features(dimensions: bool = False):
+    """The entry's columns; ``audio`` holds int16 samples (``dataset.INT16_SCALE``), read back zero-copy.
+    ``dimensions``: also each clip's ratings (``Record.dimensions``), for data.targets=dimensional|both."""
     from datasets import Features, List, Value
 
-    return Features(
-        {
-            "audio": List(Value("int16")),  # waveform * 32767, clipped; mono at the cache's sample rate
-            "num_samples": Value("int64"),  # after the crop
-            "duration": Value("float64"),  # seconds, after the crop
-            "original_duration": Value("float64"),  # seconds, before the crop
-            "path": Value("string"),
-            "label": Value("string"),
-            "speaker": Value("string"),
-            "session": Value("string"),
-            "source": Value("string"),
-            "truncated": Value("string"),  # why the file is truncated (its header claims more audio); null when whole
-        }
-    )
+    columns = {
+        "audio": List(Value("int16")),  # waveform * 32767, clipped; mono at the cache's sample rate
+        "num_samples": Value("int64"),  # after the crop
+        "duration": Value("float64"),  # seconds, after the crop
+        "original_duration": Value("float64"),  # seconds, before the crop
+        "path": Value("string"),
+        "label": Value("string"),
+        "speaker": Value("string"),
+        "session": Value("string"),
+        "source": Value("string"),
+        "truncated": Value("string"),  # why the file is truncated (its header claims more audio); null when whole
+    }
+    if dimensions:
+        columns["dimensions"] = List(Value("float64"))  # the ratings, in data.dimension_columns order
+    return Features(columns)
 
 
 def record_batch(rows, schema, sample_rate: int):
@@ -58,6 +60,8 @@ def record_batch(rows, schema, sample_rate: int):
         "source": pa.array([rec.source for rec, _, _, _ in rows], type=pa.string()),
         "truncated": pa.array([truncated for _, _, _, truncated in rows], type=pa.string()),
     }
+    if "dimensions" in schema.names:
+        columns["dimensions"] = pa.array([list(rec.dimensions) for rec, _, _, _ in rows], type=pa.list_(pa.float64()))
     return pa.record_batch([columns[name] for name in schema.names], schema=schema)
 
 

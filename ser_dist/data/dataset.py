@@ -12,7 +12,8 @@ Cache layout, under ``cache_dir`` (default ``$SER_DIST_CACHE``, else ``~/.cache/
     <key>.lock           serialises builders of the same key (flock; absent where unsupported)
     .tmp-<key>-<random>/ an entry being built; renamed to <key> when complete
 
-``key`` hashes the record list (paths, labels, speakers, sessions, sources, file sizes and mtimes; for the
+``key`` hashes the record list (paths, labels, speakers, sessions, sources, ratings when the records have them
+(``data.targets=dimensional|both``: a ``dimensions`` column), file sizes and mtimes; for the
 rows of a Hugging Face dataset, the dataset's fingerprint instead of file stats), the sample rate, the crop
 length, the minimum length and ``FORMAT_VERSION``: rewriting a clip, relabelling, or changing the rate or
 crop makes a new entry; old entries are never modified (delete the folder to reclaim space).
@@ -165,6 +166,8 @@ def cache_key(
             except OSError:
                 pass  # decoding will skip it as "file not found"
         row = [rec.path, resolved, size, mtime_ns, rec.label, rec.speaker, rec.session, rec.source]
+        if rec.dimensions is not None:  # ratings are stored in the entry (categorical records hash as they always did)
+            row.append(list(rec.dimensions))
         digest.update(json.dumps(row).encode())
         digest.update(b"\n")
     return digest.hexdigest()[:32]
@@ -225,7 +228,7 @@ def _build_entry(
     building = entry.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
     building.mkdir()
     try:
-        schema = features().arrow_schema
+        schema = features(dimensions=any(rec.dimensions is not None for rec in records)).arrow_schema
         staging = building / "decoded.arrow"
         skipped: list[tuple[str, str]] = []
         kept = 0
@@ -278,7 +281,9 @@ def _publish(building: Path, entry: Path) -> None:
 
 
 class AudioClips(torch.utils.data.Dataset):
-    """A torch view of a decoded dataset: ``{"waveform": float32 [T], "label": int, "index": i}``.
+    """A torch view of a decoded dataset: ``{"waveform": float32 [T], "label": int, "index": i}``, plus
+    ``"dimensions"`` (float32 [K]) when the entry holds ratings. Without classes (``label2id`` empty,
+    data.targets=dimensional) every label is 0.
 
     Reads int16 samples zero-copy from the memory-mapped Arrow table (no per-sample Python objects).
     Pickles by file reference, so DataLoader workers map the same files instead of copying audio.
@@ -288,14 +293,18 @@ class AudioClips(torch.utils.data.Dataset):
         # One Arrow read for the small columns (iterating dataset["label"] costs ~8 us a row).
         columns = dataset.select_columns(["label", "num_samples"]).with_format("arrow")[:]
         names = columns.column("label").to_pylist()
-        unknown = sorted(set(names) - set(label2id))
+        unknown = sorted(set(names) - set(label2id)) if label2id else []
         if unknown:
             raise DataError(
                 f"label {unknown[0]!r} of the decoded clips is not among the model's labels {sorted(label2id)}; check data.labels"
             )
         self.dataset = dataset
         self.label2id = dict(label2id)
-        self.labels = np.array([label2id[name] for name in names], dtype=np.int64)
+        self.labels = np.array([label2id[name] for name in names] if label2id else [0] * len(names), dtype=np.int64)
+        self.dimensions = None
+        if "dimensions" in dataset.column_names:
+            ratings = dataset.select_columns(["dimensions"]).with_format("arrow")[:].column("dimensions").to_pylist()
+            self.dimensions = np.array(ratings, dtype=np.float32).reshape(len(names), -1)
         self.num_samples = columns.column("num_samples").to_numpy().astype(np.int64)
         self._audio = dataset.select_columns(["audio"]).with_format("arrow")
 
@@ -308,7 +317,10 @@ class AudioClips(torch.utils.data.Dataset):
         # numpy, not torch: a torch elementwise op on one clip pays intra-op thread start-up in the
         # main process (num_workers=0), which can cost more than the arithmetic.
         waveform = samples.astype(np.float32) * np.float32(1.0 / INT16_SCALE)
-        return {"waveform": torch.from_numpy(waveform), "label": int(self.labels[index]), "index": index}
+        item = {"waveform": torch.from_numpy(waveform), "label": int(self.labels[index]), "index": index}
+        if self.dimensions is not None:
+            item["dimensions"] = self.dimensions[index]
+        return item
 
 
 def collate_waveforms(batch: Iterable[dict]) -> dict:
@@ -316,7 +328,8 @@ def collate_waveforms(batch: Iterable[dict]) -> dict:
 
     Returns ``input_values`` float32 [B, T] (items with more dimensions, such as cached encoder
     features [frames, H], are padded along the first: [B, T, H]), ``lengths`` int64 [B] in samples (the
-    models build their own masks from it, at their own frame rate), ``labels`` int64 [B] and ``index`` int64 [B].
+    models build their own masks from it, at their own frame rate), ``labels`` int64 [B] and ``index`` int64 [B];
+    ``dimensions`` float32 [B, K] when the items have ratings.
     """
     batch = list(batch)
     if not batch:
@@ -328,9 +341,12 @@ def collate_waveforms(batch: Iterable[dict]) -> dict:
     for row, item in enumerate(batch):
         waveform = item["waveform"]
         input_values[row, : lengths[row]] = waveform.numpy() if isinstance(waveform, torch.Tensor) else waveform
-    return {
+    collated = {
         "input_values": torch.from_numpy(input_values),
         "lengths": torch.from_numpy(lengths),
         "labels": torch.tensor([int(item["label"]) for item in batch], dtype=torch.int64),
         "index": torch.tensor([int(item["index"]) for item in batch], dtype=torch.int64),
     }
+    if "dimensions" in batch[0]:
+        collated["dimensions"] = torch.from_numpy(np.stack([np.asarray(item["dimensions"], dtype=np.float32) for item in batch]))
+    return collated

@@ -3,7 +3,9 @@
 ``make_demo_corpus(out_dir)`` writes the seed's layout (one folder per class: ``Anger/``, ``Disgust/``,
 ``Fear/``, ``Happy/``, ``Neutral/``, ``Sad/``) with 16-bit WAV clips named
 ``spk03_s07_anger_t1.wav``, so ``data.speaker_pattern`` = :data:`SPEAKER_PATTERN` recovers the speaker
-and speaker-independent splits work as on a real corpus.
+and speaker-independent splits work as on a real corpus. ``manifest.csv`` lists every clip with its class,
+speaker and arousal / valence / dominance ratings (1-5, :mod:`ser_dist.data.demo_ratings`), for
+``data.manifest=DIR/manifest.csv data.targets=dimensional|both data.dimension_range=[1,5]``.
 
 This module writes the corpus to disk. Who speaks, what and in which emotion is
 :mod:`ser_dist.data.demo_voices`; the audio is :mod:`ser_dist.data.demo_synthesis`.
@@ -14,6 +16,7 @@ on the seed only, never on the number of worker processes.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import time
@@ -24,6 +27,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from ..errors import ConfigError
+from .demo_ratings import DIMENSIONS, RATERS, clip_ratings
 from .demo_synthesis import MAX_CLIP_SECONDS, MIN_CLIP_SECONDS, synthesize_clip
 from .demo_voices import EMOTION_CUES, EMOTIONS, STREAM_CLIP, Sentence, Speaker, make_sentence, make_speaker
 from .records import DataError
@@ -33,6 +37,7 @@ SPEAKER_PATTERN = r"^(spk\d+)_"
 CLIP_NAME = re.compile(r"^spk\d+_s\d+_[a-z]+_t\d+\.wav$")
 # The first line of README.md: marks a folder this module may overwrite.
 README_MARKER = "<!-- ser-dist demo corpus -->"
+MANIFEST = "manifest.csv"  # every clip: path (relative), label, speaker, and its ratings
 
 
 def clip_name(speaker: int, sentence: int, emotion: str, take: int) -> str:
@@ -40,13 +45,15 @@ def clip_name(speaker: int, sentence: int, emotion: str, take: int) -> str:
     return f"spk{speaker + 1:02d}_s{sentence + 1:02d}_{emotion.lower()}_t{take}.wav"
 
 
-def _write_clip(job: tuple) -> tuple[str, int]:
+def _write_clip(job: tuple) -> tuple[str, int, dict]:
     out_dir, seed, sample_rate, speaker, sentence, emotion_index, take = job
     emotion = EMOTIONS[emotion_index]
     rng = np.random.default_rng([seed, STREAM_CLIP, speaker, sentence, emotion_index, take])
     audio = synthesize_clip(make_speaker(seed, speaker), make_sentence(seed, sentence), emotion, rng, sample_rate)
-    wavfile.write(Path(out_dir) / emotion / clip_name(speaker, sentence, emotion, take), sample_rate, audio)
-    return emotion, len(audio)
+    name = clip_name(speaker, sentence, emotion, take)
+    wavfile.write(Path(out_dir) / emotion / name, sample_rate, audio)
+    row = {"path": f"{emotion}/{name}", "label": emotion, "speaker": make_speaker(seed, speaker).name}
+    return emotion, len(audio), {**row, **clip_ratings(seed, speaker, sentence, emotion_index, take)}
 
 
 def _require_integer(name: str, value, minimum: int, wanted: str) -> None:
@@ -66,7 +73,9 @@ def _prepare_out_dir(out_dir: Path) -> None:
     for path in sorted(out_dir.rglob("*")):
         if path.is_dir():
             continue
-        ours = path == readme or (path.parent.parent == out_dir and path.parent.name in EMOTIONS and CLIP_NAME.match(path.name))
+        ours = path in (readme, out_dir / MANIFEST) or (
+            path.parent.parent == out_dir and path.parent.name in EMOTIONS and CLIP_NAME.match(path.name)
+        )
         if not (earlier and ours):
             raise DataError(
                 f"{out_dir}: folder is not empty (found {path.relative_to(out_dir)}); write the demo corpus to an empty or new folder"
@@ -91,6 +100,11 @@ def _readme(seed: int, speakers: list[Speaker], sentences: list[Sentence], takes
         "One folder per class (" + ", ".join(f"`{e}/`" for e in EMOTIONS) + "), files named "
         "`spk03_s07_anger_t1.wav` (speaker, sentence, emotion, take).",
         f"Recover the speaker with `data.speaker_pattern='{SPEAKER_PATTERN}'` and keep speakers apart in splits.",
+        "",
+        f"`{MANIFEST}` lists every clip (`path`, `label`, `speaker`) with its {', '.join(DIMENSIONS)} ratings: the mean of",
+        f"{RATERS} raters' whole-number ratings on a 1-5 scale, derived from the clip's pitch level and range, speaking rate,",
+        "vocal effort and voice quality plus each rater's noise (`ser_dist/data/demo_ratings.py`). Train on them with",
+        f"`data.manifest=DIR/{MANIFEST} data.targets=dimensional data.dimension_range=[1,5]` (or `data.targets=both`).",
         "",
         "## How a clip is made",
         "",
@@ -165,9 +179,14 @@ def make_demo_corpus(
 
     per_class = {emotion: 0 for emotion in EMOTIONS}
     samples = 0
-    for emotion, length in results:
+    for emotion, length, _ in results:
         per_class[emotion] += 1
         samples += length
+    rows = sorted((row for _, _, row in results), key=lambda row: row["path"])
+    with open(out_dir / MANIFEST, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     speakers = [make_speaker(int(seed), i) for i in range(num_speakers)]
     sentences = [make_sentence(int(seed), i) for i in range(num_sentences)]
     (out_dir / "README.md").write_text(_readme(int(seed), speakers, sentences, takes, int(sample_rate), per_class))

@@ -8,7 +8,8 @@ The dataset is built with ``datasets`` itself: one row per clip in the folder sc
 column (the clips' WAV bytes, embedded by ``save_to_disk``), a ``ClassLabel`` label in the folder's class
 order, and a ``speaker`` column from the file names (``data.speaker_pattern``). With ``test_speakers`` (and
 ``val_speakers``) it is a ``DatasetDict`` with its own ``train``/``validation``/``test`` splits instead, for
-``data.split=fixed``.
+``data.split=fixed``. With ``dimensions=True`` it also has the demo corpus's ratings (``manifest.csv``), a float
+column each (``arousal``, ``valence``, ``dominance``: ``data.targets=dimensional|both data.dimension_range=[1,5]``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .demo import SPEAKER_PATTERN
+from .demo import MANIFEST, SPEAKER_PATTERN
+from .demo_ratings import DIMENSIONS
 
 
 def save_as_hf_dataset(
@@ -26,6 +28,7 @@ def save_as_hf_dataset(
     speaker_pattern: str = SPEAKER_PATTERN,
     test_speakers: Sequence[str] = (),
     val_speakers: Sequence[str] = (),
+    dimensions: bool = False,
 ):
     """Write ``corpus`` (one folder per class) to ``out`` with ``save_to_disk``; returns the Dataset or DatasetDict."""
     import datasets
@@ -34,9 +37,9 @@ def save_as_hf_dataset(
     from .pipeline import scan_corpus
 
     scan = scan_corpus(Data(root=str(corpus), speaker_pattern=speaker_pattern))
-    features = datasets.Features(
-        {"audio": datasets.Audio(), "label": datasets.ClassLabel(names=list(scan.labels)), "speaker": datasets.Value("string")}
-    )
+    columns = {"audio": datasets.Audio(), "label": datasets.ClassLabel(names=list(scan.labels)), "speaker": datasets.Value("string")}
+    ratings = _ratings(Path(corpus)) if dimensions else {}
+    features = datasets.Features({**columns, **{name: datasets.Value("float64") for name in DIMENSIONS if dimensions}})
 
     def rows(records) -> datasets.Dataset:
         columns = {
@@ -44,6 +47,8 @@ def save_as_hf_dataset(
             "label": [rec.label for rec in records],
             "speaker": [rec.speaker for rec in records],
         }
+        for k, name in enumerate(DIMENSIONS if dimensions else ()):
+            columns[name] = [ratings[rec.path][k] for rec in records]
         return datasets.Dataset.from_dict(columns, features=features)
 
     if test_speakers:
@@ -59,3 +64,13 @@ def save_as_hf_dataset(
         built = rows(scan.records)
     built.save_to_disk(str(out))
     return built
+
+
+def _ratings(corpus: Path) -> dict[str, tuple[float, ...]]:
+    """Each clip's ratings in the demo corpus's manifest, by its resolved path."""
+    import csv
+
+    from .records import resolved
+
+    with open(corpus / MANIFEST, newline="") as f:
+        return {resolved(corpus / row["path"]): tuple(float(row[name]) for name in DIMENSIONS) for row in csv.DictReader(f)}

@@ -243,13 +243,19 @@ def _record(
     return np.round(clip * 32767).astype(np.int16)
 
 
-def synthesize_clip(speaker: Speaker, sentence: Sentence, emotion: str, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
-    """One utterance of ``sentence`` by ``speaker`` in ``emotion``, as int16 samples."""
-    sr = sample_rate
+def clip_delivery(speaker: Speaker, sentence: Sentence, emotion: str, rng: np.random.Generator) -> tuple[Cues, float]:
+    """The clip's cues and its speaking rate (a duration multiplier, >1: slower): the first draws of its random
+    stream, which the demo corpus's ratings (``demo_ratings``) read again from a generator seeded the same way."""
     cues = clip_cues(emotion, speaker, rng)
     rate = speaker.rate * max(0.6, cues.duration) * float(np.exp(0.05 * rng.standard_normal()))
     # A long sentence spoken slowly would not fit in a clip: cap the slowing instead of cutting words off.
-    rate = min(rate, (MAX_CLIP_SECONDS - 0.4) / sentence.nominal_seconds())
+    return cues, min(rate, (MAX_CLIP_SECONDS - 0.4) / sentence.nominal_seconds())
+
+
+def synthesize_clip(speaker: Speaker, sentence: Sentence, emotion: str, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """One utterance of ``sentence`` by ``speaker`` in ``emotion``, as int16 samples."""
+    sr = sample_rate
+    cues, rate = clip_delivery(speaker, sentence, emotion, rng)
     scale = speaker.formant_scale * float(np.exp(0.01 * rng.standard_normal()))
     formant_scale = np.array([cues.f1_scale, cues.f2_scale, 1.0]) * scale
     breath = float(np.clip(cues.breathiness + speaker.breathiness, 0.0, 0.6))

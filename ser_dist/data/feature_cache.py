@@ -37,11 +37,13 @@ from ..progress import progress
 
 
 class FeatureClips(Dataset):
-    """Items like ``AudioClips``' (``waveform``, ``label``, ``index``) where ``waveform`` is [frames, ...] features."""
+    """Items like ``AudioClips``' (``waveform``, ``label``, ``index``, ``dimensions`` when rated) where ``waveform`` is
+    [frames, ...] features."""
 
-    def __init__(self, features: list[torch.Tensor], labels, from_store: int = 0):
+    def __init__(self, features: list[torch.Tensor], labels, from_store: int = 0, dimensions=None):
         self.features = features
         self.labels = labels
+        self.dimensions = dimensions
         self.from_store = from_store  # how many were read from a FeatureStore instead of computed
 
     def __len__(self) -> int:
@@ -49,7 +51,10 @@ class FeatureClips(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         index = int(index)
-        return {"waveform": self.features[index], "label": int(self.labels[index]), "index": index}
+        item = {"waveform": self.features[index], "label": int(self.labels[index]), "index": index}
+        if self.dimensions is not None:
+            item["dimensions"] = self.dimensions[index]
+        return item
 
 
 def check_cacheable(model, model_cfg) -> None:
@@ -117,7 +122,7 @@ def cache_encoder_features(model, clips, device: torch.device, store: FeatureSto
                     store.save(path, features[-1])
             bar.update(1)
     model.train(was_training)
-    return FeatureClips(features, clips.labels, from_store=from_store)
+    return FeatureClips(features, clips.labels, from_store=from_store, dimensions=getattr(clips, "dimensions", None))
 
 
 def _encode_one(model, waveform: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .dimensions import NO_CLASS, labels_optional
 from .records import AUDIO_EXTENSIONS, DataError, Record, Scan
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def scan_data(data) -> HFScan:
         label_column=getattr(data, "label_column", None) or "label",
         speaker_column=getattr(data, "speaker_column", None),
         session_column=getattr(data, "session_column", None),
+        label_optional=labels_optional(data),  # data.targets=dimensional: a dataset of ratings alone has no label column
     )
     return scan_hf_dataset(hf)
 
@@ -102,8 +104,10 @@ def open_hf_dataset(
     speaker_column: str | None = None,
     session_column: str | None = None,
     splits: Mapping[str, str] | None = None,
+    label_optional: bool = False,
 ) -> HFDataset:
-    """Load ``source`` and check its columns; ``splits`` ({own split name: train/val/test}) keeps only those splits."""
+    """Load ``source`` and check its columns; ``splits`` ({own split name: train/val/test}) keeps only those splits;
+    ``label_optional``: a missing ``label_column`` is no error (the rows have no class)."""
     loaded, name, hub_id, base_dir = _load(str(source), config, revision)
     if not isinstance(loaded, dict):  # a Dataset: one split, named as it was saved
         loaded = {str(loaded.split or "train"): loaded}
@@ -119,7 +123,7 @@ def open_hf_dataset(
                 f"{source}: the split mapping names {problem} (its splits: {', '.join(loaded)}); map each split you want to train, val or test"
             )
         loaded, roles = {split: loaded[split] for split in splits}, dict(splits)
-    columns = _columns(source, loaded, audio_column, label_column, speaker_column, session_column)
+    columns = _columns(source, loaded, audio_column, label_column, speaker_column, session_column, label_optional)
     audio_rows = {split: _undecoded_audio(ds, columns.audio) for split, ds in loaded.items()}
     fingerprint = _fingerprint(name, hub_id, config, revision, columns, roles, loaded, audio_rows, base_dir)
     return HFDataset(name, hub_id, config, revision, dict(loaded), roles, columns, base_dir, fingerprint, audio_rows)
@@ -211,10 +215,12 @@ def _local(source: str, load):
         ) from None
 
 
-def _columns(source: str, splits: dict, audio: str | None, label: str | None, speaker: str | None, session: str | None) -> HFColumns:
+def _columns(source: str, splits: dict, audio, label, speaker, session, label_optional: bool = False) -> HFColumns:
     """The columns to read, checked in every split; each refusal names the key to set and the columns there are."""
     first = next(iter(splits.values()))
     features = first.features
+    if label_optional and label == "label" and any(label not in ds.features for ds in splits.values()):
+        label = None  # the default column, absent: rows of ratings alone (a column named by the user must be there)
     for key, column in (("audio_column", audio), ("label_column", label), ("speaker_column", speaker), ("session_column", session)):
         for other_split, ds in splits.items():
             if column is not None and column not in ds.features:
@@ -267,7 +273,7 @@ def scan_hf_dataset(hf: HFDataset) -> HFScan:
     scan = HFScan(dataset=hf)
     names: list[str] | None = None
     for split, ds in hf.splits.items():
-        feature = ds.features[cols.label]
+        feature = ds.features[cols.label] if cols.label is not None else None
         if _kind(feature) == "ClassLabel":
             if names is not None and feature.names != names:
                 raise DataError(
@@ -276,7 +282,7 @@ def scan_hf_dataset(hf: HFDataset) -> HFScan:
             names = list(feature.names)
         wanted = [c for c in (cols.label, cols.speaker, cols.session) if c is not None]
         table = ds.select_columns(list(dict.fromkeys(wanted))).with_format("arrow")[:]
-        labels = table.column(cols.label).to_pylist()
+        labels = table.column(cols.label).to_pylist() if cols.label is not None else [NO_CLASS] * len(ds)
         speakers = _text_column(table, cols.speaker, len(labels))
         sessions = _text_column(table, cols.session, len(labels))
         for row, value in enumerate(labels):
@@ -327,12 +333,6 @@ def check_own_splits(hf: HFDataset, needs_validation: bool) -> None:
             raise DataError(
                 f"{hf.name}: data.split=fixed uses the dataset's own splits, and it has no {name} split (its splits: {own}); {other}"
             )
-
-
-def declared_license(hf: HFDataset) -> str | None:
-    """The license the dataset declares (``DatasetInfo.license``), if any."""
-    text = next(iter(hf.splits.values())).info.license
-    return str(text).strip() or None if text else None
 
 
 def _fingerprint(name, hub_id, config, revision, columns, roles, splits, audio_rows, base_dir) -> str:

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from .dimensions import NO_CLASS, dimension_columns, labels_optional, missing_column, row_ratings
 from .records import DataError, Record, Scan, apply_speaker_pattern, is_utf8, not_utf8_name, resolved
 
 # The columns a manifest row may have; ``duration`` (SpeechBrain-style manifests) is known and not needed.
@@ -117,26 +118,31 @@ def _not_utf8_text(path: Path) -> str:
     )
 
 
-def _check_columns(path: Path, rows: list[tuple[int, object]], scan: Scan) -> None:
-    """Required columns present; an unknown column that looks like a known one (``speker``) is an error,
-    other unknown columns are a warning (they are not read)."""
+def _check_columns(path: Path, rows: list[tuple[int, object]], scan: Scan, data=None) -> None:
+    """Required columns present (``label`` unless ``data.targets=dimensional``; the dimension columns unless it is
+    ``categorical``); an unknown column that looks like a known one (``speker``) is an error, other unknown columns
+    are a warning (they are not read)."""
     columns: list[str] = []
     for _, row in rows:
         if isinstance(row, dict):
             columns += [key for key in row if isinstance(key, str) and key not in columns]
-    unknown = [key for key in columns if key not in MANIFEST_COLUMNS and key not in IGNORED_COLUMNS]
+    ratings = dimension_columns(data)
+    unknown = [key for key in columns if key not in MANIFEST_COLUMNS and key not in IGNORED_COLUMNS and key not in ratings]
     for key in unknown:
         close = difflib.get_close_matches(key.strip().lower(), [c for c in MANIFEST_COLUMNS if c not in columns], n=1, cutoff=0.75)
         if close:
             raise DataError(
                 f"{path}: column {key!r} is not a manifest column; did you mean {close[0]!r}? (columns: {', '.join(MANIFEST_COLUMNS)})"
             )
-    for key in ("path", "label"):
+    for key in ("path",) if labels_optional(data) else ("path", "label"):
         if key not in columns:
             raise DataError(
                 f"{path}: no {key!r} column (found: {', '.join(map(repr, columns)) or 'none'}); a manifest needs 'path' and 'label' "
                 f"columns{' (a TSV file must end in .tsv)' if any(chr(9) in c for c in columns) else ''}"
             )
+    for key in ratings:
+        if key not in columns:
+            raise missing_column(path, key, columns, data.targets)
     if unknown:
         scan.warnings.append(
             f"{path}: column(s) {', '.join(map(repr, unknown))} are not read (a manifest's columns: {', '.join(MANIFEST_COLUMNS)})"
@@ -190,11 +196,14 @@ def read_manifest(path: Path, data=None) -> Scan:
                 f"{path}:{line}: {len(row[None])} more field(s) than the header's {len(row) - 1} columns; quote values that contain the delimiter"
             )
     scan = Scan()
-    _check_columns(path, rows, scan)
+    _check_columns(path, rows, scan, data)
+    ratings = dimension_columns(data)
     first_row: dict[str, tuple[int, str]] = {}  # resolved clip -> (line, label)
     for line, row in rows:
         where = f"{path}:{line}"
         values = {key: _cell(row.get(key), key, where) for key in MANIFEST_COLUMNS}
+        if values["label"] is None and labels_optional(data):  # ratings alone: the clip has no class
+            values["label"] = NO_CLASS
         missing = [key for key in ("path", "label") if values[key] is None]
         if missing:
             raise DataError(f"{where}: no {' or '.join(missing)} on this row; every row needs 'path' and 'label'")
@@ -220,8 +229,19 @@ def read_manifest(path: Path, data=None) -> Scan:
         if bad_name is not None:
             scan.problems.append((clip_path, bad_name))
             continue
+        dimensions, unusable = row_ratings(row, ratings, data.dimension_range) if ratings else (None, None)
+        if unusable is not None:  # set aside with the reason, never trained on as 0
+            scan.problems.append((clip_path, f"{unusable} (line {line})"))
+            continue
         scan.records.append(
-            Record(path=clip_path, label=values["label"], speaker=values["speaker"], session=values["session"], source=values["source"])
+            Record(
+                path=clip_path,
+                label=values["label"],
+                speaker=values["speaker"],
+                session=values["session"],
+                source=values["source"],
+                dimensions=dimensions,
+            )
         )
     pattern = getattr(data, "speaker_pattern", None) if data is not None else None
     scan.records = apply_speaker_pattern(scan.records, pattern, scan.problems, path)

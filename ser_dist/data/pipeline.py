@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..registry import CORPORA
+from .dimensions import add_hf_dimensions, dimension_columns, labels_optional, no_ratings_source
 from .hf_audio import audio_location, is_hf_record
 from .records import AUDIO_EXTENSIONS, DataError, Record, Scan
 
@@ -39,16 +40,19 @@ HF_ONLY_KEYS = {
 
 @dataclass
 class PreparedData:
-    label_names: list[str]
+    label_names: list[str]  # the classes the model learns ([] under data.targets=dimensional)
     records: list[Record]  # the decoded, usable clips, aligned with ``dataset``
     dataset: object  # datasets.Dataset with the decoded audio
     split_indices: dict[str, list[int]]  # train/val/test -> indices into ``records`` (data.split names the protocol)
     report: dict = field(default_factory=dict)
     hf: object = None  # the HFDataset the records are rows of (data.hf_dataset), else None
+    dimension_names: list[str] = field(default_factory=list)  # data.dimension_columns under data.targets=dimensional|both
 
     def class_counts(self, split_name: str = "train") -> list[int]:
         label2id = {name: i for i, name in enumerate(self.label_names)}
         counts = [0] * len(self.label_names)
+        if not self.label_names:  # data.targets=dimensional: no classes to count
+            return counts
         for i in self.split_indices[split_name]:
             counts[label2id[self.records[i].label]] += 1
         return counts
@@ -86,6 +90,7 @@ def scan_corpus(data) -> Scan:
 
         with progress_bars_off():  # load_dataset's conversion bars: the run log and one-line errors stay clean
             scan = scan_data(data)
+        add_hf_dimensions(scan, data)
     else:
         if data.manifest is None:
             if root is None:
@@ -97,6 +102,7 @@ def scan_corpus(data) -> Scan:
         except KeyError as err:
             raise DataError(f"data.corpus: {err.args[0]}") from None
         scan = adapter(root, data)
+        _set_aside_unrated(scan, data)
     found = sorted({rec.label for rec in scan.records})
     if data.labels:
         wanted = set(data.labels)
@@ -117,6 +123,16 @@ def scan_corpus(data) -> Scan:
     if empty:
         raise DataError(f"{corpus_location(data)}: class {empty[0]!r} has no clips; add clips or leave it out with data.labels=...")
     return scan
+
+
+def _set_aside_unrated(scan: Scan, data) -> None:
+    """Dimensional targets from an adapter: one that gives no clip ratings is one line; a clip without them is set aside."""
+    if not dimension_columns(data) or not scan.records:
+        return
+    if all(rec.dimensions is None for rec in scan.records):
+        raise no_ratings_source(data, corpus_location(data))
+    scan.problems.extend((rec.path, "no ratings (data.dimension_columns) for this clip") for rec in scan.records if rec.dimensions is None)
+    scan.records = [rec for rec in scan.records if rec.dimensions is not None]
 
 
 def check_corpus_keys(data) -> None:
@@ -172,7 +188,8 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
     scan = scan_corpus(data)
     where = corpus_location(data)
     hf = getattr(scan, "dataset", None)
-    if for_training and len(scan.labels) < 2:
+    classes = not labels_optional(data)  # data.targets=dimensional: the clips' classes (if any) are not learned
+    if for_training and classes and len(scan.labels) < 2:
         raise DataError(
             f"{where}: only one class ({scan.labels[0]!r}, {len(scan.records)} clips); a classifier needs at least 2 classes: "
             "add clips of another emotion (another class folder or manifest label), or widen data.labels"
@@ -196,7 +213,7 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
     records = [rec for rec in scan.records if rec.path not in skipped_paths]
     counts = collections.Counter(rec.label for rec in records)
     unreadable = [label for label in scan.labels if counts[label] == 0]
-    if unreadable:
+    if unreadable and classes:
         reasons = dict(skipped)
         first = next(rec.path for rec in scan.records if rec.label == unreadable[0])
         raise DataError(
@@ -205,7 +222,7 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
         )
     own_splits = scan.fixed_split if hf is not None else None
     split_indices = split_records(records, data, seed if data.split_seed is None else data.split_seed, own_splits)
-    coverage = class_coverage(records, split_indices, scan.labels)
+    coverage = class_coverage(records, split_indices, scan.labels) if classes else {}
     if for_training and coverage.get("train"):
         label = coverage["train"][0]
         elsewhere = ", ".join(f"{sum(1 for i in split_indices[name] if records[i].label == label)} in {name}" for name in ("val", "test"))
@@ -228,7 +245,15 @@ def prepare_data(data, seed: int, num_proc: int = 1, *, for_training: bool = Tru
             "re-export or remove them (all listed under truncated_files in data_report.json)"
         )
     report = data_report(data, scan, records, skipped, split_indices, dataset, warnings)
-    return PreparedData(label_names=list(scan.labels), records=records, dataset=dataset, split_indices=split_indices, report=report, hf=hf)
+    return PreparedData(
+        label_names=list(scan.labels) if classes else [],
+        records=records,
+        dataset=dataset,
+        split_indices=split_indices,
+        report=report,
+        hf=hf,
+        dimension_names=dimension_columns(data),
+    )
 
 
 def class_coverage(records: list[Record], split_indices: dict, labels: list[str]) -> dict[str, list[str]]:
@@ -276,7 +301,22 @@ def data_report(data, scan: Scan, records: list[Record], skipped, split_indices:
         "truncated_files": [clip_entry(p, r) for p, r in truncated_files(dataset)],
         "warnings": list(warnings or []),
         "splits": per_split,
+        **({"dimensions": dimensions_summary(data, records, split_indices)} if dimension_columns(data) else {}),
     }
+
+
+def dimensions_summary(data, records: list[Record], split_indices: dict) -> dict:
+    """The ratings each split trains or is scored on (after data.dimension_range): mean and standard deviation per column."""
+    import numpy as np
+
+    summary = {"columns": dimension_columns(data), "range": data.dimension_range, "splits": {}}
+    for name, indices in split_indices.items():
+        values = np.array([records[i].dimensions for i in indices], dtype=np.float64).reshape(len(indices), -1)
+        summary["splits"][name] = {
+            column: {"mean": round(float(values[:, k].mean()), 4), "std": round(float(values[:, k].std()), 4)} if len(indices) else None
+            for k, column in enumerate(summary["columns"])
+        }
+    return summary
 
 
 def clip_entry(path: str, reason: str) -> dict:
@@ -291,14 +331,13 @@ def hf_summary(hf) -> dict:
     """Where a Hugging Face dataset came from (the model card's ``datasets:`` and ``license`` read it) and how it was read."""
     from dataclasses import asdict
 
-    from .hf import declared_license
-
+    declared = next(iter(hf.splits.values())).info.license  # DatasetInfo.license, if the dataset declares one
     return {
         "name": hf.name,
         "hub_id": hf.hub_id,
         "config": hf.config,
         "revision": hf.revision,
-        "license": declared_license(hf),
+        "license": str(declared).strip() or None if declared else None,
         "fingerprint": hf.fingerprint,
         "splits": dict(hf.split_roles),
         "columns": asdict(hf.columns),

@@ -32,6 +32,8 @@ class Record:
     # Clips derived from the same original recording share a source (augmented copies), so splits
     # keep them together. Defaults to the path itself.
     source: str | None = None
+    # data.targets=dimensional|both: the clip's ratings, in data.dimension_columns order (ser_dist.data.dimensions)
+    dimensions: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.source is None:

@@ -22,12 +22,19 @@ def report_text(prepared: PreparedData) -> str:
     report = prepared.report
     splits = list(report["splits"])
     lines = [summary_line(report), ""]
-    width = max([len(label) for label in prepared.label_names] + [5])
+    labels = prepared.label_names or report["labels"]  # data.targets=dimensional: the data's classes, if it has any
+    width = max([len(label) for label in labels] + [5])
     lines.append(f"{'class':<{width}}  " + "  ".join(f"{name:>6}" for name in splits))
-    for label in prepared.label_names:
+    for label in labels:
         counts = [report["splits"][name]["per_class"].get(label, 0) for name in splits]
         lines.append(f"{label:<{width}}  " + "  ".join(f"{count:>6}" for count in counts))
     lines.append(f"{'total':<{width}}  " + "  ".join(f"{report['splits'][name]['num_clips']:>6}" for name in splits))
+    dimensions = report.get("dimensions")
+    if dimensions:  # data.targets=dimensional|both: each split's ratings, after data.dimension_range
+        lines += ["", f"{'ratings (mean +- sd)':<21}" + "  ".join(f"{name:>15}" for name in splits)]
+        for column in dimensions["columns"]:
+            cells = [dimensions["splits"][name][column] for name in splits]
+            lines.append(f"  {column:<19}" + "  ".join(f"{c['mean']:>6.3f} +- {c['std']:.3f}" if c else f"{'-':>15}" for c in cells))
     lines += ["", "speakers:"]
     for name in splits:
         speakers = report["splits"][name]["speakers"]

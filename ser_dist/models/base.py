@@ -1,7 +1,8 @@
 """The SER model contract every backbone builder returns.
 
 ``forward(input_values [B, T] float waveforms at the data sample rate, lengths [B] in samples)``
-returns ``SEROutput(logits [B, C], embedding [B, D])``. Models with ``model.feature_norm=speaker`` also take
+returns ``SEROutput(logits [B, C], embedding [B, D])``, and with ``data.targets=dimensional|both`` also
+``dimensions`` [B, K] (``models/dimensional.py``; ``logits`` is then [B, 0] without classes). Models with ``model.feature_norm=speaker`` also take
 ``speakers`` [B] (rows of their ``speaker_normaliser``; None: the pooled statistics). Padding never reaches the prediction: each
 model masks or packs using ``lengths``. Any input of 1 sample or more runs: a batch shorter than the
 model's receptive field (``min_input_samples``) is zero-padded to it inside ``forward``.
@@ -22,6 +23,7 @@ class SEROutput(NamedTuple):
 
     logits: torch.Tensor
     embedding: torch.Tensor
+    dimensions: torch.Tensor | None = None  # data.targets=dimensional|both: one regression output per dimension
 
 
 class SERModel(nn.Module):

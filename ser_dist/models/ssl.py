@@ -185,8 +185,12 @@ class SSLClassifier(SERModel):
     # -- export (ser_dist/serving/export.py calls these) -------------------------------------------------
     def hf_config(self, meta: dict):
         config = copy.deepcopy(self.encoder.config)
-        config.id2label = {int(i): name for i, name in meta["id2label"].items()}
-        config.label2id = dict(meta["label2id"])
+        # the classes, then the dimensions (data.targets=dimensional|both: models/dimensional.py), one per output
+        names = [*meta["labels"], *meta.get("dimensions", [])]
+        config.id2label = dict(enumerate(names))
+        config.label2id = {name: i for i, name in enumerate(names)}
+        if meta.get("dimensions") and not meta["labels"]:
+            config.problem_type = "regression"  # transformers' MSE head: the stock layout of a regressor
         config.classifier_proj_size = self.projector.out_features
         config.use_weighted_layer_sum = self.head == "weighted_layers"
         if self.standard_head:

@@ -234,6 +234,11 @@ def evaluate_model(
     out = Path(out)
     check_output_folder(out)  # before anything is scored
     model, meta = load_exported(model_dir)  # refuses a folder that names anything but built-in components
+    if meta.get("dimensions"):
+        raise UserError(
+            f"{model_dir}: ser-dist evaluate scores a model's classes, and this one predicts dimensions "
+            f"({', '.join(meta['dimensions'])}); its run's metrics.json has their test CCCs, and ser-dist predict --csv their values"
+        )
     exp = from_dict(meta["experiment"], check_values=False)
     labels = list(meta["labels"])
     model_file = model_dir / META_FILE

@@ -48,6 +48,12 @@ def export_model(model, state_dict: dict, directory: Path, *, exp, label_names: 
         "sample_rate": exp.data.sample_rate,
         "max_seconds": exp.data.max_seconds,
         "backbone": exp.model.backbone,
+        # data.targets=dimensional|both: the regression outputs after the classes, by name (and the ratings' scale)
+        **(
+            {"dimensions": list(exp.data.dimension_columns), "dimension_range": exp.data.dimension_range}
+            if exp.data.targets != "categorical"
+            else {}
+        ),
         "experiment": model_dict(exp),
         **({"hf_dataset": source} if (source := _hf_dataset_source(directory, exp)) else {}),
         **(extra or {}),
@@ -123,7 +129,8 @@ def check_meta(meta: dict, path: Path) -> None:
     or a finite number > 0, ``experiment`` a mapping of sections."""
     fix = "re-export the model"
     labels = meta["labels"]
-    if not isinstance(labels, list) or not labels:
+    check_dimensions_meta(meta, path)
+    if not isinstance(labels, list) or not (labels or meta.get("dimensions")):
         raise UserError(f"{path}: labels={_shown(labels)} must be a non-empty list of class names; {fix}")
     for label in labels:
         if not isinstance(label, str) or not label.strip():
@@ -148,6 +155,16 @@ def check_meta(meta: dict, path: Path) -> None:
     for key in ("ssl", "test_metrics", "data", "hf_dataset"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise UserError(f"{path}: {key}={_shown(meta[key])} must be a mapping; {fix}")
+
+
+def check_dimensions_meta(meta: dict, path: Path) -> None:
+    """``dimensions`` (regression outputs after the classes, data.targets=dimensional|both), where present: a non-empty
+    list of distinct names; ``dimension_range`` null or [low, high], low < high."""
+    names, value_range = meta.get("dimensions", ["-"]), meta.get("dimension_range")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) < len(names):
+        raise UserError(f"{path}: dimensions={_shown(names)} must be a non-empty list of distinct dimension names; re-export the model")
+    if value_range is not None and not (isinstance(value_range, list) and len(value_range) == 2 and all(map(_is_number, value_range))):
+        raise UserError(f"{path}: dimension_range={_shown(value_range)} must be null or [low, high]; re-export the model")
 
 
 def stored_experiment(directory: Path, meta: dict):
@@ -189,6 +206,10 @@ def check_stored_settings(directory: Path, meta: dict, exp) -> None:
     if data.max_seconds is not None and data.min_seconds > data.max_seconds:
         raise UserError(
             f"{source}: experiment data.min_seconds={data.min_seconds} is longer than data.max_seconds={data.max_seconds}; re-export the model"
+        )
+    if meta.get("dimensions", []) != (list(data.dimension_columns) if data.targets != "categorical" else []):
+        raise UserError(
+            f"{source}: dimensions={meta.get('dimensions')!r} disagree with its data.targets and data.dimension_columns; re-export the model"
         )
     for key in ("sample_rate", "max_seconds"):
         if meta.get(key) != getattr(data, key):
@@ -342,7 +363,7 @@ def load_exported(directory: Path, map_location: str = "cpu"):
     exp.model.checkpoint = None
     if meta.get("backbone_in_export"):  # e.g. an SSL encoder's config.json: rebuild from the export, not the Hub
         exp.model.backbone = str(directory)
-    num_labels = len(meta["labels"])
+    num_labels = len(meta["labels"])  # the class outputs; the dimensions' follow them (models/dimensional.py)
     with untrusted(directory / META_FILE):
         try:
             model = build_model(exp, num_labels)

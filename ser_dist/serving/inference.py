@@ -7,6 +7,8 @@ training crop ``max_seconds``). A recording longer than ``window_seconds + hop_s
 windows instead, each scored on its own, and its prediction is the mean of the windows' probabilities;
 windows go through the model ``batch_size`` at a time, so a recording of any length fits in memory
 (its decoded audio, 4 bytes a sample, is the only thing held whole: 19 MB for 5 minutes at 16 kHz).
+A model trained with ``data.targets=dimensional|both`` also predicts each dimension (``Prediction.dimensions``,
+on the scale it was trained on: [0, 1] with ``data.dimension_range``), and without classes no label.
 """
 
 from __future__ import annotations
@@ -114,19 +116,24 @@ def window_spans(num_samples: int, window: int, hop: int) -> list[tuple[int, int
 @dataclass
 class Prediction:
     file: str
-    label: str
-    confidence: float
+    label: str | None  # None for a model of dimensions alone (data.targets=dimensional)
+    confidence: float | None
     probabilities: dict[str, float]
     # Long recordings: [{"start", "end" (seconds), "label", "confidence", "probabilities"}] per window.
     windows: list[dict] | None = field(default=None)
+    dimensions: dict[str, float] | None = None  # data.targets=dimensional|both: {name: predicted value}
 
     def top(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
 
     def to_dict(self, top_k: int | None = None) -> dict:
-        out = {"file": self.file, "label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
-        if top_k:
+        out = {"file": self.file}
+        if self.label is not None:
+            out.update(label=self.label, confidence=self.confidence, probabilities=self.probabilities)
+        if top_k and self.label is not None:
             out["top_k"] = [{"label": label, "probability": p} for label, p in self.top(top_k)]
+        if self.dimensions is not None:
+            out["dimensions"] = self.dimensions
         if self.windows is not None:
             out["windows"] = self.windows
         return out
@@ -154,6 +161,7 @@ class EmotionClassifier:
         self.model = model.to(self.device).eval()
         self.meta = meta
         self.labels: list[str] = list(meta["labels"])
+        self.dimensions: list[str] = list(meta.get("dimensions") or [])  # regression outputs, after the classes
         self.sample_rate: int = int(meta["sample_rate"])
         self.max_seconds: float | None = meta.get("max_seconds")
 
@@ -166,7 +174,8 @@ class EmotionClassifier:
 
     @torch.no_grad()
     def predict_waveforms(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        """Class probabilities [N, C] for 1-D float waveforms at ``self.sample_rate``, each cut to ``max_seconds``."""
+        """Class probabilities [N, C] for 1-D float waveforms at ``self.sample_rate``, each cut to ``max_seconds``
+        (then the K predicted dimensions, [N, C + K], for a model with ``self.dimensions``)."""
         if self.max_seconds:
             limit = int(self.max_seconds * self.sample_rate)
             waveforms = [w[:limit] for w in waveforms]
@@ -184,8 +193,11 @@ class EmotionClassifier:
         batch = torch.zeros(len(waveforms), int(lengths.max()))
         for i, w in enumerate(waveforms):
             batch[i, : len(w)] = torch.as_tensor(w, dtype=torch.float32)
-        logits = self.model(batch.to(self.device), lengths.to(self.device)).logits
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        output = self.model(batch.to(self.device), lengths.to(self.device))
+        scores = torch.softmax(output.logits.float(), dim=-1)
+        if self.dimensions:  # after the probabilities, so windows average both alike
+            scores = torch.cat([scores, output.dimensions.float()], dim=-1)
+        return scores.cpu().numpy()
 
     def _scored(self, waveforms: Sequence[np.ndarray]) -> list:
         """Per waveform, its probabilities or the reason it has none. A batch that raises is retried one
@@ -229,9 +241,16 @@ class EmotionClassifier:
                 )
         return max(1, int(round(window * self.sample_rate))), max(1, int(round(hop * self.sample_rate)))
 
-    def _as_prediction(self, probs: np.ndarray) -> tuple[str, float, dict]:
-        best = int(probs.argmax())
-        return self.labels[best], float(probs[best]), {label: float(v) for label, v in zip(self.labels, probs)}
+    def _as_prediction(self, scores: np.ndarray) -> dict:
+        """``Prediction``'s fields (label, confidence, probabilities, dimensions) of one ``_probabilities`` row."""
+        probs, values = scores[: len(self.labels)], scores[len(self.labels) :]
+        best = int(probs.argmax()) if len(probs) else None
+        return {
+            "label": self.labels[best] if best is not None else None,
+            "confidence": float(probs[best]) if best is not None else None,
+            "probabilities": {label: float(v) for label, v in zip(self.labels, probs)},
+            "dimensions": {name: float(v) for name, v in zip(self.dimensions, values)} if self.dimensions else None,
+        }
 
     def predict(
         self,
@@ -341,22 +360,13 @@ class EmotionClassifier:
         for number, probs in window_probs.items():
             if number in failures:
                 continue
-            label, confidence, probabilities = self._as_prediction(np.mean(probs, axis=0))
             windows = None
             if len(probs) > 1:
                 windows = []
                 for (start, end), p in zip(spans_of[number], probs):
-                    w_label, w_conf, w_probs = self._as_prediction(p)
-                    windows.append(
-                        {
-                            "start": start / self.sample_rate,
-                            "end": end / self.sample_rate,
-                            "label": w_label,
-                            "confidence": w_conf,
-                            "probabilities": w_probs,
-                        }
-                    )
-            predictions.append(Prediction(names[number], label, confidence, probabilities, windows))
+                    fields = {key: value for key, value in self._as_prediction(p).items() if value is not None}
+                    windows.append({"start": start / self.sample_rate, "end": end / self.sample_rate, **fields})
+            predictions.append(Prediction(names[number], **self._as_prediction(np.mean(probs, axis=0)), windows=windows))
         return predictions, [(names[number], failures[number]) for number in sorted(failures)]
 
     def __call__(self, files: str | Path | Iterable[str | Path], batch_size: int = 8, **options) -> list[dict]:

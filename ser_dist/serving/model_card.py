@@ -104,6 +104,23 @@ def card_data(meta: dict, repo_id: str | None = None):
                 metric_args=args,
             )
         )
+    for name in [*(meta.get("dimensions") or []), "mean"] if meta.get("dimensions") else []:
+        if test.get(f"ccc_{name}") is None:
+            continue
+        results.append(
+            EvalResult(
+                task_type="audio-classification",
+                task_name="Dimensional speech emotion recognition",
+                dataset_type=str(dataset_name),
+                dataset_name=str(dataset_name) if dataset_name != "local" else "a local corpus",
+                dataset_split="test",
+                dataset_config=str(data.get("split")),
+                dataset_args={k: v for k, v in protocol.items() if v is not None},
+                metric_type="ccc",
+                metric_name=f"CCC {name}" if name != "mean" else "CCC (mean over dimensions)",
+                metric_value=round(float(test[f"ccc_{name}"]), 4),
+            )
+        )
     # A stock transformers export (SSL backbones with a standard head) is a transformers model on the
     # Hub; everything else is the PyTorchModelHubMixin layout that ser-dist loads.
     transformers_layout = bool((meta.get("ssl") or {}).get("standard_head"))
@@ -121,10 +138,20 @@ def card_data(meta: dict, repo_id: str | None = None):
         datasets=[dataset_name] if dataset_name != "local" else None,
         base_model=base_model(exp),
         license=license_name if isinstance(license_name, str) and license_name else None,
-        metrics=["unweighted_accuracy", "accuracy", "f1"],
+        metrics=(["unweighted_accuracy", "accuracy", "f1"] if meta.get("labels", True) else [])
+        + (["ccc"] if meta.get("dimensions") else []),
         language=language,
         model_name=repo_id or exp.get("name") or "ser-dist-model",
         eval_results=results or None,
+    )
+
+
+def loss_text(exp: dict) -> str:
+    """The loss as the card names it: ``ce``; ``ccc`` (dimensions alone); ``ce + 0.5 x ccc`` (data.targets=both)."""
+    loss, targets = exp["loss"], exp["data"].get("targets", "categorical")
+    dimensional = str(loss.get("dimension_loss"))
+    return {"categorical": loss["name"], "dimensional": dimensional}.get(
+        targets, f"{loss['name']} + {loss.get('dimension_weight'):g} x {dimensional}"
     )
 
 
@@ -133,19 +160,28 @@ def render(meta: dict, repo_id: str | None = None, has_confusion_image: bool = T
     from huggingface_hub import ModelCard
 
     exp = meta["experiment"]
-    data, model, loss, train, optim = exp["data"], exp["model"], exp["loss"], exp["train"], exp["optim"]
-    labels = meta["labels"]
+    data, model, train, optim = exp["data"], exp["model"], exp["train"], exp["optim"]
+    labels, dimensions = meta["labels"], list(meta.get("dimensions") or [])
     test = meta.get("test_metrics") or {}
     summary = meta.get("data") or {}
+    rates = (
+        f" It rates a recording's {', '.join(f'`{d}`' for d in dimensions)} (one regression output each"
+        + (", on [0, 1]: the training ratings' scale `data.dimension_range` mapped to it)." if meta.get("dimension_range") else ").")
+        if dimensions
+        else ""
+    )
     _, corpus_text = corpus_description(data, meta)
     name = repo_id or exp.get("name") or "ser-dist model"
     load_from = repo_id or "path/to/model"
     lines = [
         f"# {name}",
         "",
-        f"Speech emotion recognition: `{model['backbone']}` trained with the `{loss['name']}` loss by "
-        "ser-dist on " + corpus_text + ". "
-        f"It labels a recording as one of {len(labels)} emotions: {', '.join(f'`{label}`' for label in labels)}.",
+        f"Speech emotion recognition: `{model['backbone']}` trained with the `{loss_text(exp)}` loss by "
+        "ser-dist on "
+        + corpus_text
+        + "."
+        + (f" It labels a recording as one of {len(labels)} emotions: {', '.join(f'`{label}`' for label in labels)}." if labels else "")
+        + rates,
         "",
         "## Use",
         "",
@@ -192,13 +228,21 @@ def render(meta: dict, repo_id: str | None = None, has_confusion_image: bool = T
         )
         + f"; {test.get('num_examples', 'n/a')} test clips.",
         "",
-        "| metric | value (%) |",
-        "| --- | --- |",
-        f"| UA (unweighted accuracy: mean per-class recall) | {_percent(test.get('unweighted_accuracy'))} |",
-        f"| WA (weighted accuracy: plain accuracy) | {_percent(test.get('weighted_accuracy'))} |",
-        f"| macro-F1 | {_percent(test.get('macro_f1'))} |",
-        "",
     ]
+    if labels:
+        lines += [
+            "| metric | value (%) |",
+            "| --- | --- |",
+            f"| UA (unweighted accuracy: mean per-class recall) | {_percent(test.get('unweighted_accuracy'))} |",
+            f"| WA (weighted accuracy: plain accuracy) | {_percent(test.get('weighted_accuracy'))} |",
+            f"| macro-F1 | {_percent(test.get('macro_f1'))} |",
+            "",
+        ]
+    if dimensions and "ccc_mean" in test:
+        lines += ["| dimension | CCC | Pearson's r | MAE |", "| --- | --- | --- | --- |"]
+        for name in [*dimensions, "mean"]:
+            lines.append(f"| {name} | {test[f'ccc_{name}']:.3f} | {test[f'pearson_{name}']:.3f} | {test[f'mae_{name}']:.3f} |")
+        lines.append("")
     per_class = test.get("per_class") or {}
     if per_class:
         lines += ["| label | precision | recall | F1 | test clips |", "| --- | --- | --- | --- | --- |"]
@@ -230,7 +274,7 @@ def render(meta: dict, repo_id: str | None = None, has_confusion_image: bool = T
         "## Training",
         "",
         f"- model: `model.backbone={model['backbone']}`{functionals}, head `{model.get('head')}`, classifier `{model.get('classifier')}`",
-        f"- loss: `{loss['name']}`; optimizer `{optim['name']}` lr {optim['lr']:g}, scheduler `{optim['scheduler']}`",
+        f"- loss: `{loss_text(exp)}`; optimizer `{optim['name']}` lr {optim['lr']:g}, scheduler `{optim['scheduler']}`",
         f"- {train['epochs']} epochs max, batch {train['batch_size']} per process, early stopping patience {train['early_stopping_patience']}, best epoch chosen on validation `{train['metric']}`, seed {train['seed']}",
         f"- audio: {data['sample_rate']} Hz, clips cut to {data.get('max_seconds')} s",
         "- the full resolved configuration is `experiment` in `ser_dist.json` (and the run's `config.yaml`: `ser-dist train config.yaml` retrains)",
@@ -244,7 +288,9 @@ def render(meta: dict, repo_id: str | None = None, has_confusion_image: bool = T
         "- Language and speakers: the model only saw " + corpus_text + "; other languages, accents, ages, "
         "recording conditions and microphones shift the results. Few speakers mean the results carry "
         "their voices' biases (gender, age, dialect); check per-group performance before relying on it.",
-        f"- The label set is fixed ({', '.join(labels)}); every recording gets one of them, even when none applies.",
+        f"- The label set is fixed ({', '.join(labels)}); every recording gets one of them, even when none applies."
+        if labels
+        else "- The ratings are the training raters' judgements: a prediction is what they would have said on average.",
         "",
     ]
     if model["backbone"] == "opensmile":
