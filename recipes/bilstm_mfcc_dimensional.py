@@ -1,7 +1,7 @@
 """The seed's BiLSTM on MFCC + delta + delta-delta (120-D), regressing arousal, valence and dominance with the CCC loss.
 
     ser-dist make-demo-data demo_data
-    python recipes/bilstm_mfcc_dimensional.py data.manifest=demo_data/manifest.csv train.output_dir=OUT
+    python recipes/bilstm_mfcc_dimensional.py data.root=demo_data train.output_dir=OUT
     python recipes/bilstm_mfcc_dimensional.py data.manifest=FILE data.dimension_range=[1,7] data.targets=both
 
 The manifest (or a Hugging Face dataset, data.hf_dataset) holds each clip's ratings in the columns

@@ -1,7 +1,7 @@
 """The CRNN from scratch on 64 log-mel bands, with SpecAugment, regressing arousal, valence and dominance with the CCC loss.
 
     ser-dist make-demo-data demo_data
-    python recipes/crnn_logmel_dimensional.py data.manifest=demo_data/manifest.csv train.output_dir=OUT
+    python recipes/crnn_logmel_dimensional.py data.root=demo_data train.output_dir=OUT
     python recipes/crnn_logmel_dimensional.py data.manifest=FILE data.targets=both loss.dimension_weight=1.0
 
 The CRNN recipe's model (conv 16-32-64-64 -> BiLSTM 128 -> attentive statistics pooling -> dense 128) with one

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -171,8 +172,17 @@ def test_a_missing_column_or_a_folder_without_ratings_is_one_line(demo_corpus, t
     with pytest.raises(DataError, match=r"no 'power' column for data.dimension_columns .*set data.dimension_columns=") as err:
         prepare_data(Data(manifest=str(manifest), targets="dimensional", dimension_columns=["arousal", "power"]), seed=0)
     assert "\n" not in str(err.value)
-    with pytest.raises(DataError, match=re.escape(f"data.manifest={demo_corpus / 'manifest.csv'}")) as err:
-        prepare_data(Data(root=str(demo_corpus), targets="dimensional"), seed=0)
+    # data.root=DIR: a folder with the demo corpus's manifest.csv reads the ratings from it, and says so
+    read = prepare_data(Data(root=str(demo_corpus), targets="dimensional", cache_dir=str(tmp_path / "cache")), seed=0)
+    assert read.report["warnings"] == [
+        f"data.targets=dimensional: read the clips and their ratings from {demo_corpus / 'manifest.csv'} (data.manifest)"
+    ]
+    assert all(rec.dimensions is not None for rec in read.records)
+    bare = tmp_path / "bare"
+    shutil.copytree(demo_corpus / "Anger", bare / "Anger")
+    shutil.copytree(demo_corpus / "Sad", bare / "Sad")
+    with pytest.raises(DataError, match=re.escape("data.manifest=FILE")) as err:
+        prepare_data(Data(root=str(bare), targets="dimensional"), seed=0)
     assert "\n" not in str(err.value)
 
 

@@ -17,6 +17,7 @@ report's ``warnings``, which the run log shows.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,15 @@ def clip_name(path: str) -> str:
     return path if is_hf_record(path) else Path(path).name
 
 
+def implicit_manifest(data, root: Path | None) -> Path | None:
+    """Dimensional targets on a folder corpus whose root has a ``manifest.csv`` (the demo corpus writes one with its
+    ratings): that manifest, as ``data.manifest`` would name it; None otherwise."""
+    if data.manifest is not None or data.corpus != "folder" or not dimension_columns(data) or root is None:
+        return None
+    candidate = root / "manifest.csv"
+    return candidate if candidate.is_file() else None
+
+
 def scan_corpus(data) -> Scan:
     """Run the configured corpus adapter (or read the rows of ``data.hf_dataset``) and apply ``data.labels``."""
     if data.labels:
@@ -92,6 +102,9 @@ def scan_corpus(data) -> Scan:
             scan = scan_data(data)
         add_hf_dimensions(scan, data)
     else:
+        implicit = implicit_manifest(data, root)
+        if implicit is not None:
+            data = dataclasses.replace(data, manifest=str(implicit))
         if data.manifest is None:
             if root is None:
                 raise DataError("data.root is required: pass data.root=DIR")
@@ -102,6 +115,8 @@ def scan_corpus(data) -> Scan:
         except KeyError as err:
             raise DataError(f"data.corpus: {err.args[0]}") from None
         scan = adapter(root, data)
+        if implicit is not None:
+            scan.warnings.append(f"data.targets={data.targets}: read the clips and their ratings from {implicit} (data.manifest)")
         _set_aside_unrated(scan, data)
     found = sorted({rec.label for rec in scan.records})
     if data.labels:
