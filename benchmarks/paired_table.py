@@ -1,12 +1,15 @@
 """One leave-one-speaker-out table of several `ser-dist cv` runs, each paired fold by fold with a baseline.
 
     python benchmarks/paired_table.py --baseline NAME NAME=CV_DIR [NAME=CV_DIR ...] [--out table.md]
+    python benchmarks/paired_table.py ... "MFCC logreg=CV_DIR#logreg"   # fold_K/logreg_baseline.json of each fold
 
 Each CV_DIR is a finished `ser-dist cv` (its cv_summary.json and fold_K/metrics.json) over the same folds (the same
 test speaker in each fold number: checked). Per model: the mean and sample sd over the folds of the test UA, its
 mean validation UA (the only figure any setting was chosen by), the protocol (speaker-independent, or transductive
 with ``model.feature_norm=speaker``), and against the baseline the paired per-fold difference (mean +- sd), the
 paired t statistic (mean / (sd / sqrt(n))) and on how many folds it is better. Then the per-fold test UA of all.
+``CV_DIR#logreg`` is the logistic regression on MFCC statistics that ``benchmarks/mfcc_logreg_baseline.py
+CV_DIR/fold_*/`` fitted on each fold's own split (its C chosen on that fold's validation UA).
 """
 
 from __future__ import annotations
@@ -17,6 +20,19 @@ import math
 import statistics
 import sys
 from pathlib import Path
+
+
+def load_logreg(cv_dir: Path) -> dict[int, dict]:
+    """fold number -> the same for the MFCC-statistics logistic regression fitted on each fold's split."""
+    folds = {}
+    for fold, run in load_cv(cv_dir).items():
+        result_file = cv_dir / f"fold_{fold}" / "logreg_baseline.json"
+        if not result_file.is_file():
+            raise SystemExit(f"paired_table.py: {result_file} is missing; run python benchmarks/mfcc_logreg_baseline.py {cv_dir}/fold_*/")
+        result = json.loads(result_file.read_text())
+        best_val = 100 * max(result["val_unweighted_accuracy_by_C"].values())
+        folds[fold] = {**run, "ua": 100 * result["test"]["unweighted_accuracy"], "val_ua": best_val, "transductive": False}
+    return folds
 
 
 def load_cv(cv_dir: Path) -> dict[int, dict]:
@@ -88,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         name, sep, folder = item.partition("=")
         if not sep or not name or not folder:
             raise SystemExit(f"paired_table.py: {item!r} is not NAME=CV_DIR")
-        runs[name] = load_cv(Path(folder))
+        folder, _, kind = folder.partition("#")
+        if kind not in ("", "logreg"):
+            raise SystemExit(f"paired_table.py: {item!r}: #{kind} is not known (CV_DIR or CV_DIR#logreg)")
+        runs[name] = load_logreg(Path(folder)) if kind == "logreg" else load_cv(Path(folder))
     text = table(runs, args.baseline)
     print(text, end="")
     if args.out:

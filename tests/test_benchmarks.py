@@ -234,6 +234,12 @@ def test_paired_table_pairs_each_fold_with_the_baselines_and_refuses_other_folds
     assert "transductive (speaker norm)" in row and "67.67 ±" in row and "| 50.00 |" in row
     assert f"{d_mean:+.2f} ± {d_sd:.2f}" in row and f"{d_mean / (d_sd / math.sqrt(3)):.2f}" in row and "2 of 3" in row
     assert "| 3 | c | 70.00 | 90.00 |" in text and text == capsys.readouterr().out
+    for fold, ua in enumerate([0.4, 0.5, 0.45], start=1):  # benchmarks/mfcc_logreg_baseline.py's file on each fold
+        result = {"test": {"unweighted_accuracy": ua}, "val_unweighted_accuracy_by_C": {"0.1": 0.3, "1.0": 0.35}}
+        (model / f"fold_{fold}" / "logreg_baseline.json").write_text(json.dumps(result))
+    paired_table.main(["--baseline", "base", f"base={base}", f"logreg={model}#logreg"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| logreg |"))
+    assert "speaker-independent | 45.00 ± 5.00 | 35.00 | -15.00 ± 8.66 | -3.00 | 0 of 3 |" in row  # -10, -10, -25
     other = fake_cv(tmp_path / "other", [0.5, 0.6, 0.7], [0.4, 0.5, 0.6], ["a", "b", "z"])
     with pytest.raises(SystemExit, match="fold 3 of other tests other speakers"):
         paired_table.main(["--baseline", "base", f"base={base}", f"other={other}"])
