@@ -56,6 +56,16 @@ def check_same_test_clips(run_dir: PathLike, baseline_dir: PathLike) -> list[tup
     return ours
 
 
+def test_ua(run_dir: Path, metrics: dict) -> float:
+    """The run's test UA in percent; a run without one (dimensional targets score CCC) is one line."""
+    value = (metrics.get("test") or {}).get("unweighted_accuracy")
+    if value is None:
+        raise UserError(
+            f"{run_dir / 'metrics.json'} has no test.unweighted_accuracy (a run of class targets has); compare categorical runs"
+        )
+    return 100 * value
+
+
 def same_clips_summary(
     run_dir: PathLike, baseline_dir: PathLike | None = None, name: str | None = None, baseline_name: str | None = None
 ) -> str:
@@ -63,21 +73,21 @@ def same_clips_summary(
     run_dir = Path(run_dir)
     metrics = _read_json(run_dir, "metrics.json")
     labels = _read_json(run_dir, "data_report.json")["labels"]
+    test_ua(run_dir, metrics)
     clips, speakers, unseen = tested_clips(run_dir)
     plural = "" if len(speakers) == 1 else "s"
     if unseen:
         who = f"{len(speakers)} unseen speaker{plural}"
     else:  # a protocol that mixes speakers (data.split=stratified), or clips without speakers
         who = f"{len(speakers)} speaker{plural}, some also in training" if speakers else "its test split"
-    line = (
-        f"{name or metrics['experiment']}: test UA {100 * metrics['test']['unweighted_accuracy']:.1f} on {who} "
-        f"({len(clips)} clips); chance {100 / len(labels):.1f}"
-    )
+    if "transductive" in str(metrics.get("protocol", "")):
+        who += " (transductive: per-speaker statistics include the test speakers' audio)"
+    line = f"{name or metrics['experiment']}: test UA {test_ua(run_dir, metrics):.1f} on {who} ({len(clips)} clips); chance {100 / len(labels):.1f}"
     if baseline_dir is None:
         return line
     check_same_test_clips(run_dir, baseline_dir)
     baseline = _read_json(Path(baseline_dir), "metrics.json")
-    baseline_ua = 100 * baseline["test"]["unweighted_accuracy"]
+    baseline_ua = test_ua(Path(baseline_dir), baseline)
     return line + f"; {baseline_name or baseline['experiment']} baseline {baseline_ua:.1f} on the same clips"
 
 

@@ -20,6 +20,7 @@ import yaml
 from .config_checks import (
     check_choice,
     check_component_names,
+    check_feature_norm,
     check_numeric_ranges,
     check_opensmile_settings,
     check_spec_augment,
@@ -296,6 +297,7 @@ class Experiment:
             )
         check_opensmile_settings(self.model)
         check_spec_augment(self.model)
+        check_feature_norm(self.model)
         check_targets(self)
         if self.train.push_to_hub and not self.hub.repo_id:
             raise ConfigError("train.push_to_hub=true needs hub.repo_id=OWNER/NAME (the Hub repository to create or update)")
@@ -325,12 +327,27 @@ def result_settings(exp: Experiment, ignore: tuple = ()) -> dict[str, Any]:
     return {key: value for key, value in flatten(to_dict(exp)).items() if key not in RESULT_NEUTRAL_KEYS and key not in ignore}
 
 
+# Settings added after runs had been recorded: at their defaults they leave a fingerprint as it was before the key
+# existed, so earlier runs and cv folds of the same settings still match (and are reused, and pool in reports).
+LATER_KEYS = (
+    "train.mixup_alpha",
+    "data.targets",
+    "data.dimension_columns",
+    "data.dimension_range",
+    "loss.dimension_loss",
+    "loss.dimension_weight",
+)
+
+
 def fingerprint(exp: Experiment, ignore: tuple = ()) -> str:
     """A short hash of ``result_settings``: two runs with the same fingerprint ran the same settings."""
     import hashlib
     import json
 
-    text = json.dumps(result_settings(exp, ignore), sort_keys=True, default=str)
+    settings = result_settings(exp, ignore)
+    defaults = flatten(to_dict(Experiment()))
+    settings = {key: value for key, value in settings.items() if not (key in LATER_KEYS and value == defaults[key])}
+    text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -84,6 +84,8 @@ RANGE_HINTS = {
 }
 # Backbones whose front end computes features that model.spec_augment masks (a user's import path may read it too).
 SPEC_AUGMENT_BACKBONES = ("crnn", "bilstm", "lstm")
+# model.feature_norm: the backbones whose front end normalises its features (opensmile standardises its functionals)
+FEATURE_NORM_BACKBONES = {"global": ("crnn", "bilstm", "lstm", "opensmile"), "speaker": ("crnn", "bilstm", "lstm", "opensmile")}
 # Backbones whose package is an optional extra of ser-dist: name -> (package, extra).
 OPTIONAL_BACKBONE_PACKAGES = {"opensmile": ("opensmile", "opensmile")}
 
@@ -202,11 +204,24 @@ def check_spec_augment(model_cfg) -> None:
         )
 
 
+def check_feature_norm(model_cfg) -> None:
+    """``model.feature_norm=global|speaker`` on a registered backbone that does not normalise features fails here,
+    before any data is read, rather than being ignored or failing after the corpus is decoded."""
+    backbone, norm = model_cfg.backbone, model_cfg.feature_norm
+    allowed = FEATURE_NORM_BACKBONES.get(norm)
+    if allowed and backbone not in allowed and ":" not in backbone:
+        raise ConfigError(
+            f"model.feature_norm={norm} applies to the {', '.join(allowed[:-1])} and {allowed[-1]} backbones, not {backbone}; "
+            "leave model.feature_norm=utterance (its default) or use one of those backbones"
+        )
+
+
 TARGETS = ("categorical", "dimensional", "both")
 DIMENSION_LOSSES = ("ccc", "mse")
 CLASS_METRICS = ("ua", "wa", "macro_f1")  # train.metric values that score classes
 # A manifest's own columns, which can't also hold a dimension's ratings (ser_dist.data.manifest reads them).
 RESERVED_COLUMNS = ("path", "label", "speaker", "session", "source", "duration")
+RESERVED_DIMENSION_NAMES = ("mean",)  # metrics.json's ccc_mean is the mean over the dimensions
 
 
 def check_targets(exp) -> None:
@@ -226,6 +241,10 @@ def check_targets(exp) -> None:
     reserved = [name for name in columns if name in RESERVED_COLUMNS]
     if reserved:
         raise ConfigError(f"data.dimension_columns: {reserved[0]!r} is a manifest's own column, not ratings; name the ratings' columns")
+    if any(name in RESERVED_DIMENSION_NAMES for name in columns):
+        raise ConfigError(
+            "data.dimension_columns: 'mean' would collide with the scores' mean over the dimensions (ccc_mean); rename that column"
+        )
     value_range = data.dimension_range
     if value_range is not None and (len(value_range) != 2 or not value_range[0] < value_range[1]):
         raise ConfigError(

@@ -261,6 +261,12 @@ def plan_grid(recipes: Sequence[str], overrides: Sequence[str], out_dir: str, sm
     if repeated:
         raise UserError(f"recipe {repeated[0]!r} is given twice; each grid cell needs its own folder")
     plans = [plan_cv(recipe, overrides, out_dir=str(Path(out_dir) / Path(recipe).stem), smoke=smoke) for recipe in recipes]
+    rated = [plan.recipe.path for plan in plans if plan.experiment.data.targets == "dimensional"]
+    if rated:  # before anything trains: the grid's table is of class metrics (UA, WA, macro-F1)
+        raise UserError(
+            f"{rated[0]}: data.targets=dimensional has no class metrics for the grid's table; run ser-dist cv on it (its "
+            "summary pools each dimension's CCC), or use data.targets=both"
+        )
     check_comparable(plans)
     return plans
 

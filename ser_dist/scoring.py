@@ -124,7 +124,7 @@ def run_results(run, test: dict) -> dict:
         "nonfinite_steps": state.nonfinite_steps,
         "num_parameters": run.num_parameters,
         "num_processes": run.accelerator.num_processes,
-        "protocol": TRANSDUCTIVE_NOTE if run.speakers is not None else "speaker-independent features: no test clip is seen before testing",
+        "protocol": TRANSDUCTIVE_NOTE if run.speakers is not None else "features use no statistics of the test clips",
         # What cv, grid and report check before reusing or pooling this run (ser_dist.config.fingerprint).
         "config_fingerprint": config_module.fingerprint(exp),
         "config_fingerprint_without_fold": config_module.fingerprint(exp, ignore=("data.fold",)),

@@ -53,8 +53,8 @@ def fit_speaker_norm(model, data, clips: dict, exp, device, log) -> dict[str, to
     norm = model.speaker_normaliser()
     if norm is None:
         raise ConfigError(
-            f"model.feature_norm=speaker applies to the bilstm, lstm, crnn and opensmile backbones, not {exp.model.backbone}; "
-            "use model.feature_norm=utterance|global or one of those backbones"
+            f"model.feature_norm=speaker applies to the crnn, bilstm, lstm and opensmile backbones, not {exp.model.backbone}; "
+            "leave model.feature_norm=utterance (its default) or use one of those backbones"
         )
     names, lookup = speaker_lookup(data)
     was_training = model.training

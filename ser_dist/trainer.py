@@ -354,7 +354,7 @@ def finish(run: Run) -> dict:
                 out / "model",
                 exp=exp,
                 label_names=data.label_names,
-                extra={"test_metrics": results["test"], "data": results["data"]},
+                extra={"test_metrics": results["test"], "data": results["data"], "protocol": results["protocol"]},
             )
         write_training_reports(
             out,

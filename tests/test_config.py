@@ -294,3 +294,16 @@ def test_words_yaml_1_1_reads_as_booleans_stay_text_for_text_keys(tmp_path):
     config_file.write_text("train:\n  progress: off\n  deterministic: no\n")
     exp = cli(base(), ["--config", str(config_file)])
     assert exp.train.progress == "off" and exp.train.deterministic is False
+
+
+def test_settings_added_later_leave_the_fingerprint_as_it_was_at_their_defaults():
+    """Runs recorded before train.mixup_alpha and the dimensional keys existed keep matching their configs."""
+    import hashlib
+    import json
+
+    from ser_dist.config import LATER_KEYS, fingerprint, result_settings
+
+    exp = cli(Experiment(data=Data(root=".")), [])
+    before = {key: value for key, value in result_settings(exp).items() if key not in LATER_KEYS}  # a config of before
+    assert fingerprint(exp) == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert fingerprint(cli(Experiment(data=Data(root=".")), ["train.mixup_alpha=0.2"])) != fingerprint(exp)

@@ -178,6 +178,12 @@ def test_a_missing_column_or_a_folder_without_ratings_is_one_line(demo_corpus, t
         f"data.targets=dimensional: read the clips and their ratings from {demo_corpus / 'manifest.csv'} (data.manifest)"
     ]
     assert all(rec.dimensions is not None for rec in read.records)
+    extra = tmp_path / "with_extra"
+    shutil.copytree(demo_corpus, extra)
+    shutil.copy(next(iter(sorted((extra / "Anger").glob("*.wav")))), extra / "Anger" / "unrated.wav")
+    again = prepare_data(Data(root=str(extra), targets="dimensional", cache_dir=str(tmp_path / "cache")), seed=0)
+    assert [Path(e["path"]).name for e in again.report["set_aside_files"]] == ["unrated.wav"]  # reported, not dropped silently
+    assert "not listed in manifest.csv" in again.report["set_aside_files"][0]["reason"]
     bare = tmp_path / "bare"
     shutil.copytree(demo_corpus / "Anger", bare / "Anger")
     shutil.copytree(demo_corpus / "Sad", bare / "Sad")
@@ -406,3 +412,13 @@ def test_the_ratings_baseline_benchmark_runs_on_a_small_demo_corpus(demo_corpus,
     assert set(results) == {"ridge", "class_means", "noiseless"}
     assert results["noiseless"]["ccc_arousal"] > 0.8  # the raters' noise is what keeps it from 1
     assert "72 clips, 4 speakers, 2 speaker-independent folds" in capsys.readouterr().out
+
+
+def test_a_grid_of_dimensional_recipes_is_refused_before_anything_trains(tmp_path):
+    from ser_dist.crossval import plan_grid
+    from ser_dist.errors import UserError
+
+    recipe = str(Path(__file__).parent.parent / "recipes" / "bilstm_mfcc_dimensional.py")
+    with pytest.raises(UserError, match="data.targets=dimensional has no class metrics for the grid's table; run ser-dist cv"):
+        plan_grid([recipe], [f"data.root={tmp_path}"], str(tmp_path / "grid"))
+    assert not (tmp_path / "grid").exists()

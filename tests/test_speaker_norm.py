@@ -88,6 +88,8 @@ def test_a_speaker_normalised_mixup_run_says_it_is_transductive_and_its_export_p
     assert "features: per-speaker normalisation over" in result.stdout and "transductive" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert "transductive" in metrics["protocol"]
+    card = (out / "model" / "README.md").read_text()  # the card does not call these scores speaker-independent
+    assert "(transductive: model.feature_norm=speaker" in card and "speaker_independent: false" in card
     # a file of no known speaker gets the training speakers' pooled statistics: predict runs and gives a distribution
     clip = next(iter(sorted(demo_corpus.rglob("*.wav"))))
     predicted = ser_dist_cli("predict", str(out), str(clip), "--json")
@@ -99,7 +101,8 @@ def test_speaker_normalisation_needs_a_backbone_that_has_it_and_every_clips_spea
     refused = run_recipe(
         "vggish_ce.py", *tiny(demo_corpus, tmp_path / "vggish", "model.feature_norm=speaker", "data.split=speaker", "data.fold=null")
     )
-    assert_one_line_error(refused, "model.feature_norm=speaker applies to the bilstm, lstm, crnn and opensmile backbones, not vggish")
+    assert_one_line_error(refused, "model.feature_norm=speaker applies to the crnn, bilstm, lstm and opensmile backbones, not vggish")
+    assert not (tmp_path / "vggish").exists()  # refused with the config, before the run folder or any clip
     no_speakers = run_recipe(
         "bilstm_mfcc_ce.py",
         f"data.root={demo_corpus}",

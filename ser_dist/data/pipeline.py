@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +83,15 @@ def implicit_manifest(data, root: Path | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def unlisted_audio(root: Path, scan: Scan) -> list[str]:
+    """Audio files under ``root`` that the adopted manifest does not list: set aside and reported, never dropped silently."""
+    from .records import AUDIO_EXTENSIONS
+
+    listed = {os.path.realpath(path) for path in [*(rec.path for rec in scan.records), *(path for path, _ in scan.problems)]}
+    found = (path for path in sorted(root.rglob("*")) if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file())
+    return [str(path) for path in found if os.path.realpath(path) not in listed]
+
+
 def scan_corpus(data) -> Scan:
     """Run the configured corpus adapter (or read the rows of ``data.hf_dataset``) and apply ``data.labels``."""
     if data.labels:
@@ -117,6 +127,7 @@ def scan_corpus(data) -> Scan:
         scan = adapter(root, data)
         if implicit is not None:
             scan.warnings.append(f"data.targets={data.targets}: read the clips and their ratings from {implicit} (data.manifest)")
+            scan.problems.extend((path, f"not listed in {implicit.name}, which holds the ratings") for path in unlisted_audio(root, scan))
         _set_aside_unrated(scan, data)
     found = sorted({rec.label for rec in scan.records})
     if data.labels:

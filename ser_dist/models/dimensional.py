@@ -34,5 +34,6 @@ def split_outputs(model: nn.Module, num_classes: int, dimensions: int) -> nn.Mod
         return SEROutput(logits=outputs[:, :num_classes], embedding=output.embedding, dimensions=outputs[:, num_classes:])
 
     model.num_dimensions = dimensions
+    model.mixed_outputs = num_classes > 0 and dimensions > 0  # classes and ratings in one layer: no stock transformers head
     model.register_forward_hook(split)
     return model

@@ -124,8 +124,9 @@ class SSLClassifier(SERModel):
 
     @property
     def standard_head(self) -> bool:
-        """True when the model is exactly a transformers ``*ForSequenceClassification``."""
-        return self.head in STANDARD_HEADS and self.classifier_kind == "linear"
+        """True when the model is exactly a transformers ``*ForSequenceClassification`` (a classifier, or a regressor
+        under ``data.targets=dimensional``; not both at once, which a stock pipeline would softmax together)."""
+        return self.head in STANDARD_HEADS and self.classifier_kind == "linear" and not getattr(self, "mixed_outputs", False)
 
     def encode(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder's part of ``forward``: (what the head pools, valid frames per clip).

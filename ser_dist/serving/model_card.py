@@ -38,6 +38,11 @@ def hub_dataset_id(meta: dict) -> str | None:
     return hub_id if isinstance(hub_id, str) and hub_id else None
 
 
+def speaker_independent(data: dict, meta: dict) -> bool:
+    """Whether the test scores are speaker-independent: no stratified split, no per-speaker statistics of test audio."""
+    return data.get("split") != "stratified" and "transductive" not in str(meta.get("protocol", ""))
+
+
 def base_model(exp: dict) -> str | None:
     """The Hub checkpoint the backbone starts from: a registered SSL preset's, or a Hub id given as the backbone
     (None for a random init, a local folder, or a backbone trained from scratch)."""
@@ -80,7 +85,7 @@ def card_data(meta: dict, repo_id: str | None = None):
     dataset_name = hub_dataset or corpus or "local"
     license_name = _hf_source(meta).get("license")
     test = meta.get("test_metrics") or {}
-    protocol = {"split": data.get("split"), "fold": data.get("fold"), "speaker_independent": data.get("split") != "stratified"}
+    protocol = {"split": data.get("split"), "fold": data.get("fold"), "speaker_independent": speaker_independent(data, meta)}
     results = []
     for metric_type, metric_name, key, args in (
         ("unweighted_accuracy", "UA (unweighted accuracy, mean per-class recall)", "unweighted_accuracy", None),
@@ -126,7 +131,7 @@ def card_data(meta: dict, repo_id: str | None = None):
     transformers_layout = bool((meta.get("ssl") or {}).get("standard_head"))
     return ModelCardData(
         library_name="transformers" if transformers_layout else "ser-dist",
-        pipeline_tag="audio-classification",
+        pipeline_tag="audio-classification" if meta.get("labels") else None,  # a regressor of ratings alone is no classifier
         tags=[
             "speech-emotion-recognition",
             "audio-classification",
@@ -198,7 +203,7 @@ def render(meta: dict, repo_id: str | None = None, has_confusion_image: bool = T
         "```",
         "",
     ]
-    if (meta.get("ssl") or {}).get("standard_head"):
+    if (meta.get("ssl") or {}).get("standard_head") and meta.get("labels"):
         lines += [
             "The folder is also a stock transformers audio classifier:",
             "",
@@ -223,8 +228,10 @@ def render(meta: dict, repo_id: str | None = None, has_confusion_image: bool = T
         + (f", fold {data.get('fold')}" if data.get("fold") else "")
         + (
             " (speaker-independent: no test speaker was seen in training)"
-            if data.get("split") != "stratified"
+            if speaker_independent(data, meta)
             else " (random, stratified by class: speakers may be shared)"
+            if data.get("split") == "stratified"
+            else f" (transductive: {meta.get('protocol')})"
         )
         + f"; {test.get('num_examples', 'n/a')} test clips.",
         "",
