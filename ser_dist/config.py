@@ -327,8 +327,7 @@ def result_settings(exp: Experiment, ignore: tuple = ()) -> dict[str, Any]:
     return {key: value for key, value in flatten(to_dict(exp)).items() if key not in RESULT_NEUTRAL_KEYS and key not in ignore}
 
 
-# Settings added after runs had been recorded: at their defaults they leave a fingerprint as it was before the key
-# existed, so earlier runs and cv folds of the same settings still match (and are reused, and pool in reports).
+# Keys added after runs were recorded: at their defaults the fingerprint stays as before, so earlier runs still match.
 LATER_KEYS = (
     "train.mixup_alpha",
     "data.targets",
@@ -344,9 +343,8 @@ def fingerprint(exp: Experiment, ignore: tuple = ()) -> str:
     import hashlib
     import json
 
-    settings = result_settings(exp, ignore)
     defaults = flatten(to_dict(Experiment()))
-    settings = {key: value for key, value in settings.items() if not (key in LATER_KEYS and value == defaults[key])}
+    settings = {k: v for k, v in result_settings(exp, ignore).items() if not (k in LATER_KEYS and v == defaults[k])}
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
