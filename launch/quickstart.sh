@@ -11,7 +11,7 @@ bash launch/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
 data=demo_data
-if [ ! -f "$data/README.md" ]; then
+if [ ! -f "$data/README.md" ] || [ ! -f "$data/manifest.csv" ]; then  # manifest.csv: the ratings (an older corpus lacks it)
   ser-dist make-demo-data "$data"
 fi
 # 10 speakers of 60 clips each, whole speakers per split: 30% (3 speakers) test, 10% (1) validation, 6 train.
@@ -52,3 +52,5 @@ fi
 echo
 echo "run folders: $out (metrics.json, confusion_matrix.png, training_curves.png, model/, tensorboard/)${compare:+, $baseline}"
 python -m ser_dist.comparison "$out" --name "BiLSTM (best from-scratch setting)" "${compare[@]}"
+echo
+echo "next: arousal / valence / dominance on the same corpus: python recipes/bilstm_mfcc_dimensional.py data.root=$data train.output_dir=runs/dimensional"
