@@ -73,7 +73,7 @@ def same_clips_summary(
     run_dir = Path(run_dir)
     metrics = _read_json(run_dir, "metrics.json")
     labels = _read_json(run_dir, "data_report.json")["labels"]
-    test_ua(run_dir, metrics)
+    ua = test_ua(run_dir, metrics)  # first: a run without classes is one line before anything divides by their number
     clips, speakers, unseen = tested_clips(run_dir)
     plural = "" if len(speakers) == 1 else "s"
     if unseen:
@@ -82,7 +82,7 @@ def same_clips_summary(
         who = f"{len(speakers)} speaker{plural}, some also in training" if speakers else "its test split"
     if "transductive" in str(metrics.get("protocol", "")):
         who += " (transductive: per-speaker statistics include the test speakers' audio)"
-    line = f"{name or metrics['experiment']}: test UA {test_ua(run_dir, metrics):.1f} on {who} ({len(clips)} clips); chance {100 / len(labels):.1f}"
+    line = f"{name or metrics['experiment']}: test UA {ua:.1f} on {who} ({len(clips)} clips); chance {100 / len(labels):.1f}"
     if baseline_dir is None:
         return line
     check_same_test_clips(run_dir, baseline_dir)

@@ -85,7 +85,7 @@ RANGE_HINTS = {
 # Backbones whose front end computes features that model.spec_augment masks (a user's import path may read it too).
 SPEC_AUGMENT_BACKBONES = ("crnn", "bilstm", "lstm")
 # model.feature_norm: the backbones whose front end normalises its features (opensmile standardises its functionals)
-FEATURE_NORM_BACKBONES = {"global": ("crnn", "bilstm", "lstm", "opensmile"), "speaker": ("crnn", "bilstm", "lstm", "opensmile")}
+FEATURE_NORM_BACKBONES = ("crnn", "bilstm", "lstm", "opensmile")
 # Backbones whose package is an optional extra of ser-dist: name -> (package, extra).
 OPTIONAL_BACKBONE_PACKAGES = {"opensmile": ("opensmile", "opensmile")}
 
@@ -207,9 +207,8 @@ def check_spec_augment(model_cfg) -> None:
 def check_feature_norm(model_cfg) -> None:
     """``model.feature_norm=global|speaker`` on a registered backbone that does not normalise features fails here,
     before any data is read, rather than being ignored or failing after the corpus is decoded."""
-    backbone, norm = model_cfg.backbone, model_cfg.feature_norm
-    allowed = FEATURE_NORM_BACKBONES.get(norm)
-    if allowed and backbone not in allowed and ":" not in backbone:
+    backbone, norm, allowed = model_cfg.backbone, model_cfg.feature_norm, FEATURE_NORM_BACKBONES
+    if norm != "utterance" and backbone not in allowed and ":" not in backbone:
         raise ConfigError(
             f"model.feature_norm={norm} applies to the {', '.join(allowed[:-1])} and {allowed[-1]} backbones, not {backbone}; "
             "leave model.feature_norm=utterance (its default) or use one of those backbones"

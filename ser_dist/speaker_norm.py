@@ -71,7 +71,7 @@ def fit_speaker_norm(model, data, clips: dict, exp, device, log) -> dict[str, to
     model.train(was_training)
     counts = ", ".join(f"{split} {len(torch.unique(rows))}" for split, rows in lookup.items())
     log(f"features: per-speaker normalisation over {len(names)} speakers ({counts}); {TRANSDUCTIVE_NOTE}")
-    return lookup
+    return {split: rows.to(device) for split, rows in lookup.items()}  # on the batches' device: no copy per step
 
 
 def speaker_inputs(lookup: dict[str, torch.Tensor] | None, split: str, batch: dict) -> dict:
