@@ -125,20 +125,27 @@ def load_weights(path: Path) -> dict:
 # 36 training clips in batches of 4. The kill comes in the loss of batch ``kill_at``, before its update.
 # 1 rank: 9 batches/epoch, checkpoints at steps 4, 8, 9 (epoch end), 12; killed at batch 15 -> resumes at epoch 2, batch 3.
 # 2 ranks: 5 batches/epoch each, checkpoints at steps 2, 4, 5 (epoch end), 6, 8; killed at batch 8 -> resumes at epoch 2, batch 1.
+# The third case: per-speaker statistics (refitted from the data at the restart) and mixup (torch's RNG, restored);
+# mixup calls the loss twice a batch, so the injector's 29th call is batch 15's.
 @pytest.mark.parametrize(
-    "nproc, save_every, kill_at, resumed_at", [(1, 4, 15, "epoch 2, batch 3, step 12"), (2, 2, 8, "epoch 2, batch 1, step 6")]
+    "nproc, save_every, kill_at, resumed_at, extra",
+    [
+        (1, 4, 15, "epoch 2, batch 3, step 12", ()),
+        (2, 2, 8, "epoch 2, batch 1, step 6", ()),
+        (1, 4, 29, "epoch 2, batch 3, step 12", ("model.feature_norm=speaker", "train.mixup_alpha=0.4")),
+    ],
 )
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(nproc, save_every, kill_at, resumed_at, demo_corpus, tmp_path):
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(nproc, save_every, kill_at, resumed_at, extra, demo_corpus, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    result = launch(nproc, run_args(demo_corpus, straight, save_every))
+    result = launch(nproc, run_args(demo_corpus, straight, save_every, *extra))
     assert result.returncode == 0, result.stderr[-3000:]
 
-    result = launch(nproc, [INJECT, "kill", str(kill_at), "all", "--", *run_args(demo_corpus, killed, save_every)])
+    result = launch(nproc, [INJECT, "kill", str(kill_at), "all", "--", *run_args(demo_corpus, killed, save_every, *extra)])
     assert result.returncode != 0
     assert not (killed / "metrics.json").exists() and not (killed / "training_history.csv").exists()
     (killed / "checkpoints" / ".tmp-step-99999999-half-written").mkdir()  # as a kill during a save leaves it
 
-    result = launch(nproc, run_args(demo_corpus, killed, save_every, "train.resume=auto"))
+    result = launch(nproc, run_args(demo_corpus, killed, save_every, *extra, "train.resume=auto"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(rf"resumed from \S+ \({resumed_at}\)", result.stdout), result.stdout
 
