@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine for ser-dist: the system audio libraries torchcodec and
-# soundfile load (ffmpeg, libsndfile), a virtual environment in .venv, and ser-dist with its test and
-# DeepSpeed extras. Safe to run again: it installs only what is missing.
+# soundfile load (ffmpeg, libsndfile), Debian's chromium and chromium-driver (the demo's browser test;
+# nothing downloads a browser), a virtual environment in .venv, and ser-dist with its test, DeepSpeed,
+# demo, ONNX and VAD extras. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in ffmpeg libsndfile1 sox; do
+for pkg in ffmpeg libsndfile1 sox chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -23,5 +24,5 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test,deepspeed]"
+.venv/bin/python -m pip install -q -e ".[test,deepspeed,demo,onnx,vad]"
 echo "setup: ready ($(.venv/bin/python -c 'import torch, transformers, datasets, accelerate; print(f"torch {torch.__version__}, transformers {transformers.__version__}, datasets {datasets.__version__}, accelerate {accelerate.__version__}")'))"
