@@ -83,7 +83,7 @@ def cmd_predict(args) -> None:
         raise UserError(f"--top-k {args.top_k}: give a number of classes >= 1")
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: give a number of clips >= 1")
-    classifier = EmotionClassifier.from_pretrained(args.model, device=args.device, revision=args.revision)
+    classifier = EmotionClassifier.from_pretrained(args.model, device=args.device, revision=args.revision, backend=args.backend)
     mode = "off" if args.no_progress else args.progress
     options = dict(batch_size=args.batch_size, window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, progress=mode != "off")
     with configured(mode, args.progress_seconds):  # on stderr: stdout holds the predictions alone
@@ -97,6 +97,13 @@ def cmd_predict(args) -> None:
         print(f"ser-dist: skipped {file}: {reason}", file=sys.stderr)
     if failed and not predictions:
         raise SystemExit(1)
+
+
+def cmd_export(args) -> None:
+    from .serving.onnx_graph import export_onnx
+
+    out = export_onnx(args.model, args.out, revision=args.revision)
+    print(f"wrote {out / 'model.onnx'} (checked against the torch model); predict with: ser-dist predict {out} FILES --backend onnx")
 
 
 def cmd_evaluate(args) -> None:
@@ -230,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         "make-demo-data": cmd_make_demo_data,
         "augment": cmd_augment,
         "predict": cmd_predict,
+        "export": cmd_export,
         "evaluate": cmd_evaluate,
         "push": cmd_push,
         "report": cmd_report,

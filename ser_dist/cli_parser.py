@@ -161,6 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress on stderr (--progress off)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when there is one, else cpu)")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="torch (default), or onnx: run MODEL, a folder of ser-dist export --format onnx, with ONNX Runtime ('ser-dist[onnx]')",
+    )
+
+    p = sub.add_parser(
+        "export",
+        help="write a trained model in another format: ser-dist export MODEL OUT --format onnx",
+        description="Export a run directory, a model folder or a Hub id. --format onnx writes OUT/model.onnx (dynamic batch and "
+        "length axes; the front end and padding masks inside the graph), OUT/onnx.json and the model's ser_dist.json and card; "
+        "ser-dist predict OUT --backend onnx runs it with ONNX Runtime. The graph is checked against the torch model before it is written.",
+    )
+    p.add_argument("model", help="a run directory (train.output_dir), an exported model folder or a Hub id (owner/name)")
+    p.add_argument("out", help="a new or empty folder (an earlier ONNX export there is replaced)")
+    p.add_argument("--format", choices=("onnx",), required=True, help="onnx (needs 'ser-dist[onnx]': onnx and onnxruntime)")
+    p.add_argument("--revision", default=None, help="Hub models: branch, tag or commit")
 
     p = sub.add_parser(
         "evaluate", help="score a saved model on a labelled corpus and write metrics.json, confusion matrix, classification report"

@@ -109,6 +109,8 @@ def test_classifier_predicts_group_norm_clips_alone_whatever_the_batch():
 
     model, _ = build("wav2vec2_tiny_random")
     assert model.padding_changes_output and not build("hubert_tiny_random")[0].padding_changes_output
+    # WavLM-base-plus takes a mask, but its group norm still averages over the padding
+    assert build("wavlm_tiny_random")[0].padding_changes_output
     classifier = EmotionClassifier(model, {"labels": LABELS, "sample_rate": 16000, "max_seconds": None}, device="cpu")
     x, lengths = batch_of(3000, 9000)
     short, long = x[0, :3000].numpy(), x[1].numpy()

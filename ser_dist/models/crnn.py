@@ -44,7 +44,7 @@ class ConvBlock(nn.Module):
         """``x`` [B, C, T, F] (zero past each clip's ``frames``) -> the same for the pooled output."""
         x = torch.relu(self.norm(self.conv(x)))
         x = x * frame_mask(frames, x.shape[2])[:, None, :, None].to(x.dtype)
-        frames = -(-frames // self.time_pool)
+        frames = torch.div(frames + self.time_pool - 1, self.time_pool, rounding_mode="floor")  # ceil, as an ONNX graph computes it too
         return self.dropout(self.pool(x)), frames
 
 

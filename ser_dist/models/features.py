@@ -42,6 +42,17 @@ def masked_normalize(features: torch.Tensor, lengths: torch.Tensor, eps: float =
     return ((features - mean) / torch.sqrt(var + eps)) * mask
 
 
+def compute_deltas(x: torch.Tensor, win_length: int = 5) -> torch.Tensor:
+    """``torchaudio.functional.compute_deltas`` (regression deltas over the last axis, edge frames repeated) in
+    plain slices and sums: torchaudio's grouped convolution has a kernel count that depends on the batch, which
+    an ONNX graph cannot hold (``ser-dist export --format onnx``). Equal to it to float32 rounding."""
+    n = (win_length - 1) // 2
+    steps = x.shape[-1]
+    padded = torch.cat([x[..., :1].expand(*x.shape[:-1], n), x, x[..., -1:].expand(*x.shape[:-1], n)], dim=-1)
+    total = sum(k * (padded[..., n + k : n + k + steps] - padded[..., n - k : n - k + steps]) for k in range(1, n + 1))
+    return total / (n * (n + 1) * (2 * n + 1) / 3)
+
+
 FEATURE_NORMS = ("utterance", "global", "speaker")
 
 
@@ -301,8 +312,8 @@ class MFCCFrontend(nn.Module):
             if waveforms.shape[1] < self.min_input_samples:  # as batch padding would: zeros after the clip
                 waveforms = nn.functional.pad(waveforms, (0, self.min_input_samples - waveforms.shape[1]))
             mfcc = self.mfcc(waveforms.float())  # [B, n_mfcc, T]
-            delta = torchaudio.functional.compute_deltas(mfcc)
-            delta2 = torchaudio.functional.compute_deltas(delta)
+            delta = compute_deltas(mfcc)
+            delta2 = compute_deltas(delta)
             features = torch.cat([mfcc, delta, delta2], dim=1).transpose(1, 2)  # [B, T, 3 * n_mfcc]
             # Each delta pass looks 2 frames ahead (compute_deltas' win_length=5), two passes: 4 frames.
             return features, frame_lengths(lengths, self.hop_length, self.n_fft, context=4).clamp(max=features.shape[1])

@@ -66,12 +66,13 @@ def average_frames(features: torch.Tensor, frames: torch.Tensor, stride: int) ->
     if stride == 1:
         return features, frames
     batch, num_frames, size = features.shape
-    pooled_frames = -(-num_frames // stride)
+    pooled_frames = (num_frames + stride - 1) // stride
     pad = pooled_frames * stride - num_frames
     valid = frame_mask(frames, num_frames).to(features.dtype).unsqueeze(-1)
     summed = nn.functional.pad(features * valid, (0, 0, 0, pad)).view(batch, pooled_frames, stride, size).sum(2)
     counts = nn.functional.pad(valid, (0, 0, 0, pad)).view(batch, pooled_frames, stride, 1).sum(2)
-    return summed / counts.clamp(min=1.0), -(-frames // stride)
+    # ceil of frames >= 0 with a floor division of non-negative values: an ONNX graph's Div truncates, so -(-a // b) would not export
+    return summed / counts.clamp(min=1.0), torch.div(frames + stride - 1, stride, rounding_mode="floor")
 
 
 class LSTMHead:

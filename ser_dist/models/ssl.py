@@ -119,8 +119,9 @@ class SSLClassifier(SERModel):
 
     @property
     def padding_changes_output(self) -> bool:
-        """Without an attention mask (group-norm encoders) zero padding reaches the encoder's statistics."""
-        return not self.use_attention_mask
+        """Zero padding reaches the encoder's statistics: without an attention mask (wav2vec2-base, HuBERT-base), and
+        with one under a group-norm feature encoder (WavLM-base-plus), whose first layer normalises over all samples."""
+        return not self.use_attention_mask or getattr(self.encoder.config, "feat_extract_norm", "layer") == "group"
 
     @property
     def standard_head(self) -> bool:

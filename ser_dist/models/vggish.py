@@ -185,7 +185,7 @@ class VGGishSER(SERModel):
     def forward(self, input_values: torch.Tensor, lengths: torch.Tensor) -> SEROutput:
         log_mel, frames = self.frontend(input_values, lengths)
         batch, total = log_mel.shape[0], log_mel.shape[1]
-        num_patches = math.ceil(total / PATCH_FRAMES)
+        num_patches = (total + PATCH_FRAMES - 1) // PATCH_FRAMES  # integer arithmetic on the size: a traced ONNX graph keeps it dynamic
         log_mel = nn.functional.pad(log_mel, (0, 0, 0, num_patches * PATCH_FRAMES - total), value=math.log(LOG_OFFSET))
         patches = log_mel.reshape(batch * num_patches, 1, PATCH_FRAMES, NUM_BANDS)
         patch_embeddings = self.vggish(patches).reshape(batch, num_patches, -1)

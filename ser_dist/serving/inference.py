@@ -166,9 +166,17 @@ class EmotionClassifier:
         self.max_seconds: float | None = meta.get("max_seconds")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | None = None, revision: str | None = None) -> EmotionClassifier:
-        """``path``: a run directory, an export folder or a Hub id (``revision``: a branch, tag or commit)."""
+    def from_pretrained(
+        cls, path: str | Path, device: str | None = None, revision: str | None = None, backend: str = "torch"
+    ) -> EmotionClassifier:
+        """``path``: a run directory, an export folder or a Hub id (``revision``: a branch, tag or commit);
+        ``backend="onnx"``: an ONNX export (``ser-dist export --format onnx``) run by ONNX Runtime."""
         device = resolve_device(device)  # a device this machine lacks fails before the model is read
+        if backend == "onnx":
+            from .onnx_backend import load_onnx, require
+
+            require("onnxruntime", "the ONNX backend (--backend onnx)")  # before the model is looked for
+            return cls(*load_onnx(resolve_model_dir(path, revision=revision), device), device)
         model, meta = load_exported(resolve_model_dir(path, revision=revision))
         return cls(model, meta, device)
 
