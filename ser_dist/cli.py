@@ -136,6 +136,22 @@ def cmd_push(args) -> None:
     print(f"pushed {args.run_dir} to {url}")
 
 
+def cmd_demo(args) -> None:
+    from .serving.demo import launch_demo
+
+    options = dict(window_seconds=args.window_seconds, hop_seconds=args.hop_seconds)
+    launch_demo(
+        args.model,
+        args.host,
+        args.port,
+        args.max_seconds,
+        max_file_mb=args.max_file_mb,
+        revision=args.revision,
+        device=args.device,
+        **options,
+    )
+
+
 def _study_arguments(args, extras: list[str]) -> tuple[list[str], list[str]]:
     """Recipes (``*.py``) and ``section.key=value`` overrides from the positionals; ``--data k=v`` adds data.k=v."""
     recipes, overrides = [], (["--config", args.config] if args.config else [])
@@ -240,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         "export": cmd_export,
         "evaluate": cmd_evaluate,
         "push": cmd_push,
+        "demo": cmd_demo,
         "report": cmd_report,
     }[args.command](args)
 

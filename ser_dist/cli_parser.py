@@ -49,6 +49,12 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1 to 65535")
+    return int(text)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Bad command-line input is one ``ser-dist: error:`` line, as every other bad input (no usage block)."""
 
@@ -209,6 +215,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--revision", default=None, help="branch to push to (created if needed; default main)")
     p.add_argument("--message", default=None, help="commit message")
+
+    p = sub.add_parser(
+        "demo", help="a browser page (Gradio) for a model: upload or record a clip, see its emotions (pip install 'ser-dist[demo]')"
+    )
+    p.add_argument("model", help="a run directory (train.output_dir), an exported model folder or a Hub id (owner/name)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default %(default)s: this machine only; 0.0.0.0: every interface)"
+    )
+    p.add_argument("--port", type=port_number, default=7860, help="port to serve on, 1-65535 (default %(default)s)")
+    p.add_argument(
+        "--max-seconds", type=positive_seconds, default=600.0, help="refuse clips longer than this many seconds (default %(default)g)"
+    )
+    p.add_argument(
+        "--max-file-mb",
+        type=at_least(0.01, float),
+        default=None,
+        metavar="MB",
+        help="refuse uploads larger than this many MB of 2^20 bytes (default: --max-seconds of 48 kHz 16-bit stereo WAV, 111 MB for 600 s)",
+    )
+    p.add_argument("--window-seconds", type=positive_seconds, default=None, help="as for predict: window length for long recordings")
+    p.add_argument("--hop-seconds", type=positive_seconds, default=None, help="as for predict: step between windows")
+    p.add_argument("--revision", default=None, help="Hub models: branch, tag or commit")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when there is one, else cpu)")
 
     for name, text in (
         ("cv", "run every fold of a recipe's protocol: ser-dist cv recipes/lstm_ce.py data.root=DIR [section.key=value ...] [--out DIR]"),
