@@ -126,6 +126,22 @@ def test_segments_land_on_the_speech_and_each_is_its_own_audio_predicted(classif
     assert same.segments == segments
 
 
+def test_both_engines_find_the_same_regions_and_other_rates_are_resampled_for_the_vad(speech_recording):
+    from ser_dist.data.audio import resample
+    from ser_dist.serving.segments import VadOptions, resolve_engine, speech_regions
+
+    _, audio, spans = speech_recording
+    torchscript = speech_regions(audio, RATE, VadOptions(), engine="torchscript")
+    assert len(torchscript) >= len(spans)
+    if resolve_engine() == "onnx":  # onnxruntime is installed: auto is Silero's sequence model, a block of frames a call
+        assert speech_regions(audio, RATE, VadOptions(), engine="onnx") == torchscript
+    for rate in (8000, 44100):  # a model trained at another rate: its samples, resampled to 16 kHz for the VAD alone
+        regions = speech_regions(resample(audio, RATE, rate), rate, VadOptions())
+        assert len(regions) == len(torchscript)
+        # within a few 32 ms frames: 8 kHz audio has lost the band above 4 kHz, where onsets are
+        assert np.abs(np.array(regions) / rate - np.array(torchscript) / RATE).max() < 0.2, rate
+
+
 def test_a_region_shorter_than_the_model_minimum_is_scored_on_the_audio_around_it(classifier, demo_corpus, tmp_path):
     from ser_dist import EmotionClassifier
     from ser_dist.serving.prediction_output import write_predictions

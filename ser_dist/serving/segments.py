@@ -1,8 +1,11 @@
 """Speech segments of long recordings (``ser-dist predict --segment vad``): Silero VAD's speech regions, each predicted.
 
 ``speech_regions`` runs Silero VAD (the ``silero-vad`` package, ``pip install 'ser-dist[vad]'``; it ships its weights, so
-it works offline) on a waveform: its TorchScript model, loaded once per process, scores 32 ms frames at 16 kHz (a model
-of another rate is resampled for the VAD alone; the regions are mapped back to the model's samples). ``plan_regions``
+it works offline) on a waveform: its model, loaded once per process, scores 32 ms frames at 16 kHz (a model of another
+rate is resampled for the VAD alone; the regions are mapped back to the model's samples). With onnxruntime installed
+(``ser-dist[onnx]``) that is Silero's ONNX "sequence" model, a block of 512 frames a call, else its TorchScript model, a
+frame a call, on one thread (2.9 s for 5 minutes here, 25 s on two threads; the ONNX model 0.4 s): the two find the same
+regions (their per-frame probabilities are the same; tests/test_vad.py compares them). ``plan_regions``
 says what of each region the classifier scores: a region longer than window + hop is windowed as a whole recording is;
 one shorter than the model's minimum input is scored on that minimum, centred on it and taken from the audio around it
 (``extended_to`` in its segment: never dropped). ``segment_fields`` turns the regions' window scores into the segments
@@ -24,7 +27,8 @@ import numpy as np
 from ..errors import UserError
 
 SEGMENT_MODES = ("windows", "vad")
-VAD_RATES = (8000, 16000)  # what Silero VAD runs at; any other rate is resampled to 16 kHz for it
+VAD_RATE = 16000  # what Silero VAD runs at here (its sequence model's only rate): audio at another rate is resampled
+ENGINES = ("auto", "onnx", "torchscript")  # auto: onnx when onnxruntime is installed
 MISSING = "ser-dist predict --segment vad needs silero-vad: pip install 'ser-dist[vad]'"
 
 
@@ -62,48 +66,70 @@ def check_segment(segment: str) -> None:
         raise UserError(f"--segment {segment!r}: give one of {', '.join(SEGMENT_MODES)}")
 
 
-@functools.lru_cache(maxsize=1)
-def vad_model():
-    """Silero VAD's TorchScript model, loaded once per process; a missing package is one line naming the extra."""
+def _import_silero():
+    """The silero_vad package (one line naming the extra when it is missing), torch's thread count kept as it was."""
     import torch
 
     threads = torch.get_num_threads()
     try:
-        from silero_vad import load_silero_vad
+        import silero_vad
     except ImportError:
         raise UserError(MISSING) from None
     finally:
         torch.set_num_threads(threads)  # importing silero_vad sets torch to one thread for the whole process
+    return silero_vad
+
+
+def resolve_engine(engine: str = "auto") -> str:
+    """``onnx`` (Silero's sequence model through onnxruntime) or ``torchscript``; ``auto``: onnx when it can run here."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: give one of {', '.join(ENGINES)}")
+    silero = _import_silero()
+    if engine != "auto":
+        return engine
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torchscript"
+    return "onnx" if hasattr(silero, "get_speech_timestamps_sequence") else "torchscript"  # silero-vad >= 6.2
+
+
+@functools.lru_cache(maxsize=2)
+def vad_model(engine: str = "auto"):
+    """(engine, Silero VAD's model), loaded once per process and engine; a missing package is one line naming the extra."""
+    engine = resolve_engine(engine)
+    silero = _import_silero()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's and importlib.resources.path's deprecation
         warnings.simplefilter("ignore", DeprecationWarning)  # notices, which silero_vad meets, not the user's concern
-        return load_silero_vad(onnx=False)
+        return engine, silero.load_silero_vad(sequence=engine == "onnx")
 
 
-def speech_regions(waveform: np.ndarray, sample_rate: int, options: VadOptions) -> list[tuple[int, int]]:
+def speech_regions(waveform: np.ndarray, sample_rate: int, options: VadOptions, engine: str = "auto") -> list[tuple[int, int]]:
     """[start, end) sample spans (at ``sample_rate``) of the speech Silero VAD finds in a 1-D float waveform."""
     import torch
-    from silero_vad import get_speech_timestamps
 
     from ..data.audio import resample
 
-    model = vad_model()
-    rate = sample_rate if sample_rate in VAD_RATES else 16000
-    audio = waveform if rate == sample_rate else resample(waveform, sample_rate, rate)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the VAD scores one 32 ms frame at a time: more threads only add overhead
-    try:
-        found = get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
-            model,
-            threshold=options.threshold,
-            sampling_rate=rate,
-            min_speech_duration_ms=int(round(options.min_speech_seconds * 1000)),
-            min_silence_duration_ms=int(round(options.min_silence_seconds * 1000)),
-        )
-    finally:
-        torch.set_num_threads(threads)
-    scale = sample_rate / rate
+    engine, model = vad_model(engine)
+    silero = _import_silero()
+    audio = np.ascontiguousarray(waveform if sample_rate == VAD_RATE else resample(waveform, sample_rate, VAD_RATE), dtype=np.float32)
+    settings = dict(
+        threshold=options.threshold,
+        sampling_rate=VAD_RATE,
+        min_speech_duration_ms=int(round(options.min_speech_seconds * 1000)),
+        min_silence_duration_ms=int(round(options.min_silence_seconds * 1000)),
+    )
+    if engine == "onnx":
+        found = silero.get_speech_timestamps_sequence(audio, model, **settings)
+    else:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a frame (32 ms) a call: more threads only add overhead (8x slower on two)
+        try:
+            found = silero.get_speech_timestamps(torch.from_numpy(audio), model, **settings)
+        finally:
+            torch.set_num_threads(threads)
+    scale = sample_rate / VAD_RATE
     spans = [(min(len(waveform), round(r["start"] * scale)), min(len(waveform), round(r["end"] * scale))) for r in found]
     return [(start, end) for start, end in spans if end > start]
 
