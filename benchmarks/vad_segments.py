@@ -12,8 +12,9 @@ fixed windows (the model's training crop, no overlap) and with ``segment="vad"``
 windows vs segments (and the windows scored inside them), wall times, the VAD's own time (and that of Silero's ONNX
 sequence model and of its TorchScript model, when the first, onnxruntime's, is the one used), the agreement of the two (the fraction of the
 segments' time whose segment label is the label of the fixed window covering it, at 10 ms; whether the files'
-aggregate labels agree), and for ``with_pauses``, how the segments match the clips (the fraction of the clips' time
-inside segments, and of the segments' time inside clips).
+aggregate labels agree), the fraction of the segments' time whose label (window's, segment's) is the emotion of the
+clip there, and for ``with_pauses``, how the segments match the clips (the fraction of the clips' time inside segments,
+and of the segments' time inside clips).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ FRAME = 0.01  # seconds: the resolution of the agreement and overlap measures
 
 
 def recordings(corpus: Path, seconds: float, folder: Path) -> dict[str, tuple[Path, list[tuple[float, float]]]]:
-    """{name: (FLAC file, the clips' [start, end) in seconds)} for the two recordings."""
-    clips = [sf.read(str(p), dtype="float32")[0] for p in sorted(corpus.rglob("*.wav"))]
+    """{name: (FLAC file, each clip's {start, end (seconds), label (its folder)})} for the two recordings."""
+    paths = sorted(corpus.rglob("*.wav"))
+    clips = [sf.read(str(p), dtype="float32")[0] for p in paths]
     total = int(seconds * RATE)
     rng = np.random.default_rng(0)
     out = {}
@@ -46,11 +48,11 @@ def recordings(corpus: Path, seconds: float, folder: Path) -> dict[str, tuple[Pa
                 at += len(parts[-1])
             clip = clips[k % len(clips)]
             parts.append(clip)
-            spans.append((at / RATE, min(at + len(clip), total) / RATE))
+            spans.append({"start": at / RATE, "end": min(at + len(clip), total) / RATE, "label": paths[k % len(clips)].parent.name})
             at, k = at + len(clip), k + 1
         path = folder / f"{name}.flac"
         sf.write(str(path), np.concatenate(parts)[:total], RATE, subtype="PCM_16")
-        out[name] = (path, [span for span in spans if span[0] < seconds])
+        out[name] = (path, [span for span in spans if span["start"] < seconds])
     return out
 
 
@@ -111,7 +113,12 @@ def measure(classifier, path: Path, clips, repeats: int) -> dict:
         "aggregate_agrees": fixed.label == vad.label,
         "aggregate_probability_l1": float(sum(abs(fixed.probabilities[n] - vad.probabilities[n]) for n in classifier.labels)),
     }
-    inside = frames(clips, seconds)
+    truth = label_track(clips, seconds)
+    result["accuracy_on_speech"] = {  # against the clips' emotions, on the segments' time
+        "windows": float((label_track(fixed.windows, seconds) == truth)[speech].mean()),
+        "vad": float((label_track(segments, seconds) == truth)[speech].mean()),
+    }
+    inside = frames([(c["start"], c["end"]) for c in clips], seconds)
     if not inside.all():  # clips with pauses between them: how the segments match them
         result["clip_time_in_segments"] = float(speech[inside].mean())
         result["segment_time_in_clips"] = float(inside[speech].mean())
@@ -128,6 +135,10 @@ def table(results: list[dict]) -> str:
         ("whole-file label: windows / vad", lambda r: f"{r['aggregate_labels'][0]} / {r['aggregate_labels'][1]}"),
         ("L1 distance of the files' probabilities", lambda r: f"{r['aggregate_probability_l1']:.3f}"),
         ("clips' time inside segments / segments' time inside clips", lambda r: _clip_match(r)),
+        (
+            "speech time whose label is the clip's emotion: windows / vad",
+            lambda r: f"{100 * r['accuracy_on_speech']['windows']:.1f} % / {100 * r['accuracy_on_speech']['vad']:.1f} %",
+        ),
         ("VAD alone by engine (the same regions)", _engines),
     ]
     lines = ["| | " + " | ".join(r["file"].removesuffix(".flac") for r in results) + " |", "| --- |" + " --- |" * len(results)]

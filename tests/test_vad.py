@@ -256,3 +256,18 @@ def test_vad_keeps_torch_threads_and_a_missing_silero_vad_is_one_line(deploy_run
     result = run_entry_point(["-c", missing])
     assert len(json.loads(result.stdout)) == 1
     assert_one_line_error(result, "ser-dist predict --segment vad needs silero-vad: pip install 'ser-dist[vad]'")
+
+
+def test_the_benchmark_compares_segments_and_windows_end_to_end(deploy_run, demo_corpus, tmp_path):
+    out = tmp_path / "vad.json"
+    args = ["benchmarks/vad_segments.py", str(deploy_run[0]), "--corpus", str(demo_corpus), "--seconds", "20", "--repeats", "1"]
+    result = run_entry_point([*args, "--out", str(out)], timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    back_to_back, with_pauses = json.loads(out.read_text())
+    for row in (back_to_back, with_pauses):
+        assert row["seconds"] == 20.0 and row["windows"] == 10 and row["segments"] >= 1
+        assert 0.0 <= row["label_agreement_on_speech"] <= 1.0 and row["engines_same_regions"]
+        assert row["vad_engine"] in row["vad_alone_seconds"] and row["aggregate_agrees"] == (len(set(row["aggregate_labels"])) == 1)
+    assert "clip_time_in_segments" not in back_to_back and with_pauses["segment_time_in_clips"] > 0.9
+    assert with_pauses["speech_seconds"] < back_to_back["speech_seconds"]  # the pauses are not speech
+    assert "| fixed windows (2 s) / speech segments | 10 / " in result.stdout
