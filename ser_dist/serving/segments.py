@@ -4,8 +4,9 @@
 it works offline) on a waveform: its model, loaded once per process, scores 32 ms frames at 16 kHz (a model of another
 rate is resampled for the VAD alone; the regions are mapped back to the model's samples). With onnxruntime installed
 (``ser-dist[onnx]``) that is Silero's ONNX "sequence" model, a block of 512 frames a call, else its TorchScript model, a
-frame a call, on one thread (2.9 s for 5 minutes here, 25 s on two threads; the ONNX model 0.4 s): the two find the same
-regions (their per-frame probabilities are the same; tests/test_vad.py compares them). ``plan_regions``
+frame a call, on one thread (a frame's work is too small to share): 0.4 s and 1.8 s for 5 minutes of audio here
+(docs/benchmarks.md), the same regions (Silero computes the same per-frame probabilities; tests/test_vad.py compares the
+regions). ``plan_regions``
 says what of each region the classifier scores: a region longer than window + hop is windowed as a whole recording is;
 one shorter than the model's minimum input is scored on that minimum, centred on it and taken from the audio around it
 (``extended_to`` in its segment: never dropped). ``segment_fields`` turns the regions' window scores into the segments
@@ -124,7 +125,7 @@ def speech_regions(waveform: np.ndarray, sample_rate: int, options: VadOptions, 
         found = silero.get_speech_timestamps_sequence(audio, model, **settings)
     else:
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a frame (32 ms) a call: more threads only add overhead (8x slower on two)
+        torch.set_num_threads(1)  # a frame (32 ms) a call: more threads only add overhead (several times slower on two here)
         try:
             found = silero.get_speech_timestamps(torch.from_numpy(audio), model, **settings)
         finally:
