@@ -68,6 +68,7 @@ def cmd_predict(args) -> None:
     from .serving.hf_inputs import dataset_keys
     from .serving.inference import EmotionClassifier, gather_inputs
     from .serving.prediction_output import write_predictions
+    from .serving.segments import predict_options
 
     keys = dataset_keys(args.data) if args.data else None
     if args.split is not None and keys is None:
@@ -83,9 +84,11 @@ def cmd_predict(args) -> None:
         raise UserError(f"--top-k {args.top_k}: give a number of classes >= 1")
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: give a number of clips >= 1")
+    segmenting = predict_options(args)  # --segment vad: its options checked, silero-vad loaded (or missing) before the model
     classifier = EmotionClassifier.from_pretrained(args.model, device=args.device, revision=args.revision, backend=args.backend)
     mode = "off" if args.no_progress else args.progress
     options = dict(batch_size=args.batch_size, window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, progress=mode != "off")
+    options.update(segmenting)
     with configured(mode, args.progress_seconds):  # on stderr: stdout holds the predictions alone
         predictions, failed = classifier.predict(files, **options) if files else ([], [])
         if keys is not None:  # the dataset's rows after the files

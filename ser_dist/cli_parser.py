@@ -63,6 +63,23 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def add_segment_options(p: argparse.ArgumentParser) -> None:
+    """``ser-dist predict --segment windows|vad`` and the VAD's settings (``serving/segments.py``)."""
+    p.add_argument(
+        "--segment",
+        choices=("windows", "vad"),
+        default="windows",
+        help="windows (default): a long recording is cut into fixed windows; vad: Silero VAD finds its speech regions "
+        "(needs pip install 'ser-dist[vad]'), each is predicted (long ones windowed) with its start/end, the file's "
+        "prediction is their duration-weighted mean, a file without speech is skipped with that reason",
+    )
+    p.add_argument("--vad-threshold", type=float, default=None, help="--segment vad: speech probability a 32 ms frame needs (default 0.5)")
+    p.add_argument(
+        "--min-speech-seconds", type=float, default=None, help="--segment vad: shorter speech regions are dropped (default 0.25)"
+    )
+    p.add_argument("--min-silence-seconds", type=float, default=None, help="--segment vad: a pause this long ends a region (default 0.1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="ser-dist", description="Speech emotion recognition training on one CPU to many GPUs.")
     parser.add_argument("--version", action="version", version=f"ser-dist {package_version()}")
@@ -131,10 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="with --data: only this split of the dataset (one of its own split names)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument(
-        "--json", action="store_true", help="print a JSON list, one object per file: file, label, confidence, probabilities (+ windows)"
+        "--json",
+        action="store_true",
+        help="print a JSON list, one object per file: file, label, confidence, probabilities (+ windows, or segments)",
     )
     fmt.add_argument(
-        "--csv", action="store_true", help="print CSV: one row per file (segment 'all') and per window, every class's probability"
+        "--csv",
+        action="store_true",
+        help="print CSV: one row per file (segment 'all'), per window and per speech segment, every class's probability",
     )
     p.add_argument("--top-k", type=at_least(1), default=None, help="also show the K most likely emotions")
     p.add_argument(
@@ -150,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="step between windows (default: the window length); recordings longer than window + hop are split",
     )
     p.add_argument("--batch-size", type=at_least(1), default=8, help="clips or windows per forward pass")
+    add_segment_options(p)
     p.add_argument("--revision", default=None, help="Hub models: branch, tag or commit")
     p.add_argument(
         "--progress",

@@ -122,6 +122,7 @@ class Prediction:
     # Long recordings: [{"start", "end" (seconds), "label", "confidence", "probabilities"}] per window.
     windows: list[dict] | None = field(default=None)
     dimensions: dict[str, float] | None = None  # data.targets=dimensional|both: {name: predicted value}
+    segments: list[dict] | None = None  # segment="vad": [{"start", "end", label..., "windows"?}] per speech region
 
     def top(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
@@ -136,6 +137,8 @@ class Prediction:
             out["dimensions"] = self.dimensions
         if self.windows is not None:
             out["windows"] = self.windows
+        if self.segments is not None:
+            out["segments"] = self.segments
         return out
 
 
@@ -268,20 +271,22 @@ class EmotionClassifier:
         window_seconds: float | None = None,
         hop_seconds: float | None = None,
         progress: bool = False,
+        segment: str = "windows",
+        vad=None,
     ) -> tuple[list[Prediction], list[tuple[str, str]]]:
         """Predictions for the usable files, and (file, reason) for the others, each in input order.
 
         A file fails on its own, with its reason: unreadable, shorter than the model's training minimum
         (``data.min_seconds``, default 0.1 s), silent, a model error on it, or a non-finite model output.
+        ``segment="vad"``: each speech region is predicted on its own (``vad``: ``serving.segments.VadOptions``).
         """
         from ..data.audio import decoded_or_reason, load_audio
 
         files = [str(f) for f in files]
         # read one at a time, as the batches need them; a file that fails is its reason
         decoded = ((file, decoded_or_reason(load_audio, file, self.sample_rate)) for file in files)
-        return self.predict_decoded(
-            decoded, len(files), batch_size, window_seconds=window_seconds, hop_seconds=hop_seconds, progress=progress
-        )
+        options = dict(window_seconds=window_seconds, hop_seconds=hop_seconds, progress=progress, segment=segment, vad=vad)
+        return self.predict_decoded(decoded, len(files), batch_size, **options)
 
     def predict_dataset(
         self, dataset: str | Path, split: str | None = None, batch_size: int = 8, *, columns: Mapping[str, str] | None = None, **options
@@ -305,14 +310,18 @@ class EmotionClassifier:
         window_seconds: float | None = None,
         hop_seconds: float | None = None,
         progress: bool = False,
+        segment: str = "windows",
+        vad=None,
     ) -> tuple[list[Prediction], list[tuple[str, str]]]:
         """``predict`` on (name, waveform at ``self.sample_rate``, or the reason it could not be decoded) pairs,
         taken one at a time: a long one is windowed, a short or silent one fails with its reason. ``progress``:
         show it (``ser_dist.progress``, on stderr) when the ``total`` inputs are more than one batch, and for a
         recording whose windows are more than one batch, its windows as they are scored."""
         from ..data.dataset import INT16_SCALE, too_short_reason
+        from .segments import make_segmenter
 
         window, hop = self._window_samples(window_seconds, hop_seconds)  # before any audio is read
+        segmenter = make_segmenter(segment, vad, self.sample_rate, lambda n: window_spans(n, window, hop), self._min_window_samples())
         min_samples = self._min_samples()
         names: list[str] = []
         failures: dict[int, str] = {}  # input number -> reason
@@ -355,8 +364,10 @@ class EmotionClassifier:
             for number, (name, waveform) in enumerate(decoded):
                 names.append(name)
                 reason = waveform if isinstance(waveform, str) else unusable(waveform)
+                spans = None if reason else segmenter.windows(number, waveform) if segmenter else window_spans(len(waveform), window, hop)
+                reason = reason or (None if spans else segmenter.no_speech)  # segment="vad" without speech
                 if reason is None:
-                    spans_of[number] = window_spans(len(waveform), window, hop)
+                    spans_of[number] = spans
                     window_probs[number] = []
                     queue_windows(number, name, waveform)
                 else:
@@ -367,6 +378,9 @@ class EmotionClassifier:
         predictions = []
         for number, probs in window_probs.items():
             if number in failures:
+                continue
+            if segmenter is not None:  # segment="vad": its speech segments and their duration-weighted mean
+                predictions.append(Prediction(names[number], **segmenter.fields(number, probs, self._as_prediction)))
                 continue
             windows = None
             if len(probs) > 1:

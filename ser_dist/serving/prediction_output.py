@@ -1,5 +1,8 @@
 """What ``ser-dist predict`` prints: a table, ``--json`` (a list of objects) or ``--csv`` (a row per input and per window).
 
+With ``--segment vad`` each input's speech segments follow it: a ``segments`` list in JSON, ``speech`` rows in CSV (a long
+segment's ``window`` rows after it), a line each in the table (a segment extended to the model's minimum input says so).
+
 Each input is named as it was given: a file's path, or a dataset row's record id ``hf://<name>/<split>/<row>``.
 A model with dimensional outputs adds each dimension's value (``"dimensions": {name: value}`` in JSON, a column
 each in CSV and the table); one without classes has no label, confidence or probabilities.
@@ -42,10 +45,10 @@ def write_predictions(
             values = [f"{row['dimensions'][name]:.6f}" for name in dimensions]
             writer.writerow([p.file, segment, start, end, row["label"], f"{row['confidence']:.6f}", *probs, *values])
 
-        for p in predictions:  # the input's row (segment "all"), then one row per window of a long recording
+        for p in predictions:  # the input's row (segment "all"), then one row per window (or speech segment) of a long recording
             write(p, "all", "", "", p.to_dict())
-            for w in p.windows or []:
-                write(p, "window", f"{w['start']:.2f}", f"{w['end']:.2f}", w)
+            for kind, w in sub_rows(p):
+                write(p, kind, f"{w['start']:.2f}", f"{w['end']:.2f}", w)
     else:
         width = max([len(p.file) for p in predictions] + [4])
         heads = "".join(f"  {name:>10}" for name in dimensions)
@@ -53,10 +56,27 @@ def write_predictions(
         for p in predictions:
             top = "  " + ", ".join(f"{label} {prob:.3f}" for label, prob in p.top(top_k)) if top_k else ""
             windows = f"  (mean of {len(p.windows)} windows)" if p.windows else ""
+            windows = f"  (duration-weighted mean of {len(p.segments)} speech segments)" if p.segments else windows
             print(f"{p.file:<{width}}  {p.label:<12} {p.confidence:.3f}{_values(p.to_dict(), dimensions)}{top}{windows}", file=out)
-            for w in p.windows or []:
-                values = _values(w, dimensions)
+            for w in p.windows or p.segments or []:
+                values = _values(w, dimensions) + _segment_note(w)
                 print(f"{'':<{width}}    {w['start']:7.1f}-{w['end']:7.1f} s  {w['label']:<12} {w['confidence']:.3f}{values}", file=out)
+
+
+def sub_rows(p: Prediction) -> list[tuple[str, dict]]:
+    """A prediction's rows after its own: ("window", w) per window, or ("speech", s) per speech segment, each then
+    followed by its own windows."""
+    if p.segments is None:
+        return [("window", w) for w in p.windows or []]
+    return [row for s in p.segments for row in [("speech", s), *[("window", w) for w in s.get("windows", [])]]]
+
+
+def _segment_note(segment: dict) -> str:
+    """The table's note on a speech segment: its windows, or the audio scored when it was extended."""
+    if "extended_to" in segment:
+        start, end = segment["extended_to"]
+        return f"  (shorter than the model's minimum input: scored on {start:.2f}-{end:.2f} s)"
+    return f"  (mean of {len(segment['windows'])} windows)" if "windows" in segment else ""
 
 
 def _values(row: dict, dimensions: Sequence[str]) -> str:
@@ -72,7 +92,7 @@ def write_dimensions(predictions: Sequence[Prediction], dimensions: Sequence[str
     rows = []  # each input's row, then its windows
     for p in predictions:
         rows.append((p.file, "all", "", "", p.dimensions))
-        rows += [(p.file, "window", f"{w['start']:.2f}", f"{w['end']:.2f}", w["dimensions"]) for w in p.windows or []]
+        rows += [(p.file, kind, f"{w['start']:.2f}", f"{w['end']:.2f}", w["dimensions"]) for kind, w in sub_rows(p)]
     if fmt == "csv":
         import csv
 
