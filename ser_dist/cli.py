@@ -141,8 +141,9 @@ def cmd_push(args) -> None:
 
 def cmd_demo(args) -> None:
     from .serving.demo import launch_demo
+    from .serving.segments import predict_options
 
-    options = dict(window_seconds=args.window_seconds, hop_seconds=args.hop_seconds)
+    options = dict(window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, **predict_options(args))
     launch_demo(
         args.model,
         args.host,

@@ -258,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--window-seconds", type=positive_seconds, default=None, help="as for predict: window length for long recordings")
     p.add_argument("--hop-seconds", type=positive_seconds, default=None, help="as for predict: step between windows")
+    add_segment_options(p)  # --segment vad: the timeline shows speech regions instead of fixed windows
     p.add_argument("--revision", default=None, help="Hub models: branch, tag or commit")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when there is one, else cpu)")
 

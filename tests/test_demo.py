@@ -78,6 +78,26 @@ def test_segments_from_vad_go_on_the_timeline_before_windows():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Happy", "Sad"]
 
 
+def test_ser_dist_demo_segment_vad_puts_the_vads_speech_regions_on_the_page(classifier, demo_corpus, tmp_path):
+    """``ser-dist demo --segment vad``: the page's result is ``predict(segment="vad")``'s, its regions on the timeline."""
+    pytest.importorskip("silero_vad", reason="the vad extra: pip install 'ser-dist[vad]'")
+    from ser_dist.serving.demo_results import header_markdown
+    from ser_dist.serving.segments import VadOptions
+
+    clips = [sf.read(str(p), dtype="float32")[0] for p in sorted(demo_corpus.rglob("*.wav"))[:3]]
+    pause = np.random.default_rng(0).normal(0, 1e-4, 24000).astype(np.float32)  # 1.5 s of near silence
+    path = tmp_path / "pauses.wav"
+    sf.write(str(path), np.concatenate([pause, clips[0], pause, clips[1], pause, clips[2], pause]), 16000)
+    options = {"segment": "vad", "vad": VadOptions()}
+    result = analyse_clip(classifier, path, 600, **options)
+    (expected,), failures = classifier.predict([path], **options)
+    assert not failures and result.prediction == expected and expected.segments
+    assert result.segments == expected.segments and len(expected.segments) >= 3  # one region or more per clip
+    assert all(s["start"] >= 1.0 for s in expected.segments[:1])  # the leading pause is not speech
+    assert len(timeline_figure(result.segments, classifier.labels).axes[0].collections) >= 1
+    assert "Silero VAD finds its speech regions" in header_markdown(classifier, "m", 600, segment="vad")
+
+
 def test_a_model_of_dimensions_alone_has_no_label_and_its_values_shown():
     prediction = Prediction("a.wav", None, None, {}, dimensions={"arousal": 0.71234567, "valence": 0.25})
     assert summary("a.wav", prediction, 2.0) == "`a.wav` (2.0 s): arousal 0.712, valence 0.250."

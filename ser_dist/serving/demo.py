@@ -103,7 +103,14 @@ def build_demo(classifier: EmotionClassifier, max_seconds: float = DEFAULT_MAX_S
     # delete_cache: uploads and recordings older than an hour are deleted, checked every hour
     with gr.Blocks(title=f"ser-dist demo: {source}", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
-            header_markdown(classifier, source, max_seconds, predict_options.get("window_seconds"), predict_options.get("hop_seconds")),
+            header_markdown(
+                classifier,
+                source,
+                max_seconds,
+                predict_options.get("window_seconds"),
+                predict_options.get("hop_seconds"),
+                predict_options.get("segment", "windows"),
+            ),
             elem_id="header",
         )
         with gr.Row():

@@ -21,7 +21,12 @@ DEFAULT_MAX_SECONDS = 600.0
 
 
 def header_markdown(
-    classifier: EmotionClassifier, source: str, max_seconds: float, window_seconds: float | None = None, hop_seconds: float | None = None
+    classifier: EmotionClassifier,
+    source: str,
+    max_seconds: float,
+    window_seconds: float | None = None,
+    hop_seconds: float | None = None,
+    segment: str = "windows",
 ) -> str:
     """The page's header: the model's name, what it predicts, what it was trained on and scored, the limits."""
     from .model_card import corpus_description, speaker_independent
@@ -47,6 +52,13 @@ def header_markdown(
         )
     window, hop = (n / classifier.sample_rate for n in classifier._window_samples(window_seconds, hop_seconds))
     crop = " (the model's training crop)" if window_seconds is None and classifier.max_seconds else ""
+    if segment == "vad":
+        lines.append(
+            f"Upload or record a clip of up to {max_seconds:g} s. Silero VAD finds its speech regions; each is scored on its own "
+            f"(one longer than {window + hop:g} s in {window:g} s windows every {hop:g} s), shown on a timeline, and the clip's "
+            "emotion is their duration-weighted mean."
+        )
+        return "\n\n".join(lines)
     lines.append(
         f"Upload or record a clip of up to {max_seconds:g} s. Up to {window + hop:g} s, its first {window:g} s are scored "
         f"{crop}; a longer one is scored in {window:g} s windows every {hop:g} s, shown on a timeline."

@@ -25,6 +25,7 @@ import torch
 from ..errors import UserError
 from .export import load_exported
 from .hub import resolve_model_dir
+from .segments import window_spans
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl")
 # Window length for models trained on whole clips (data.max_seconds=null).
@@ -102,17 +103,6 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
-def window_spans(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """[start, end) sample spans: one window for a recording up to ``window + hop`` samples (its first
-    ``window``), else windows every ``hop`` with the last one aligned to the end, all ``window`` long."""
-    if num_samples <= window + hop:
-        return [(0, min(num_samples, window))]
-    spans = [(start, start + window) for start in range(0, num_samples - window + 1, hop)]
-    if spans[-1][1] < num_samples:
-        spans.append((num_samples - window, num_samples))
-    return spans
-
-
 @dataclass
 class Prediction:
     file: str
@@ -176,10 +166,9 @@ class EmotionClassifier:
         ``backend="onnx"``: an ONNX export (``ser-dist export --format onnx``) run by ONNX Runtime."""
         device = resolve_device(device)  # a device this machine lacks fails before the model is read
         if backend == "onnx":
-            from .onnx_backend import load_onnx, require
+            from .onnx_backend import load_onnx
 
-            require("onnxruntime", "the ONNX backend (--backend onnx)")  # before the model is looked for
-            return cls(*load_onnx(resolve_model_dir(path, revision=revision), device), device)
+            return cls(*load_onnx(path, device, revision), device)
         model, meta = load_exported(resolve_model_dir(path, revision=revision))
         return cls(model, meta, device)
 

@@ -109,11 +109,14 @@ class OnnxModel:
         return SEROutput(logits=tensor["logits"], embedding=tensor["embedding"], dimensions=tensor.get("dimensions"))
 
 
-def load_onnx(folder: str | Path, device: torch.device) -> tuple[OnnxModel, dict]:
-    """(OnnxModel, the model's ser_dist.json metadata, checked as a torch model folder's) of an ONNX export."""
+def load_onnx(path: str | Path, device: torch.device, revision: str | None = None) -> tuple[OnnxModel, dict]:
+    """(OnnxModel, the model's ser_dist.json metadata, checked as a torch model folder's) of an ONNX export: a folder
+    or a Hub id (``revision``) holding one."""
     from .export import check_export
+    from .hub import resolve_model_dir
 
-    folder = Path(folder)
+    require("onnxruntime", "the ONNX backend (--backend onnx)")  # before the model is looked for
+    folder = resolve_model_dir(path, revision=revision)
     info = read_onnx_info(folder)
     meta, _ = check_export(folder)
     if int(meta["sample_rate"]) != info["sample_rate"]:

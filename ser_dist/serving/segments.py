@@ -33,6 +33,17 @@ ENGINES = ("auto", "onnx", "torchscript")  # auto: onnx when onnxruntime is inst
 MISSING = "ser-dist predict --segment vad needs silero-vad: pip install 'ser-dist[vad]'"
 
 
+def window_spans(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """[start, end) sample spans: one window for a recording up to ``window + hop`` samples (its first
+    ``window``), else windows every ``hop`` with the last one aligned to the end, all ``window`` long."""
+    if num_samples <= window + hop:
+        return [(0, min(num_samples, window))]
+    spans = [(start, start + window) for start in range(0, num_samples - window + 1, hop)]
+    if spans[-1][1] < num_samples:
+        spans.append((num_samples - window, num_samples))
+    return spans
+
+
 @dataclass(frozen=True)
 class VadOptions:
     """Silero VAD's settings (``get_speech_timestamps``): a frame is speech from ``threshold`` (speech probability);
