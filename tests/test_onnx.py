@@ -25,6 +25,12 @@ TINY = {
     "wav2vec2_tiny_random": [],  # group norm: no mask, each clip alone
     "wavlm_tiny_random": [],
     "opensmile": ["model.cache_features=true", "model.freeze_backbone_epochs=-1"],
+    "opensmile_compare": [
+        "model.backbone=opensmile",
+        "model.smile_set=compare",
+        "model.cache_features=true",
+        "model.freeze_backbone_epochs=-1",
+    ],
 }
 # 2.6 s (three VGGish patches), odd lengths (frames cut mid-hop, odd pooled CRNN frames), and a clip shorter than an MFCC window
 LENGTHS = (41611, 23999, 16000, 7177, 300)
@@ -63,11 +69,12 @@ def test_every_backbone_exports_and_onnx_runtime_matches_torch(name, tmp_path):
     folder = model_folder(name, tmp_path)
     out = export_onnx(folder, tmp_path / "onnx")
     info = json.loads((out / "onnx.json").read_text())
-    assert info["max_abs_difference"] <= TOLERANCE and info["preprocessing"] == ("opensmile" if name == "opensmile" else "waveform")
+    assert info["max_abs_difference"] <= TOLERANCE and info["preprocessing"] == ("opensmile" if "opensmile" in name else "waveform")
+    assert info["source"] == "model"  # a local folder by its name, not this machine's path
     import onnx
 
     graph = onnx.load(str(out / "model.onnx")).graph
-    if name != "opensmile":  # dynamic batch and length axes
+    if "opensmile" not in name:  # dynamic batch and length axes
         shape = graph.input[0].type.tensor_type.shape.dim
         assert [d.dim_param for d in shape] == ["batch", "samples"], shape
     torch_model = EmotionClassifier.from_pretrained(folder, device="cpu")
@@ -123,6 +130,12 @@ def test_onnx_bad_input_is_one_line(deploy_run, tmp_path):
     clip = tmp_path / "clip.wav"
     sf.write(str(clip), np.random.default_rng(0).uniform(-0.3, 0.3, 16000).astype(np.float32), 16000)
     assert_one_line_error(ser_dist_cli("predict", str(out), str(clip), "--backend", "onnx"), "model.onnx", "ONNX Runtime cannot load it")
+    # a graph whose outputs do not match the labels beside it
+    assert ser_dist_cli("export", str(run), str(tmp_path / "edited"), "--format", "onnx").returncode == 0
+    info = json.loads((tmp_path / "edited" / "onnx.json").read_text())
+    (tmp_path / "edited" / "onnx.json").write_text(json.dumps({**info, "classes": info["classes"] + 1}))
+    assert_one_line_error(ser_dist_cli("predict", str(tmp_path / "edited"), str(clip), "--backend", "onnx"), "onnx.json", "classes")
+    assert not list(tmp_path.glob(".tmp-*"))  # no export left a temporary folder behind
     # no format, or an unknown one
     assert_one_line_error(ser_dist_cli("export", str(run), str(tmp_path / "x")), "--format")
 

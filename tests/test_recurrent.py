@@ -155,3 +155,25 @@ def test_frame_stride_shortens_the_recurrence_and_is_for_recurrent_backbones_onl
     for backbone in ("vggish", "hubert_tiny_random"):
         with pytest.raises(ConfigError, match=f"model.frame_stride is for the bilstm and lstm backbones, not {backbone}"):
             _built(backbone, "model.frame_stride=3", "model.pretrained=false")
+
+
+def test_mfcc_of_a_quiet_clip_do_not_change_beside_a_loud_one():
+    """torchaudio's MFCC floors the dB values 80 dB below one peak over the whole batch, so a clip with digital
+    silence had other features beside a loud clip than alone (445 cepstral units apart here); the front end takes
+    each clip's floor from its own valid frames, so a clip is featurised the same in any batch."""
+    import torch
+
+    from ser_dist.models.features import MFCCFrontend
+
+    frontend = MFCCFrontend()
+    generator = torch.Generator().manual_seed(0)
+    quiet = torch.cat([torch.zeros(8000), 1e-4 * torch.randn(8000, generator=generator), torch.zeros(4000)])[None]
+    loud = torch.randn(1, 26000, generator=generator)
+    batch = torch.zeros(2, 26000)
+    batch[0, :20000], batch[1] = quiet[0], loud[0]
+    alone, frames = frontend(quiet, torch.tensor([20000]))
+    together, both = frontend(batch, torch.tensor([20000, 26000]))
+    assert int(frames[0]) == int(both[0]) and frames[0] > 100
+    torch.testing.assert_close(alone[0, : frames[0]], together[0, : frames[0]], atol=1e-5, rtol=0)
+    assert (frontend.mfcc(quiet)[0] - frontend.mfcc(batch)[0, :, : alone.shape[1]]).abs().max() > 100  # torchaudio's own does differ
+    torch.testing.assert_close(frontend.cepstra(loud, torch.tensor([26000])), frontend.mfcc(loud), atol=1e-5, rtol=0)  # alone: torchaudio's

@@ -133,13 +133,33 @@ def test_both_engines_find_the_same_regions_and_other_rates_are_resampled_for_th
     _, audio, spans = speech_recording
     torchscript = speech_regions(audio, RATE, VadOptions(), engine="torchscript")
     assert len(torchscript) >= len(spans)
-    if resolve_engine() == "onnx":  # onnxruntime is installed: auto is Silero's sequence model, a block of frames a call
-        assert speech_regions(audio, RATE, VadOptions(), engine="onnx") == torchscript
     for rate in (8000, 44100):  # a model trained at another rate: its samples, resampled to 16 kHz for the VAD alone
         regions = speech_regions(resample(audio, RATE, rate), rate, VadOptions())
         assert len(regions) == len(torchscript)
         # within a few 32 ms frames: 8 kHz audio has lost the band above 4 kHz, where onsets are
         assert np.abs(np.array(regions) / rate - np.array(torchscript) / RATE).max() < 0.2, rate
+    if resolve_engine() != "onnx":
+        pytest.skip("onnxruntime is not installed: only Silero's TorchScript engine runs here (pip install 'ser-dist[onnx]')")
+    # auto is Silero's ONNX sequence model, a block of frames a call: the same regions
+    assert speech_regions(audio, RATE, VadOptions(), engine="onnx") == torchscript
+
+
+def test_a_vad_error_on_one_recording_is_its_reason_and_the_others_are_predicted(classifier, speech_recording, monkeypatch):
+    from ser_dist.serving import segments
+
+    _, audio, _ = speech_recording
+    real = segments.speech_regions
+
+    def flaky(waveform, *args, **kwargs):
+        if len(waveform) == 12345:
+            raise RuntimeError("the VAD broke\non two lines")
+        return real(waveform, *args, **kwargs)
+
+    monkeypatch.setattr(segments, "speech_regions", flaky)
+    bad = np.resize(audio, 12345)
+    predictions, failed = classifier.predict_decoded([("good", audio), ("bad", bad), ("again", audio)], segment="vad")
+    assert [p.file for p in predictions] == ["good", "again"] and predictions[0].segments == predictions[1].segments
+    assert failed == [("bad", "VAD error: RuntimeError: the VAD broke")]
 
 
 def test_a_region_shorter_than_the_model_minimum_is_scored_on_the_audio_around_it(classifier, demo_corpus, tmp_path):

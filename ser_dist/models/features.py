@@ -306,12 +306,25 @@ class MFCCFrontend(nn.Module):
         """The centred STFT reflect-pads n_fft // 2 samples on each side, which needs a longer input."""
         return self.n_fft // 2 + 1
 
+    def cepstra(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """torchaudio's MFCC ([B, n_mfcc, T]: power mel -> dB, floored ``top_db`` (80) below the peak -> DCT), with each
+        clip's floor taken from the peak of its own valid frames. ``torchaudio.transforms.MFCC`` takes one peak over
+        the whole [B, n_mels, T] batch, so a quiet clip's features (its bins more than 80 dB below a louder batch
+        mate's peak) would change with the clips batched beside it."""
+        mel = self.mfcc.MelSpectrogram(waveforms)  # [B, n_mels, T] power
+        db = 10.0 * torch.log10(mel.clamp(min=1e-10))
+        valid = frame_lengths(lengths, self.hop_length, self.n_fft).clamp(max=db.shape[-1])
+        own = torch.arange(db.shape[-1], device=db.device)[None, :] < valid.to(db.device)[:, None]  # [B, T]
+        peak = db.masked_fill(~own[:, None, :], float("-inf")).amax(dim=(1, 2), keepdim=True)
+        db = torch.maximum(db, peak - self.mfcc.top_db)
+        return torch.matmul(db.transpose(-1, -2), self.mfcc.dct_mat).transpose(-1, -2)
+
     def raw(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """MFCC + deltas before normalisation, float32, and the valid frames."""
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             if waveforms.shape[1] < self.min_input_samples:  # as batch padding would: zeros after the clip
                 waveforms = nn.functional.pad(waveforms, (0, self.min_input_samples - waveforms.shape[1]))
-            mfcc = self.mfcc(waveforms.float())  # [B, n_mfcc, T]
+            mfcc = self.cepstra(waveforms.float(), lengths)  # [B, n_mfcc, T]
             delta = compute_deltas(mfcc)
             delta2 = compute_deltas(delta)
             features = torch.cat([mfcc, delta, delta2], dim=1).transpose(1, 2)  # [B, T, 3 * n_mfcc]

@@ -164,6 +164,8 @@ class EmotionClassifier:
     ) -> EmotionClassifier:
         """``path``: a run directory, an export folder or a Hub id (``revision``: a branch, tag or commit);
         ``backend="onnx"``: an ONNX export (``ser-dist export --format onnx``) run by ONNX Runtime."""
+        if backend not in ("torch", "onnx"):
+            raise UserError(f"backend={backend!r}: give torch or onnx (an export of ser-dist export --format onnx)")
         device = resolve_device(device)  # a device this machine lacks fails before the model is read
         if backend == "onnx":
             from .onnx_backend import load_onnx
@@ -354,7 +356,7 @@ class EmotionClassifier:
                 names.append(name)
                 reason = waveform if isinstance(waveform, str) else unusable(waveform)
                 spans = None if reason else segmenter.windows(number, waveform) if segmenter else window_spans(len(waveform), window, hop)
-                reason = reason or (None if spans else segmenter.no_speech)  # segment="vad" without speech
+                reason = reason or (None if spans else segmenter.why_none(number))  # segment="vad": no speech, or a VAD error
                 if reason is None:
                     spans_of[number] = spans
                     window_probs[number] = []

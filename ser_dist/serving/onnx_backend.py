@@ -57,7 +57,12 @@ def providers_for(device: torch.device) -> list[str]:
     """ONNX Runtime's CUDA provider for a CUDA device when this build has it, else the CPU provider."""
     import onnxruntime
 
-    if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            raise UserError(
+                f"--device {device}: this onnxruntime has no CUDA provider (it has {', '.join(onnxruntime.get_available_providers())}); "
+                "pip install onnxruntime-gpu, or predict with --device cpu"
+            )
         return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
@@ -87,6 +92,11 @@ class OnnxModel:
 
             model_cfg = ((meta or {}).get("experiment") or {}).get("model") or {}
             self.functionals = OpenSmileFunctionals(model_cfg.get("smile_set", "egemaps"), int(self.info["sample_rate"]))
+            if self.info.get("smile_set", self.functionals.feature_set) != self.functionals.feature_set:
+                raise UserError(
+                    f"{self.folder / ONNX_META}: the graph takes {self.info['smile_set']} functionals but ser_dist.json's model "
+                    f"computes {self.functionals.feature_set}; re-export the model"
+                )
 
     def to(self, device) -> OnnxModel:  # EmotionClassifier moves its model; the session's providers were chosen at load
         return self
@@ -119,6 +129,10 @@ def load_onnx(path: str | Path, device: torch.device, revision: str | None = Non
     folder = resolve_model_dir(path, revision=revision)
     info = read_onnx_info(folder)
     meta, _ = check_export(folder)
+    counts = {"classes": len(meta["labels"]), "dimensions": len(meta.get("dimensions") or [])}
+    for key, count in counts.items():  # outputs paired with names by position: a mismatch would mislabel them
+        if info.get(key, count) != count:
+            raise UserError(f"{folder / ONNX_META}: the graph has {info[key]} {key} but ser_dist.json names {count}; re-export the model")
     if int(meta["sample_rate"]) != info["sample_rate"]:
         raise UserError(
             f"{folder / ONNX_META}: sample_rate {info['sample_rate']} differs from ser_dist.json's {meta['sample_rate']}; re-export"

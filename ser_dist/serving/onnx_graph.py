@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -173,14 +174,28 @@ def export_onnx(model_path: str | Path, out: str | Path, *, revision: str | None
     source = resolve_model_dir(model_path, revision=revision)
     model, meta = load_exported(source)
     model = onnx_ready(model.float())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))  # never anyone else's folder
+    try:
+        write_graph(model, meta, source, model_path, tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:  # a failed trace, check or write leaves nothing behind
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def write_graph(model: nn.Module, meta: dict, source: Path, model_path, tmp: Path) -> None:
+    """model.onnx, onnx.json (checked by ``check_onnx``), ser_dist.json and the card into ``tmp``."""
+    from .export import META_FILE
+
     sample_rate = int(meta["sample_rate"])
     names = output_names(bool(meta.get("dimensions")))
     batch, lengths = example_batch(model, sample_rate)
-    tmp = out.parent / f".tmp-{out.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    functionals = is_functionals_model(model)
     with torch.no_grad():
-        if is_functionals_model(model):
+        if functionals:
             features = model.encode(batch, lengths)[0][:, 0, :]
             graph, inputs, axes = FunctionalsGraph(model), (features,), {"features": {0: "batch"}}
         else:
@@ -189,34 +204,40 @@ def export_onnx(model_path: str | Path, out: str | Path, *, revision: str | None
                 (batch, lengths),
                 {"input_values": {0: "batch", 1: "samples"}, "lengths": {0: "batch"}},
             )
-        trace_to_onnx(graph.eval(), inputs, axes, tmp / ONNX_FILE, names)
+        try:
+            trace_to_onnx(graph.eval(), inputs, axes, tmp / ONNX_FILE, names)
+        except (RuntimeError, TypeError, ValueError, torch.onnx.errors.OnnxExporterError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise UserError(
+                f"ONNX export of {model_path}: the exporter failed ({type(err).__name__}: {reason}); keep using the torch model"
+            ) from None
     info = {
         "format": "onnx",
         "opset": OPSET,
         "inputs": list(axes),
         "outputs": names,
+        "classes": len(meta["labels"]),
+        "dimensions": len(meta.get("dimensions") or []),
         "sample_rate": sample_rate,
         "min_input_samples": int(getattr(model, "min_input_samples", 1) or 1),
-        "preprocessing": "opensmile" if is_functionals_model(model) else "waveform",
+        "preprocessing": "opensmile" if functionals else "waveform",
+        **({"smile_set": model.extractor.feature_set} if functionals else {}),
         "padding_changes_output": bool(getattr(model, "padding_changes_output", False)),
-        "source": str(model_path),
+        # a Hub id as given; a local folder by its name only (this file is for sharing, not this machine's paths)
+        "source": str(model_path) if not Path(model_path).exists() else Path(model_path).resolve().name,
     }
     (tmp / ONNX_META).write_text(json.dumps(info, indent=2))
-    info["max_abs_difference"] = check_onnx(model, tmp, info)
+    info["max_abs_difference"] = check_onnx(model, tmp, info, meta)
     (tmp / ONNX_META).write_text(json.dumps(info, indent=2))
     for name in (META_FILE, "README.md"):
         if (source / name).is_file():
             shutil.copy(source / name, tmp / name)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
 
 
-def check_onnx(model: nn.Module, folder: Path, info: dict) -> float:
+def check_onnx(model: nn.Module, folder: Path, info: dict, meta: dict) -> float:
     """The largest difference between the torch model's and the graph's probabilities (and dimensions) on
     clips of 2, 1.34 and 0.71 s in one batch, and on the shortest alone; an error above ``TOLERANCE``."""
-    runner = OnnxModel(folder, info)
+    runner = OnnxModel(folder, info, meta=meta)
     batch, lengths = example_batch(model, info["sample_rate"])
     worst = 0.0
     cases = [(batch, lengths), (batch[2:, : int(lengths[2])], lengths[2:])]

@@ -204,12 +204,23 @@ class Segmenter:
         self.options, self.sample_rate, self.spans, self.minimum = options, sample_rate, spans, minimum
         self.no_speech = no_speech_reason(options)
         self.plans: dict[object, list[Region]] = {}  # a recording's key (predict's input number) -> its regions
+        self.errors: dict[object, str] = {}  # a recording's key -> the VAD's error on it
 
     def windows(self, key, waveform: np.ndarray) -> list[tuple[int, int]]:
-        """The spans to score of ``waveform``'s speech regions, in order ([] when it has none)."""
-        regions = speech_regions(waveform, self.sample_rate, self.options)
+        """The spans to score of ``waveform``'s speech regions, in order ([] when it has none, or when the VAD failed
+        on it: ``why_none`` then says which)."""
+        try:
+            regions = speech_regions(waveform, self.sample_rate, self.options)
+        except Exception as err:  # the VAD failing on one recording must not take the others down
+            self.errors[key] = f"VAD error: {type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:200]}"
+            return []
         self.plans[key] = plan_regions(regions, len(waveform), self.spans, self.minimum)
         return [span for region in self.plans[key] for span in region.windows]
+
+    def why_none(self, key) -> str:
+        """Why the recording ``key`` has no spans: the VAD's error on it, or no speech found."""
+        self.plans.pop(key, None)
+        return self.errors.pop(key, self.no_speech)
 
     def fields(self, key, window_scores: Sequence[np.ndarray], as_prediction: Callable[[np.ndarray], dict]) -> dict:
         """``Prediction``'s fields of the recording ``key`` from its windows' scores: the aggregate's and ``segments``."""
