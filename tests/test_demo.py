@@ -105,21 +105,44 @@ def test_a_model_of_dimensions_alone_has_no_label_and_its_values_shown():
     assert dimension_rows(None) == []
 
 
+def test_a_long_clip_for_a_model_of_dimensions_alone_shows_its_values_and_no_timeline(recording, tmp_path):
+    """No class, so no label per window: the page shows the dimensions (and the windows in its numbers), no timeline."""
+    import torch
+
+    from ser_dist.config import Experiment, cli
+    from ser_dist.models import build_model
+    from ser_dist.serving.demo import build_demo
+    from ser_dist.serving.export import export_model
+
+    overrides = ["model.backbone=bilstm", "model.hidden_size=8", "model.embedding_size=8", "data.targets=dimensional"]
+    exp = cli(Experiment(), ["data.root=unused", "train.metric=ccc_mean", "data.max_seconds=2.0", *overrides])
+    torch.manual_seed(0)
+    model = build_model(exp, 0).eval()
+    folder = export_model(model, model.state_dict(), tmp_path / "model", exp=exp, label_names=[])
+    status, bars, dims, timeline, table, numbers = build_demo(EmotionClassifier.from_pretrained(folder), 30).fns[0].fn(str(recording(8)))
+    assert "arousal" in status and [row[0] for row in dims["value"]] == ["arousal", "valence", "dominance"]
+    assert timeline["visible"] is False and numbers["dimensions"] and len(numbers["windows"]) == 4
+
+
 def test_a_clip_over_max_seconds_is_refused_from_its_header_before_decoding(classifier, recording, monkeypatch):
     path = recording(40)
-    monkeypatch.setattr(classifier, "predict", lambda *a, **k: pytest.fail("decoded a clip its header says is too long"))
+    import ser_dist.data.audio
+
+    monkeypatch.setattr(ser_dist.data.audio, "decoded_or_reason", lambda *a, **k: pytest.fail("decoded a clip its header says is too long"))
     result = analyse_clip(classifier, path, 30)
     assert result.prediction is None and result.status.startswith(f"`{path.name}` is 40.0 s long; this demo takes clips up to 30 s")
     assert "--max-seconds" in result.status
 
 
 def test_a_clip_whose_header_gives_no_length_is_refused_once_decoded(classifier, recording, monkeypatch):
-    """Where neither decoder's header gives a duration, the decoded windows' end does."""
+    """Where neither decoder's header gives a duration, the decoded audio's length does, before anything is scored."""
     import ser_dist.serving.demo_results as demo_results
 
     monkeypatch.setattr(demo_results, "header_seconds", lambda path: None)
     path = recording(40)
-    result = analyse_clip(classifier, path, 30)
+    with monkeypatch.context() as patch:
+        patch.setattr(classifier, "predict_decoded", lambda *a, **k: pytest.fail("scored a clip longer than --max-seconds"))
+        result = analyse_clip(classifier, path, 30)
     assert result.prediction is None and result.status.startswith(f"`{path.name}` is 40.0 s long; this demo takes clips up to 30 s")
     assert analyse_clip(classifier, path, 60).prediction is not None
 
@@ -165,7 +188,7 @@ def test_the_page_reports_a_model_failure_instead_of_raising(classifier, demo_co
     from ser_dist.serving.demo import build_demo
 
     predict = build_demo(classifier, 30).fns[0].fn
-    monkeypatch.setattr(classifier, "predict", lambda *a, **k: (_ for _ in ()).throw(MemoryError("out of memory\nmore lines")))
+    monkeypatch.setattr(classifier, "predict_decoded", lambda *a, **k: (_ for _ in ()).throw(MemoryError("out of memory\nmore lines")))
     with pytest.warns(UserWarning):
         status = predict(str(sorted(demo_corpus.rglob("*.wav"))[0]))[0]
     assert status.endswith(": MemoryError: out of memory")

@@ -91,6 +91,7 @@ def build_demo(classifier: EmotionClassifier, max_seconds: float = DEFAULT_MAX_S
         prediction, segments = result.prediction, result.segments
         if path is not None and prediction is None:
             gr.Warning(result.status)
+        segments = segments if labels else []  # a model of dimensions alone has no label to put on the timeline
         return (
             result.status,
             gr.update(value=prediction.probabilities if prediction and labels else None),
@@ -136,6 +137,9 @@ def build_demo(classifier: EmotionClassifier, max_seconds: float = DEFAULT_MAX_S
     return demo
 
 
+QUEUE_SIZE = 16  # clips waiting for the model at most (demo.queue's max_size)
+
+
 def launch_demo(
     model: str,
     host: str = "127.0.0.1",
@@ -155,6 +159,12 @@ def launch_demo(
     check_address(host, port)
     classifier = EmotionClassifier.from_pretrained(model, device=device, revision=revision)
     demo = build_demo(classifier, max_seconds, source=str(model), **predict_options)
+    demo.queue(max_size=QUEUE_SIZE)  # one clip is scored at a time; more waiting than this are told to retry
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"ser-dist demo: --host {host} serves every client that can reach it, with no login; bind 127.0.0.1 to keep it local",
+            flush=True,
+        )
     try:
         _, url, _ = demo.launch(
             server_name=host,

@@ -120,17 +120,18 @@ def analyse_clip(classifier: EmotionClassifier, path: str | Path | None, max_sec
     seconds = header_seconds(path)
     if seconds is not None and seconds > max_seconds:
         return ClipResult(too_long(name, seconds, max_seconds))
+    from ..data.audio import decoded_or_reason, load_audio
+
+    waveform = decoded_or_reason(load_audio, str(path), classifier.sample_rate)  # predict's decoding, and its reasons
+    if not isinstance(waveform, str) and len(waveform) > max_seconds * classifier.sample_rate:  # a header that said less
+        return ClipResult(too_long(name, len(waveform) / classifier.sample_rate, max_seconds))  # refused before it is scored
     try:
-        predictions, failures = classifier.predict([str(path)], **predict_options)
+        predictions, failures = classifier.predict_decoded([(str(path), waveform)], 1, **predict_options)
     except UserError as err:  # a bad window or option: the same line ser-dist predict prints
         return ClipResult(f"Could not predict `{name}`: {err}")
     if failures:
         return ClipResult(f"Could not use `{name}`: {failures[0][1]}.")
-    prediction = predictions[0]
-    windows = prediction.windows or []  # the last one ends where the recording does
-    if windows and windows[-1]["end"] > max_seconds:  # a header that said less than the file holds
-        return ClipResult(too_long(name, windows[-1]["end"], max_seconds))
-    return ClipResult(summary(name, prediction, seconds), prediction)
+    return ClipResult(summary(name, predictions[0], seconds), predictions[0])
 
 
 def summary(name: str, prediction: Prediction, seconds: float | None) -> str:
