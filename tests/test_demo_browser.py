@@ -6,8 +6,7 @@ probabilities; a long file draws its timeline; an unreadable file, one over --ma
 --max-file-mb are readable messages, and the page goes on answering. Nothing reaches past 127.0.0.1.
 
 The screenshot of the long file's page goes to the test's tmp folder; with SER_DIST_SAVE_SCREENSHOT=1 it is also
-copied to docs/images/demo.png (README's picture is made that way). SER_DIST_DEMO_MODEL=RUN_DIR serves that model
-instead of the suite's tiny run (README's picture: the quickstart's model), with every check unchanged.
+copied to docs/images/demo.png (README's picture is made that way).
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ def server(deploy_run, tmp_path_factory):
     """``ser-dist demo RUN`` on a free port; (url, run dir, gradio's upload folder) once it prints its URL and answers."""
     import httpx
 
-    run = Path(os.environ.get("SER_DIST_DEMO_MODEL") or deploy_run[0])
+    run, _ = deploy_run
     folder = tmp_path_factory.mktemp("demo_server")
     port = free_port()
     log = open(folder / "server.log", "w+")
