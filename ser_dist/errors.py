@@ -5,6 +5,14 @@ from __future__ import annotations
 import sys
 
 
+def first_line(err: BaseException, limit: int | None = 200, default: str | None = None) -> str:
+    """The first line of ``err``'s message, cut to ``limit`` characters (None: whole), for a one-line error; an empty
+    message gives ``default`` (None: the exception's type name)."""
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else (type(err).__name__ if default is None else default)
+    return text if limit is None else text[:limit]
+
+
 class UserError(Exception):
     """An error in the user's input (config, data, model path). Shown as one line, never a traceback."""
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import first_line
 from .dimensions import NO_CLASS, labels_optional
 from .records import AUDIO_EXTENSIONS, DataError, Record, Scan
 
@@ -390,8 +391,7 @@ def _describe(features) -> str:
 
 
 def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return (lines[0] if lines else type(err).__name__)[:300].rstrip(".")
+    return first_line(err, 300).rstrip(".")
 
 
 def _printable(name: str) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, first_line
 from ..registry import BACKBONES
 from .base import SERModel, SEROutput, reject_recurrent_options
 from .classifier import build_classifier
@@ -250,7 +250,7 @@ def _is_path(source: str) -> bool:
 
 
 def _load_error(name: str, source: str, err: Exception) -> UserError:
-    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    reason = first_line(err, None)
     if _is_path(source):
         return UserError(
             f"model.backbone={name}: cannot load a transformers speech encoder from {source} ({reason}); "

@@ -17,7 +17,7 @@ import math
 import os
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .demo_results import (
     DEFAULT_MAX_SECONDS,
     ClipResult,
@@ -86,7 +86,7 @@ def build_demo(classifier: EmotionClassifier, max_seconds: float = DEFAULT_MAX_S
         try:
             result = analyse_clip(classifier, path, max_seconds, **predict_options)
         except Exception as err:  # never a traceback on the page: the reason, and the page goes on working
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            reason = first_line(err, 300)
             result = ClipResult(f"Could not predict `{Path(str(path)).name}`: {type(err).__name__}: {reason}")
         prediction, segments = result.prediction, result.segments
         if path is not None and prediction is None:
@@ -177,7 +177,7 @@ def launch_demo(
             prevent_thread_lock=True,
         )
     except OSError as err:  # the port is taken, or the host is not an address of this machine
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". You can")[0]
+        reason = first_line(err, None).split(". You can")[0]
         raise UserError(f"--host {host} --port {port}: cannot serve there ({reason}); give a free --port or another --host") from None
     print(
         f"ser-dist demo: {model} at {url.rstrip('/')} (clips up to {max_seconds:g} s, uploads up to {max_file_mb:g} MB; Ctrl+C stops it)",

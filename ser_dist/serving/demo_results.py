@@ -102,7 +102,7 @@ class ClipResult:
         """The timeline's rows: the prediction's segments when it has them (VAD), else its windows; [] for one clip."""
         if self.prediction is None:
             return []
-        return list(getattr(self.prediction, "segments", None) or self.prediction.windows or [])
+        return list(self.prediction.segments or self.prediction.windows or [])
 
     def as_json(self) -> dict | None:
         """``ser-dist predict --json``'s object for the clip, named by its file name."""
@@ -142,7 +142,7 @@ def summary(name: str, prediction: Prediction, seconds: float | None) -> str:
     else:
         what = ", ".join(f"{key} {value:.3f}" for key, value in (prediction.dimensions or {}).items())
     windows = prediction.windows or []
-    segments = getattr(prediction, "segments", None)
+    segments = prediction.segments
     if segments:
         extra = f"; {len(segments)} segments on the timeline"
     elif windows:

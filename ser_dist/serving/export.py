@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, first_line
 from ..registry import UntrustedComponentError, check_stored_names, untrusted
 
 META_FILE = "ser_dist.json"
@@ -372,7 +372,7 @@ def load_exported(directory: Path, map_location: str = "cpu"):
         except UserError:
             raise
         except (ValueError, TypeError, RuntimeError, KeyError, IndexError) as err:  # settings in range that still do not build
-            reason = (str(err).strip().splitlines() or [""])[0][:200]
+            reason = first_line(err, default="")
             raise UserError(
                 f"{directory / META_FILE}: its settings do not build a model ({type(err).__name__}: {reason}); re-export the model"
             ) from None

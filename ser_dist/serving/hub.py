@@ -11,7 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import PyTorchModelHubMixin
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..hub_ids import REPO_ID, looks_like_repo_id
 from .export import META_FILE, check_export, load_exported
 
@@ -21,8 +21,7 @@ class HubError(UserError):
 
 
 def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:300]
+    return first_line(err, 300)
 
 
 def download_model(repo_id: str, revision: str | None = None, **kwargs) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .export import load_exported
 from .hub import resolve_model_dir
 from .segments import window_spans
@@ -98,7 +98,7 @@ def resolve_device(device: str | None) -> torch.device:
         try:
             torch.zeros(1, device=resolved)
         except Exception as err:  # mps/xpu/... not built in or not present: torch's reasons vary by backend
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            reason = first_line(err)
             raise UserError(f"--device {device}: not usable here ({reason}); available here: {have}") from None
     return resolved
 
@@ -209,7 +209,7 @@ class EmotionClassifier:
         except Exception as err:  # an unforeseen model failure on one input must not take the others down
             if len(waveforms) > 1:
                 return [result for w in waveforms for result in self._scored([w])]
-            message = (str(err).strip().splitlines() or [""])[0][:200]
+            message = first_line(err, default="")
             return [f"model error: {type(err).__name__}: {message}"]
         return [p if np.isfinite(p).all() else "model output is not finite (NaN/Inf probabilities)" for p in probs]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..models.base import SEROutput
 
 ONNX_FILE = "model.onnx"
@@ -81,7 +81,7 @@ class OnnxModel:
                 str(self.folder / ONNX_FILE), options, providers=providers_for(device or torch.device("cpu"))
             )
         except Exception as err:  # onnxruntime's InvalidGraph / Fail / NoSuchFile: one line
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            reason = first_line(err)
             raise UserError(f"{self.folder / ONNX_FILE}: ONNX Runtime cannot load it ({reason}); re-export the model") from None
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.min_input_samples = int(self.info["min_input_samples"])

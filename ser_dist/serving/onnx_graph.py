@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .onnx_backend import ONNX_FILE, ONNX_META, OnnxModel, require
 
 OPSET = 17
@@ -207,7 +207,7 @@ def write_graph(model: nn.Module, meta: dict, source: Path, model_path, tmp: Pat
         try:
             trace_to_onnx(graph.eval(), inputs, axes, tmp / ONNX_FILE, names)
         except (RuntimeError, TypeError, ValueError, torch.onnx.errors.OnnxExporterError) as err:
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            reason = first_line(err)
             raise UserError(
                 f"ONNX export of {model_path}: the exporter failed ({type(err).__name__}: {reason}); keep using the torch model"
             ) from None
@@ -226,19 +226,18 @@ def write_graph(model: nn.Module, meta: dict, source: Path, model_path, tmp: Pat
         # a Hub id as given; a local folder by its name only (this file is for sharing, not this machine's paths)
         "source": str(model_path) if not Path(model_path).exists() else Path(model_path).resolve().name,
     }
-    (tmp / ONNX_META).write_text(json.dumps(info, indent=2))
-    info["max_abs_difference"] = check_onnx(model, tmp, info, meta)
+    info["max_abs_difference"] = check_onnx(model, tmp, info, meta, (batch, lengths))
     (tmp / ONNX_META).write_text(json.dumps(info, indent=2))
     for name in (META_FILE, "README.md"):
         if (source / name).is_file():
             shutil.copy(source / name, tmp / name)
 
 
-def check_onnx(model: nn.Module, folder: Path, info: dict, meta: dict) -> float:
+def check_onnx(model: nn.Module, folder: Path, info: dict, meta: dict, example: tuple[torch.Tensor, torch.Tensor]) -> float:
     """The largest difference between the torch model's and the graph's probabilities (and dimensions) on
     clips of 2, 1.34 and 0.71 s in one batch, and on the shortest alone; an error above ``TOLERANCE``."""
     runner = OnnxModel(folder, info, meta=meta)
-    batch, lengths = example_batch(model, info["sample_rate"])
+    batch, lengths = example  # example_batch's, the clips the graph was traced on
     worst = 0.0
     cases = [(batch, lengths), (batch[2:, : int(lengths[2])], lengths[2:])]
     if info["padding_changes_output"]:  # group-norm encoders: each clip alone, as EmotionClassifier runs them

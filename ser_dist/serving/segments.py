@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 
 SEGMENT_MODES = ("windows", "vad")
 VAD_RATE = 16000  # what Silero VAD runs at here (its sequence model's only rate): audio at another rate is resampled
@@ -212,7 +212,7 @@ class Segmenter:
         try:
             regions = speech_regions(waveform, self.sample_rate, self.options)
         except Exception as err:  # the VAD failing on one recording must not take the others down
-            self.errors[key] = f"VAD error: {type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:200]}"
+            self.errors[key] = f"VAD error: {type(err).__name__}: {first_line(err, default='')}"
             return []
         self.plans[key] = plan_regions(regions, len(waveform), self.spans, self.minimum)
         return [span for region in self.plans[key] for span in region.windows]
