@@ -132,6 +132,7 @@ def test_onnx_bad_input_is_one_line(deploy_run, tmp_path):
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     refused("export", str(run), str(tmp_path / "busy"), "--format", "onnx", fragments=("busy", "holds other files"))
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    refused("export", str(run), str(tmp_path / "busy" / "notes.txt"), "--format", "onnx", fragments=("notes.txt", "is not a folder"))
     # a damaged graph
     out = tmp_path / "onnx"
     main(["export", str(run), str(out), "--format", "onnx"])

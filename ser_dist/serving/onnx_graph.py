@@ -169,7 +169,9 @@ def export_onnx(model_path: str | Path, out: str | Path, *, revision: str | None
     from .hub import resolve_model_dir
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(p.name not in (ONNX_FILE, ONNX_META, META_FILE, "README.md") for p in out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; give a new or empty folder for the ONNX export")
+    if out.exists() and any(p.name not in (ONNX_FILE, ONNX_META, META_FILE, "README.md") for p in out.iterdir()):
         raise UserError(f"{out}: exists and holds other files; give a new or empty folder (an earlier ONNX export there is replaced)")
     source = resolve_model_dir(model_path, revision=revision)
     model, meta = load_exported(source)
